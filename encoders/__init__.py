@@ -1,0 +1,1 @@
+"""Encoders shared by training and serving: feature front ends, torch towers, ONNX runtime."""

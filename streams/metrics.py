@@ -1,0 +1,94 @@
+"""Prometheus metrics, declared once and built on a registry that is passed in.
+
+Conventions: one ``coldstream_`` prefix, base units (seconds), ``_total`` counters, ``_info``
+for versions, and never a user or song id as a label (unbounded cardinality).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import start_http_server as _start_http_server
+
+STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+E2E_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+COUNT_BUCKETS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500)
+
+#: Pipeline stages timed by ``coldstream_stage_seconds``.
+STAGES = ("decode", "audio", "encode", "upsert", "search", "emit", "user_update")
+
+
+class Metrics:
+    """Every series the worker exports. One instance per process (per registry)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.events = Counter(
+            "coldstream_events", "Input events handled, by topic and outcome (ok, dlq).",
+            ["topic", "outcome"], registry=r)
+        self.dlq = Counter(
+            "coldstream_dlq_events", "Events sent to the dead-letter topic, by reason kind.",
+            ["topic", "kind"], registry=r)
+        self.stage_seconds = Histogram(
+            "coldstream_stage_seconds", "Time spent per pipeline stage.", ["stage"],
+            buckets=STAGE_BUCKETS, registry=r)
+        self.new_song_to_candidates = Histogram(
+            "coldstream_new_song_to_candidates_seconds",
+            "From a songs.new record's timestamp to its candidates being emitted.",
+            buckets=E2E_BUCKETS, registry=r)
+        self.candidates_per_song = Histogram(
+            "coldstream_candidates_per_song", "Candidates emitted per new song.",
+            buckets=COUNT_BUCKETS, registry=r)
+        self.candidates = Counter(
+            "coldstream_candidates", "Candidates emitted, by path.", ["path"], registry=r)
+        self.boundary_checks = Counter(
+            "coldstream_boundary_checks",
+            "U2I users scored against their interest boundary, by result (pass, fail).",
+            ["result"], registry=r)
+        self.songs_indexed = Counter(
+            "coldstream_songs_indexed", "New songs encoded and upserted.", registry=r)
+        self.users_updated = Counter(
+            "coldstream_user_updates", "User vector/boundary recomputations.", registry=r)
+        self.store_seconds = Histogram(
+            "coldstream_vector_store_seconds", "Vector store call latency.", ["op"],
+            buckets=STAGE_BUCKETS, registry=r)
+        self.store_errors = Counter(
+            "coldstream_vector_store_errors", "Vector store calls that failed.", ["op"],
+            registry=r)
+        self.consumer_lag = Gauge(
+            "coldstream_consumer_lag", "End offset minus committed offset (messages).",
+            ["topic", "partition"], registry=r)
+        self.model = Info(
+            "coldstream_model", "Model version this worker serves.", registry=r)
+        self.build = Info("coldstream_build", "Coldstream build.", registry=r)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stage_seconds.labels(stage=name).observe(time.perf_counter() - start)
+
+    @contextmanager
+    def store_call(self, op: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        except Exception:
+            self.store_errors.labels(op=op).inc()
+            raise
+        finally:
+            self.store_seconds.labels(op=op).observe(time.perf_counter() - start)
+
+
+def serve(metrics: Metrics, host: str, port: int) -> int:
+    """Start the /metrics HTTP endpoint; returns the bound port (0 disables)."""
+    if port == 0:
+        return 0
+    server, _thread = _start_http_server(port, addr=host, registry=metrics.registry)
+    return server.server_port

@@ -1,0 +1,112 @@
+"""The one frozen Settings object; the only module that reads the environment.
+
+Every knob is a ``COLDSTREAM_*`` environment variable (see README, "Settings"). Build it once at
+the entry point with :func:`load_settings` and pass it down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Configuration for broker, vector store, models, metrics and pipeline limits."""
+
+    model_config = SettingsConfigDict(env_prefix="COLDSTREAM_", frozen=True, extra="ignore")
+
+    # --- Kafka -------------------------------------------------------------------------------
+    kafka_bootstrap: str | None = Field(
+        None, description="host:port[,host:port]. Unset: start the embedded Tansu broker."
+    )
+    embedded_kafka_port: int = Field(0, description="Port for the embedded broker (0: pick one).")
+    kafka_security_protocol: str = Field(
+        "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
+    )
+    kafka_sasl_mechanism: str | None = Field(None, description="PLAIN, SCRAM-SHA-256/512.")
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    create_topics: bool = Field(True, description="Ensure topics exist with the partition count.")
+    partitions: int = Field(4, ge=1, description="Partitions of every Coldstream topic.")
+    replication_factor: int = Field(1, ge=1)
+    app_id: str = Field("coldstream", description="Faust app id = consumer group id.")
+    session_timeout_s: float | None = Field(
+        None, description="Consumer session timeout; default 6 s embedded, 30 s external."
+    )
+    heartbeat_interval_s: float | None = Field(None, description="Default 1 s embedded, 3 s.")
+
+    topic_songs: str = "songs.new"
+    topic_interactions: str = "interactions"
+    topic_interactions_by_song: str = "coldstream.interactions.by_song"
+    topic_candidates: str = "candidates.coldstart"
+    topic_model_versions: str = "model.versions"
+    topic_dlq: str = "coldstream.dlq"
+
+    # --- Vector store ------------------------------------------------------------------------
+    qdrant_url: str | None = Field(
+        None, description="Qdrant server URL. Unset: embedded Qdrant Edge engine in data_dir."
+    )
+    qdrant_api_key: SecretStr | None = None
+    qdrant_local_path: Path | None = Field(
+        None, description="Use qdrant-client's local mode at this path (tests, small setups)."
+    )
+    data_dir: Path = Field(Path(".coldstream"), description="Embedded state: vectors, models.")
+
+    # --- Models ------------------------------------------------------------------------------
+    model_dir: Path | None = Field(None, description="Model registry; default data_dir/models.")
+    model_version: str | None = Field(None, description="Pin a version; default: current.")
+    onnx_threads: int = Field(1, ge=1, description="intra-op threads per ONNX session.")
+
+    # --- Pipeline ----------------------------------------------------------------------------
+    similar_songs_k: int = Field(20, ge=1, description="I2I2U: known songs per new song.")
+    u2i_users_k: int = Field(200, ge=1, description="U2I: users scored per new song.")
+    max_candidates_per_song: int = Field(50, ge=1, description="Exposure budget per new song.")
+    recent_items_per_user: int = Field(50, ge=1)
+    engagers_per_song: int = Field(100, ge=1)
+    audio_roots: tuple[Path, ...] = Field((), description="Allowed roots for audio_uri files.")
+    audio_schemes: tuple[str, ...] = Field(("file",), description="Allowed audio_uri schemes.")
+    audio_max_bytes: int = Field(20_000_000, ge=1)
+    audio_max_seconds: float = Field(30.0, gt=0, description="Decoded audio is cut here.")
+    max_event_bytes: int = Field(256_000, ge=1, description="Larger events go to the DLQ.")
+
+    # --- Metrics -----------------------------------------------------------------------------
+    metrics_host: str = Field("127.0.0.1", description="Bind address of /metrics.")
+    metrics_port: int = Field(9464, ge=0, description="0 disables the endpoint.")
+    log_level: str = "info"
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.kafka_bootstrap is None
+
+    @property
+    def models_path(self) -> Path:
+        return self.model_dir or self.data_dir / "models"
+
+    @property
+    def effective_session_timeout_s(self) -> float:
+        if self.session_timeout_s is not None:
+            return self.session_timeout_s
+        return 6.0 if self.embedded_broker else 30.0
+
+    @property
+    def effective_heartbeat_s(self) -> float:
+        if self.heartbeat_interval_s is not None:
+            return self.heartbeat_interval_s
+        return 1.0 if self.embedded_broker else 3.0
+
+    def input_topics(self) -> list[str]:
+        return [self.topic_songs, self.topic_interactions, self.topic_interactions_by_song,
+                self.topic_model_versions]
+
+    def all_topics(self) -> list[str]:
+        return [*self.input_topics(), self.topic_candidates, self.topic_dlq]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment once; keyword overrides win (used by the CLI and tests)."""
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""Offline trainer, datasets and evaluation harness."""
