@@ -84,7 +84,8 @@ class ModelVersionEvent(Event):
 class DeadLetter(Event):
     """``coldstream.dlq``: an input we could not process, with everything needed to replay it."""
 
-    original_b64: str
+    original_b64: str = Field(description="Original value bytes, base64 (cut at 512 KiB).")
+    original_size: int = Field(description="Size of the original value in bytes.")
     source_topic: str
     source_partition: int
     source_offset: int

@@ -1,0 +1,100 @@
+"""Audio and text front ends shared by training and serving, so both see identical inputs.
+
+The log-mel front end is plain numpy (no librosa/numba import at worker start-up); training
+uses the same functions, so a model never meets features it was not trained on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class MelConfig:
+    """Log-mel parameters; stored in every model manifest."""
+
+    sample_rate: int = 16_000
+    n_fft: int = 1024
+    hop_length: int = 512
+    n_mels: int = 64
+    fmin: float = 30.0
+    fmax: float = 8_000.0
+    max_seconds: float = 30.0
+
+
+def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
+    return 2595.0 * np.log10(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
+
+
+def mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
+
+
+@lru_cache(maxsize=8)
+def mel_filterbank(cfg: MelConfig) -> np.ndarray:
+    """Triangular HTK-style mel filters, shape (n_mels, n_fft // 2 + 1), area-normalised."""
+    n_bins = cfg.n_fft // 2 + 1
+    freqs = np.linspace(0.0, cfg.sample_rate / 2, n_bins)
+    mels = np.linspace(hz_to_mel(cfg.fmin), hz_to_mel(cfg.fmax), cfg.n_mels + 2)
+    edges = mel_to_hz(mels)
+    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rising = (freqs[None, :] - lower) / (centre - lower)
+    falling = (upper - freqs[None, :]) / (upper - centre)
+    bank = np.maximum(0.0, np.minimum(rising, falling))
+    bank *= (2.0 / (upper - lower))
+    return bank.astype(np.float32)
+
+
+def resample(wave: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    if sr_in == sr_out:
+        return wave.astype(np.float32, copy=False)
+    from math import gcd
+
+    from scipy.signal import resample_poly
+
+    g = gcd(sr_in, sr_out)
+    return resample_poly(wave, sr_out // g, sr_in // g).astype(np.float32)
+
+
+def to_mono(wave: np.ndarray) -> np.ndarray:
+    return wave.mean(axis=1) if wave.ndim == 2 else wave
+
+
+def log_mel(wave: np.ndarray, cfg: MelConfig = MelConfig()) -> np.ndarray:
+    """Mono float waveform at ``cfg.sample_rate`` -> log-mel frames, shape (frames, n_mels)."""
+    wave = np.asarray(wave, dtype=np.float32)[: int(cfg.max_seconds * cfg.sample_rate)]
+    if wave.size < cfg.n_fft:
+        wave = np.pad(wave, (0, cfg.n_fft - wave.size))
+    n_frames = 1 + (wave.size - cfg.n_fft) // cfg.hop_length
+    frames = np.lib.stride_tricks.as_strided(
+        wave, shape=(n_frames, cfg.n_fft),
+        strides=(wave.strides[0] * cfg.hop_length, wave.strides[0]), writeable=False)
+    window = np.hanning(cfg.n_fft).astype(np.float32)
+    power = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2
+    mel = power.astype(np.float32) @ mel_filterbank(cfg).T
+    return np.log(mel + 1e-6).astype(np.float32)
+
+
+def pad_frames(batch: Sequence[np.ndarray], n_mels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stack variable-length log-mels into (B, T, M) plus a (B, T) validity mask."""
+    longest = max((m.shape[0] for m in batch), default=1) or 1
+    out = np.zeros((len(batch), longest, n_mels), dtype=np.float32)
+    mask = np.zeros((len(batch), longest), dtype=np.float32)
+    for i, m in enumerate(batch):
+        out[i, : m.shape[0]] = m
+        mask[i, : m.shape[0]] = 1.0
+    return out, mask
+
+
+def song_text(title: str, artist: str, tags: Sequence[str], description: str | None) -> str:
+    """The text view of a song, identical at training and serving time."""
+    parts = [title.strip(), f"by {artist.strip()}" if artist.strip() else ""]
+    if tags:
+        parts.append("tags: " + ", ".join(t.strip() for t in tags))
+    if description:
+        parts.append(description.strip())
+    return ". ".join(p for p in parts if p)

@@ -1,0 +1,198 @@
+"""ONNX Runtime encoders built from a manifest: what the live worker calls.
+
+``SongEncoder.encode`` turns song texts and (optional) waveforms into unit vectors in the
+model's space; ``UserModel`` turns a user's engagement history into a vector and an interest
+boundary. Both depend only on the manifest, never on ``training``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from .artifacts import ArtifactError, Manifest, Registry
+from .features import MelConfig, log_mel, pad_frames
+
+DAY_MS = 86_400_000
+
+
+def make_session(path: Path, threads: int = 1) -> ort.InferenceSession:
+    """CPU session tuned for a streaming worker: few threads, full graph optimisation."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise ArtifactError(f"cannot load ONNX graph {path.name}: {exc}") from None
+
+
+def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    norm = np.linalg.norm(x, axis=axis, keepdims=True)
+    return (x / np.maximum(norm, 1e-12)).astype(np.float32)
+
+
+class TextEncoder:
+    """Tokenizer + ONNX text tower -> unit vectors (B, dim)."""
+
+    def __init__(self, folder: Path, manifest: Manifest, threads: int = 1) -> None:
+        from tokenizers import Tokenizer
+
+        spec = manifest.text
+        self.dim = spec.dim
+        self.tokenizer = Tokenizer.from_file(str(folder / spec.tokenizer))
+        self.tokenizer.enable_truncation(spec.max_length)
+        self.tokenizer.enable_padding()
+        self.session = make_session(folder / spec.graph, threads)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        enc = self.tokenizer.encode_batch(list(texts))
+        ids = np.array([e.ids for e in enc], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
+        return self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+
+
+class AudioEncoder:
+    """Log-mel front end + ONNX audio tower -> unit vectors (B, dim)."""
+
+    def __init__(self, folder: Path, manifest: Manifest, threads: int = 1) -> None:
+        self.dim = manifest.audio.dim
+        self.mel: MelConfig = manifest.audio.mel_config()
+        self.session = make_session(folder / manifest.audio.graph, threads)
+
+    def features(self, wave: np.ndarray) -> np.ndarray:
+        return log_mel(wave, self.mel)
+
+    def encode_features(self, mels: Sequence[np.ndarray]) -> np.ndarray:
+        if not mels:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        frames, mask = pad_frames(mels, self.mel.n_mels)
+        return self.session.run(None, {"logmel": frames, "mask": mask})[0]
+
+
+@dataclass(frozen=True)
+class SongInput:
+    text: str
+    wave: np.ndarray | None = None  # mono float32 at the model's sample rate
+
+
+class SongEncoder:
+    """Item tower: text + audio -> song vector in the model's space."""
+
+    def __init__(self, folder: Path, manifest: Manifest, threads: int = 1) -> None:
+        self.manifest = manifest
+        self.version = manifest.version
+        self.dim = manifest.dim
+        self.text = TextEncoder(folder, manifest, threads)
+        self.audio = AudioEncoder(folder, manifest, threads)
+        spec = manifest.fusion
+        self.fusion = make_session(folder / spec.graph, threads) if spec.kind == "graph" else None
+        if spec.kind == "graph" and not spec.graph:
+            raise ArtifactError("fusion kind 'graph' needs a graph file")
+
+    @property
+    def sample_rate(self) -> int:
+        return self.audio.mel.sample_rate
+
+    def encode(self, songs: Sequence[SongInput]) -> np.ndarray:
+        text_vecs = self.text.encode([s.text for s in songs])
+        mels = [self.audio.features(s.wave) if s.wave is not None else None for s in songs]
+        return self.fuse(text_vecs, mels)
+
+    def fuse(self, text_vecs: np.ndarray, mels: Sequence[np.ndarray | None]) -> np.ndarray:
+        """Combine text vectors with the audio of those songs that have audio."""
+        has_audio = np.array([m is not None for m in mels], dtype=np.float32)
+        audio_vecs = np.zeros((len(mels), self.audio.dim), dtype=np.float32)
+        idx = [i for i, m in enumerate(mels) if m is not None]
+        if idx:
+            audio_vecs[idx] = self.audio.encode_features([mels[i] for i in idx])
+        if self.fusion is not None:
+            out = self.fusion.run(None, {"text_vector": text_vecs, "audio_vector": audio_vecs,
+                                         "has_audio": has_audio[:, None]})[0]
+            return l2_normalize(out)
+        spec = self.manifest.fusion
+        fused = np.concatenate(
+            [spec.text_weight * text_vecs,
+             spec.audio_weight * audio_vecs * has_audio[:, None]], axis=1)
+        return l2_normalize(fused)
+
+
+@dataclass(frozen=True)
+class HistoryItem:
+    song_id: str
+    action: str
+    ts: int
+
+
+class UserModel:
+    """User tower + interest boundary (provisional rule or trained ONNX towers)."""
+
+    def __init__(self, folder: Path, manifest: Manifest, threads: int = 1) -> None:
+        self.spec = manifest.user
+        self.dim = manifest.dim
+        self.tower = None
+        self.boundary_tower = None
+        if self.spec.kind == "graph":
+            if not (self.spec.graph and self.spec.boundary_graph):
+                raise ArtifactError("user kind 'graph' needs graph and boundary_graph")
+            self.tower = make_session(folder / self.spec.graph, threads)
+            self.boundary_tower = make_session(folder / self.spec.boundary_graph, threads)
+
+    def weights(self, history: Sequence[HistoryItem], now: int) -> np.ndarray:
+        """Action weight x recency decay (half-life) for each history item."""
+        action_w = np.array([self.spec.action_weights.get(h.action, 0.0) for h in history])
+        age_days = np.array([max(0, now - h.ts) / DAY_MS for h in history])
+        return (action_w * 0.5 ** (age_days / self.spec.half_life_days)).astype(np.float32)
+
+    def user_vector(self, vectors: np.ndarray, weights: np.ndarray) -> np.ndarray | None:
+        """History song vectors (L, dim) and weights (L,) -> unit user vector, or None."""
+        if len(vectors) == 0:
+            return None
+        if self.tower is not None:
+            out = self.tower.run(None, {"history": vectors[None].astype(np.float32),
+                                        "weights": weights[None].astype(np.float32)})[0][0]
+            return l2_normalize(out)
+        v = (weights[:, None] * vectors).sum(axis=0)
+        if np.linalg.norm(v) < 1e-9:
+            return None
+        return l2_normalize(v)
+
+    def boundary(self, user_vec: np.ndarray, positive_vectors: np.ndarray) -> float:
+        """Score an item must beat to be delivered to this user."""
+        if self.boundary_tower is not None:
+            return float(self.boundary_tower.run(
+                None, {"user_vector": user_vec[None].astype(np.float32)})[0].reshape(-1)[0])
+        if len(positive_vectors) == 0:
+            return self.spec.boundary_floor
+        scores = positive_vectors @ user_vec
+        q = float(np.quantile(scores, self.spec.boundary_quantile))
+        return max(self.spec.boundary_floor, q - self.spec.boundary_margin)
+
+
+@dataclass
+class LoadedModel:
+    """Everything a worker needs for one model version."""
+
+    manifest: Manifest
+    songs: SongEncoder
+    users: UserModel
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+
+def load_model(registry: Registry, version: str, threads: int = 1) -> LoadedModel:
+    manifest = registry.load(version)
+    folder = registry.path(version)
+    return LoadedModel(manifest, SongEncoder(folder, manifest, threads),
+                       UserModel(folder, manifest, threads))

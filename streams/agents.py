@@ -1,0 +1,102 @@
+"""Thin agent loops: consume, call pipeline steps through the worker context, produce.
+
+Every loop goes through :func:`guarded`, so a bad event is dead-lettered with its reason and
+the stream goes on. Effects are written before the event is acknowledged (Faust commits an
+offset only after the agent moved past it and the producer was flushed): at-least-once, with
+deterministic ids and offset/event-id de-duplication making replays harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import faust
+
+from . import pipeline
+from .context import WorkerContext
+from .dlq import send_to_dlq
+from .errors import EventError, UnknownEntityError
+from .events import InteractionEvent, SongEvent, decode, encode, now_ms
+from .topics import Tables, Topics
+
+log = logging.getLogger(__name__)
+
+
+async def guarded(ctx: WorkerContext, topics: Topics, event: Any,
+                  handler: Callable[[Any], Awaitable[str]]) -> None:
+    topic = event.message.topic
+    try:
+        outcome = await handler(event)
+        ctx.metrics.events.labels(topic=topic, outcome=outcome).inc()
+    except EventError as exc:
+        await send_to_dlq(topics.dlq, event, exc)
+        ctx.metrics.events.labels(topic=topic, outcome="dlq").inc()
+        ctx.metrics.dlq.labels(topic=topic, kind=exc.kind).inc()
+    except Exception as exc:  # a bug must not stop the stream: dead-letter and go on
+        log.exception("unexpected failure on %s", topic)
+        await send_to_dlq(topics.dlq, event, exc)
+        ctx.metrics.events.labels(topic=topic, outcome="dlq").inc()
+        ctx.metrics.dlq.labels(topic=topic, kind="internal").inc()
+
+
+def register_agents(app: faust.App, ctx: WorkerContext, topics: Topics, tables: Tables) -> None:
+    s, m = ctx.settings, ctx.metrics
+
+    def decoded(event: Any, model: type) -> Any:
+        with m.stage("decode"):
+            return decode(event.value, model, max_bytes=s.max_event_bytes)
+
+    async def on_song(event: Any) -> str:
+        song: SongEvent = decoded(event, SongEvent)
+        result = await ctx.run(ctx.process_song, song)
+        start = time.perf_counter()
+        for cand in result.candidates:
+            await topics.candidates.send(key=cand.user_id.encode(), value=encode(cand))
+            m.candidates.labels(path=cand.path).inc()
+        m.stage_seconds.labels(stage="emit").observe(time.perf_counter() - start)
+        m.candidates_per_song.observe(len(result.candidates))
+        m.songs_indexed.inc()
+        produced_ms = event.message.timestamp * 1000 if event.message.timestamp else None
+        if produced_ms:
+            m.new_song_to_candidates.observe(max(0.0, (now_ms() - produced_ms) / 1000))
+        log.info("song %s -> %d candidates", song.song_id, len(result.candidates))
+        return "ok"
+
+    async def on_interaction(event: Any) -> str:
+        ev: InteractionEvent = decoded(event, InteractionEvent)
+        state = tables.user_state.get(ev.user_id) or pipeline.new_user_state()
+        msg = event.message
+        if pipeline.is_duplicate(state, ev, msg.partition, msg.offset):
+            return "duplicate"
+        if not await ctx.run(ctx.song_known, ev.song_id):
+            raise UnknownEntityError(f"song_id {ev.song_id!r} is not in the catalogue")
+        new_state = pipeline.apply_interaction(state, ev, msg.partition, msg.offset, ctx.cfg)
+        new_state["boundary"] = await ctx.run(ctx.update_user, ev.user_id, new_state)
+        tables.user_state[ev.user_id] = new_state
+        await topics.interactions_by_song.send(key=ev.song_id.encode(), value=event.value)
+        return "ok"
+
+    async def on_engagement(event: Any) -> str:
+        ev: InteractionEvent = decoded(event, InteractionEvent)
+        before = tables.song_engagers.get(ev.song_id) or []
+        after = pipeline.update_engagers(before, ev, ctx.cfg.engagers_per_song)
+        if after != before:
+            await ctx.run(ctx.write_engagers, ev.song_id, after)
+            tables.song_engagers[ev.song_id] = after
+        return "ok"
+
+    def loop(topic: Any, name: str, handler: Callable[[Any], Awaitable[str]]) -> None:
+        async def agent(stream: Any) -> None:
+            async for event in stream.events():
+                await guarded(ctx, topics, event, handler)
+
+        agent.__name__ = name
+        agent.__qualname__ = name
+        app.agent(topic, name=f"coldstream.{name}")(agent)
+
+    loop(topics.songs, "songs", on_song)
+    loop(topics.interactions, "interactions", on_interaction)
+    loop(topics.interactions_by_song, "engagement", on_engagement)

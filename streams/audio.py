@@ -1,0 +1,69 @@
+"""Fetch and decode ``audio_uri`` safely: it is attacker-controlled input.
+
+Only configured schemes (``file`` by default) and files under configured roots are read;
+``..`` and symlinks that leave a root are refused after full resolution; the byte size is
+checked before reading and decoding stops at the duration limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+
+from encoders.features import resample, to_mono
+
+from .errors import AudioDecodeError, AudioNotAllowed, AudioTooLarge
+
+
+def resolve_audio_path(uri: str, roots: Sequence[Path], schemes: Sequence[str]) -> Path:
+    """URI -> a real file path inside one of ``roots``, or AudioNotAllowed saying why."""
+    if "\x00" in uri:
+        raise AudioNotAllowed("audio_uri contains a NUL byte")
+    parsed = urlparse(uri)
+    scheme = parsed.scheme or "file"
+    if len(scheme) == 1:  # a Windows drive letter is not a scheme
+        raise AudioNotAllowed(f"audio_uri scheme {scheme!r} is not allowed")
+    if scheme not in schemes:
+        raise AudioNotAllowed(f"audio_uri scheme {scheme!r} is not allowed "
+                              f"(allowed: {', '.join(schemes) or 'none'})")
+    if scheme != "file":
+        raise AudioNotAllowed(f"audio_uri scheme {scheme!r} has no fetcher in this build")
+    if parsed.netloc not in ("", "localhost"):
+        raise AudioNotAllowed(f"audio_uri host {parsed.netloc!r} is not allowed for file://")
+    raw_path = unquote(parsed.path) if parsed.scheme else uri
+    if not roots:
+        raise AudioNotAllowed("no audio roots configured (COLDSTREAM_AUDIO_ROOTS)")
+    candidate = Path(raw_path)
+    for root in roots:
+        real_root = Path(root).resolve()
+        full = (candidate if candidate.is_absolute() else real_root / candidate).resolve()
+        if full.is_relative_to(real_root):
+            if not full.is_file():
+                raise AudioNotAllowed(f"audio file {raw_path!r} does not exist")
+            return full
+    raise AudioNotAllowed(f"audio_uri {raw_path!r} resolves outside the allowed roots")
+
+
+def load_audio(path: Path, sample_rate: int, max_bytes: int, max_seconds: float) -> np.ndarray:
+    """Decode at most ``max_seconds`` of mono audio at ``sample_rate``."""
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise AudioTooLarge(f"audio file is {size} bytes, limit is {max_bytes}")
+    import soundfile as sf
+
+    try:
+        with sf.SoundFile(str(path)) as f:
+            frames = int(min(f.frames if f.frames > 0 else 1 << 62, max_seconds * f.samplerate))
+            wave = f.read(frames, dtype="float32", always_2d=False)
+            sr = f.samplerate
+    except Exception as exc:  # libsndfile raises RuntimeError/LibsndfileError/TypeError
+        raise AudioDecodeError(f"cannot decode audio: {exc}") from None
+    wave = to_mono(np.asarray(wave))
+    if wave.size == 0:
+        raise AudioDecodeError("audio has no samples")
+    if not np.isfinite(wave).all():
+        raise AudioDecodeError("audio contains NaN or infinite samples")
+    return resample(wave, sr, sample_rate)

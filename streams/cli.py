@@ -1,0 +1,130 @@
+"""The ``coldstream`` command line: up, worker, demo, produce, tail (and training commands)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+
+from .settings import Settings, load_settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Coldstream: get brand-new songs to the right listeners in seconds.")
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("aiokafka", "faust", "mode", "onnx_ir", "httpx"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def settings_or_exit() -> Settings:
+    try:
+        return load_settings()
+    except Exception as exc:  # pydantic's message names the bad variable
+        typer.echo(f"invalid COLDSTREAM_* setting: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def bootstrap_or_exit(settings: Settings, bootstrap: str | None) -> str:
+    server = bootstrap or settings.kafka_bootstrap
+    if not server:
+        typer.echo("no broker: pass --bootstrap or set COLDSTREAM_KAFKA_BOOTSTRAP", err=True)
+        raise typer.Exit(2)
+    return server
+
+
+@app.command()
+def worker() -> None:
+    """Run one worker (starts the embedded broker when COLDSTREAM_KAFKA_BOOTSTRAP is unset)."""
+    from .worker import run_worker
+
+    settings = settings_or_exit()
+    setup_logging(settings.log_level)
+    run_worker(settings)
+
+
+@app.command()
+def up() -> None:
+    """Broker, vector store and worker in the foreground (embedded unless configured)."""
+    from .worker import run_worker
+
+    settings = settings_or_exit()
+    setup_logging(settings.log_level)
+    if settings.embedded_broker:
+        typer.echo("starting embedded Tansu broker, Qdrant Edge store and one worker; "
+                   "Ctrl-C stops everything")
+    run_worker(settings)
+
+
+@app.command()
+def produce(
+    topic: str,
+    file: Annotated[Path | None, typer.Argument(help="JSONL file; stdin when omitted")] = None,
+    bootstrap: Annotated[str | None, typer.Option(help="host:port")] = None,
+    key_field: Annotated[str | None, typer.Option(help="Field used as message key")] = None,
+) -> None:
+    """Send JSON events (one per line) to a topic, keyed for co-partitioning."""
+    from .broker import client_config
+    from .client import json_records
+    from .client import produce as send
+
+    settings = settings_or_exit()
+    server = bootstrap_or_exit(settings, bootstrap)
+    stream = file.open("rb") if file else sys.stdin.buffer
+    payloads = (orjson.loads(line) for line in stream if line.strip())
+    n = asyncio.run(send(server, topic, json_records(topic, payloads, key_field),
+                         **client_config(settings)))
+    typer.echo(f"sent {n} events to {topic}", err=True)
+
+
+@app.command()
+def tail(
+    topic: str,
+    bootstrap: Annotated[str | None, typer.Option(help="host:port")] = None,
+    from_beginning: Annotated[bool, typer.Option(help="Start at the oldest record")] = True,
+    max_messages: Annotated[int | None, typer.Option("--max", help="Stop after N")] = None,
+    idle_timeout: Annotated[float | None, typer.Option(help="Stop after N idle seconds")] = None,
+) -> None:
+    """Print a topic's records as JSON lines (e.g. candidates.coldstart)."""
+    from .broker import client_config
+    from .client import consume
+
+    settings = settings_or_exit()
+    server = bootstrap_or_exit(settings, bootstrap)
+
+    async def run() -> None:
+        async for rec in consume(server, topic, from_beginning=from_beginning,
+                                 idle_timeout=idle_timeout, max_messages=max_messages,
+                                 **client_config(settings)):
+            sys.stdout.write(rec.value.decode("utf-8", "replace") + "\n")
+            sys.stdout.flush()
+
+    asyncio.run(run())
+
+
+@app.command()
+def demo(
+    songs: Annotated[int, typer.Option(help="New songs to publish")] = 12,
+    keep_running: Annotated[bool, typer.Option(help="Keep the worker up at the end")] = False,
+) -> None:
+    """Run everything on embedded defaults with a small real catalogue and show candidates."""
+    from .demo import run_demo
+
+    settings = settings_or_exit()
+    setup_logging("warning")
+    run_demo(settings, new_songs=songs, keep_running=keep_running)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""Compatibility shim for the embedded Tansu broker's end-offset quirk.
+
+Tansu 0.6.0 answers ListOffsets(latest) with the *first offset of the newest record batch + 1*
+instead of the true end offset. Faust's table recovery reads a changelog up to that
+"highwater", so a batch of several changelog records is only partly replayed and table state is
+silently lost on restart (measured: a counter table recovered 2 instead of 3). We fix it by
+reading the newest batch and taking its last offset + 1.
+
+The shim is wired in through the ``tansu://`` broker URL scheme, which only the embedded broker
+uses: against a real Kafka cluster (``kafka://``) Faust's stock transport runs unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import aiokafka
+from aiokafka.structs import TopicPartition
+from faust.transport import drivers
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+SCHEME = "tansu"
+
+
+async def true_end_offsets(bootstrap: str | list[str], reported: Mapping[Any, int],
+                           **client: Any) -> dict[Any, int]:
+    """Correct under-reported end offsets by fetching each partition's newest batch.
+
+    ``reported`` maps TopicPartition-like keys to the broker's answer. Partitions reported as
+    empty (0) are empty for real: Tansu only errs once a batch exists.
+    """
+    result = dict(reported)
+    todo = {tp: off for tp, off in reported.items() if off and off > 0}
+    if not todo:
+        return result
+    consumer = aiokafka.AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+        auto_offset_reset="earliest", **client)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(tp.topic, tp.partition) for tp in todo]
+        consumer.assign(tps)
+        for tp, off in todo.items():
+            consumer.seek(TopicPartition(tp.topic, tp.partition), off - 1)
+        while True:
+            batch = await consumer.getmany(timeout_ms=300)
+            if not any(batch.values()):
+                break
+            for ktp, records in batch.items():
+                for key in todo:
+                    if key.topic == ktp.topic and key.partition == ktp.partition:
+                        result[key] = max(result[key], records[-1].offset + 1)
+    finally:
+        await consumer.stop()
+    return result
+
+
+class TansuConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's aiokafka consumer thread with corrected highwaters (used by table recovery)."""
+
+    async def _highwaters(self, partitions: Iterable[Any]) -> Mapping[Any, int]:
+        reported = await super()._highwaters(list(partitions))
+        transport = self.transport
+        servers = faust_aiokafka.server_list(transport.url, transport.default_port)
+        return await true_end_offsets(servers, reported)
+
+
+class TansuConsumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> TansuConsumerThread:
+        return TansuConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class TansuTransport(faust_aiokafka.Transport):
+    """The aiokafka transport plus the end-offset fix; selected by ``tansu://`` URLs."""
+
+    Consumer = TansuConsumer
+
+
+def register() -> None:
+    """Make ``tansu://host:port`` resolve to :class:`TansuTransport` (idempotent)."""
+    drivers.TRANSPORTS.aliases[SCHEME] = f"{__name__}:TansuTransport"

@@ -1,0 +1,295 @@
+"""Pure pipeline steps: song -> vector -> upsert -> candidates; interaction -> user state.
+
+No Faust import: everything here is testable without Kafka. Agents call these functions and
+only add I/O (consuming, producing, committing).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from encoders.features import song_text
+from encoders.runtime import HistoryItem, LoadedModel, SongInput
+
+from .events import CandidateEvent, InteractionEvent, SongEvent, now_ms
+from .ids import candidate_id, song_point_id, user_point_id
+from .metrics import Metrics
+from .stores import Hit, Point, VectorStore, Where
+
+#: How strongly an action ties a listener to a seed song in I2I2U (skip: no tie).
+ENGAGEMENT = {"collect": 1.0, "complete": 0.8, "play": 0.4}
+POSITIVE_ACTIONS = frozenset(ENGAGEMENT)
+SONG_INDEXES = {"is_cold": "integer", "artist": "keyword", "released_at": "integer",
+                "model_version": "keyword"}
+USER_INDEXES = {"boundary": "float", "updated_at": "integer"}
+
+
+@dataclass(frozen=True)
+class Collections:
+    """Per-model-version collections: vector spaces are never mixed."""
+
+    songs: str
+    users: str
+
+    @classmethod
+    def for_version(cls, version: str) -> Collections:
+        safe = re.sub(r"[^A-Za-z0-9_]", "_", version)
+        return cls(songs=f"songs__{safe}", users=f"users__{safe}")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    similar_songs_k: int = 20
+    u2i_users_k: int = 200
+    max_candidates_per_song: int = 50
+    recent_items_per_user: int = 50
+    engagers_per_song: int = 100
+    recent_event_ids: int = 64
+
+
+def ensure_collections(store: VectorStore, model: LoadedModel) -> Collections:
+    cols = Collections.for_version(model.version)
+    store.ensure_collection(cols.songs, model.manifest.dim, SONG_INDEXES)
+    store.ensure_collection(cols.users, model.manifest.dim, USER_INDEXES)
+    return cols
+
+
+# ---------------------------------------------------------------------------------------------
+# Songs
+# ---------------------------------------------------------------------------------------------
+
+
+def song_input(song: SongEvent, wave: np.ndarray | None) -> SongInput:
+    return SongInput(song_text(song.title, song.artist, song.tags, song.description), wave)
+
+
+def song_payload(song: SongEvent, version: str, previous: dict[str, Any] | None) -> dict:
+    """Payload of a song point; keeps engagement already recorded (a replay must not erase it)."""
+    engagers = (previous or {}).get("engagers", [])
+    return {"song_id": song.song_id, "title": song.title, "artist": song.artist,
+            "tags": list(song.tags), "released_at": song.released_at,
+            "is_cold": 0 if engagers else 1, "engagers": engagers, "model_version": version,
+            "has_audio": 0}
+
+
+def upsert_song(store: VectorStore, cols: Collections, song: SongEvent, vector: np.ndarray,
+                version: str, has_audio: bool) -> str:
+    pid = song_point_id(song.song_id)
+    existing = store.retrieve(cols.songs, [pid], with_vector=False)
+    payload = song_payload(song, version, existing[0].payload if existing else None)
+    payload["has_audio"] = int(has_audio)
+    store.upsert(cols.songs, [Point(pid, vector, payload)])
+    return pid
+
+
+@dataclass
+class Scored:
+    """One user's evidence for one new song, from either path."""
+
+    user_id: str
+    i2i2u: float = 0.0
+    u2i: float | None = None
+    boundary: float | None = None
+    seeds: list[tuple[str, str, float]] = field(default_factory=list)  # (song_id, title, sim)
+
+    @property
+    def passes_boundary(self) -> bool:
+        return self.u2i is not None and self.boundary is not None and self.u2i > self.boundary
+
+    @property
+    def path(self) -> str:
+        if self.seeds and self.passes_boundary:
+            return "both"
+        return "u2i" if self.passes_boundary else "i2i2u"
+
+    @property
+    def score(self) -> float:
+        return max(self.i2i2u, self.u2i if self.passes_boundary else 0.0)
+
+
+def i2i2u(similar: Sequence[Hit], into: dict[str, Scored]) -> None:
+    """Known similar songs -> their engaged listeners, noisy-OR of sim x engagement.
+
+    A listener tied to several similar songs gets more evidence, but never more than 1.
+    """
+    for hit in similar:
+        sim = max(0.0, hit.score)
+        for user_id, action, _ts in hit.payload.get("engagers", []):
+            strength = sim * ENGAGEMENT.get(action, 0.0)
+            if strength <= 0:
+                continue
+            s = into.setdefault(user_id, Scored(user_id))
+            s.i2i2u = 1.0 - (1.0 - s.i2i2u) * (1.0 - min(strength, 1.0))
+            if len(s.seeds) < 5:
+                s.seeds.append((hit.payload["song_id"], hit.payload.get("title", ""), sim))
+
+
+def u2i(users: Sequence[Hit], into: dict[str, Scored], metrics: Metrics | None = None) -> None:
+    """Users whose vector scores the song; gate later by each user's own boundary."""
+    for hit in users:
+        s = into.setdefault(hit.payload["user_id"], Scored(hit.payload["user_id"]))
+        s.u2i = hit.score
+        s.boundary = float(hit.payload.get("boundary", 1.0))
+        if metrics is not None:
+            metrics.boundary_checks.labels(result="pass" if s.passes_boundary else "fail").inc()
+
+
+def explain(s: Scored) -> str:
+    parts = []
+    if s.seeds:
+        names = ", ".join(f"'{title or sid}'" for sid, title, _ in s.seeds[:3])
+        parts.append(f"you engaged with similar songs {names}")
+    if s.passes_boundary:
+        parts.append(f"it matches your taste ({s.u2i:.2f} > your boundary {s.boundary:.2f})")
+    return "; ".join(parts) or "no evidence"
+
+
+def select(scored: dict[str, Scored], cap: int) -> list[Scored]:
+    """Keep users with evidence (I2I2U tie or U2I pass), best first, within the song's budget."""
+    keep = [s for s in scored.values() if s.seeds or s.passes_boundary]
+    keep.sort(key=lambda s: (-s.score, s.user_id))
+    return keep[:cap]
+
+
+def candidates_for_song(store: VectorStore, cols: Collections, song: SongEvent,
+                        vector: np.ndarray, version: str, cfg: PipelineConfig,
+                        metrics: Metrics | None = None) -> list[CandidateEvent]:
+    """Both paths, merged, de-duplicated per user, capped, explained."""
+    pid = song_point_id(song.song_id)
+    similar = store.search(cols.songs, vector, cfg.similar_songs_k,
+                           Where(equals={"is_cold": 0}, exclude_ids=frozenset([pid])))
+    users = store.search(cols.users, vector, cfg.u2i_users_k)
+    scored: dict[str, Scored] = {}
+    i2i2u(similar, scored)
+    u2i(users, scored, metrics)
+    missing = [s.user_id for s in scored.values() if s.boundary is None]
+    if missing:  # report each I2I2U listener's boundary and own score too
+        by_pid = {user_point_id(u): u for u in missing}
+        for rec in store.retrieve(cols.users, list(by_pid), with_vector=True):
+            s = scored[by_pid[rec.id]]
+            s.boundary = float(rec.payload.get("boundary", 1.0))
+            if rec.vector is not None:
+                s.u2i = float(rec.vector @ vector)
+    created = now_ms()
+    return [CandidateEvent(
+        schema_version=1, event_id=candidate_id(song.song_id, s.user_id, version),
+        candidate_id=candidate_id(song.song_id, s.user_id, version), song_id=song.song_id,
+        user_id=s.user_id, score=round(float(s.score), 6),
+        boundary=None if s.boundary is None else round(s.boundary, 6), path=s.path,
+        seed_song_ids=[sid for sid, _, _ in s.seeds], model_version=version,
+        created_at=created, explanation=explain(s),
+    ) for s in select(scored, cfg.max_candidates_per_song)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Users
+# ---------------------------------------------------------------------------------------------
+
+
+def new_user_state() -> dict[str, Any]:
+    return {"history": [], "counts": {}, "offsets": {}, "event_ids": [], "boundary": None}
+
+
+def is_duplicate(state: dict[str, Any], event: InteractionEvent, partition: int,
+                 offset: int) -> bool:
+    """Replays (same offset) and producer duplicates (same event_id) change nothing."""
+    last = state["offsets"].get(str(partition))
+    return (last is not None and offset <= last) or event.event_id in state["event_ids"]
+
+
+def apply_interaction(state: dict[str, Any], event: InteractionEvent, partition: int,
+                      offset: int, cfg: PipelineConfig) -> dict[str, Any]:
+    """Return the new user state (a pure function of old state and event)."""
+    history = [*state["history"], [event.song_id, event.action, event.ts]]
+    history.sort(key=lambda h: h[2])
+    counts = dict(state["counts"])
+    counts[event.action] = counts.get(event.action, 0) + 1
+    return {
+        "history": history[-cfg.recent_items_per_user:],
+        "counts": counts,
+        "offsets": {**state["offsets"], str(partition): offset},
+        "event_ids": [*state["event_ids"], event.event_id][-cfg.recent_event_ids:],
+        "boundary": state.get("boundary"),
+    }
+
+
+class SongVectorCache:
+    """LRU of song vectors for one model version: song vectors never change within a version."""
+
+    def __init__(self, capacity: int = 50_000) -> None:
+        self.capacity = capacity
+        self._data: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def get_many(self, store: VectorStore, collection: str,
+                 song_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        missing = []
+        for sid in song_ids:
+            vec = self._data.get(sid)
+            if vec is None:
+                missing.append(sid)
+            else:
+                self._data.move_to_end(sid)
+                found[sid] = vec
+        if missing:
+            by_pid = {song_point_id(s): s for s in missing}
+            for rec in store.retrieve(collection, list(by_pid), with_vector=True):
+                sid = by_pid[rec.id]
+                found[sid] = self._data[sid] = rec.vector
+            while len(self._data) > self.capacity:
+                self._data.popitem(last=False)
+        return found
+
+    def clear(self) -> None:
+        self._data.clear()
+
+
+def user_update(store: VectorStore, cols: Collections, model: LoadedModel,
+                cache: SongVectorCache, user_id: str, state: dict[str, Any],
+                now: int | None = None) -> tuple[np.ndarray | None, float]:
+    """Recompute the user's vector and boundary from state and upsert them (idempotent)."""
+    now = now if now is not None else now_ms()
+    history = [HistoryItem(s, a, t) for s, a, t in state["history"]]
+    vectors = cache.get_many(store, cols.songs, [h.song_id for h in history])
+    known = [h for h in history if h.song_id in vectors]
+    if not known:
+        return None, model.users.spec.boundary_floor
+    mat = np.stack([vectors[h.song_id] for h in known])
+    user_vec = model.users.user_vector(mat, model.users.weights(known, now))
+    if user_vec is None:
+        return None, model.users.spec.boundary_floor
+    positives = np.stack([vectors[h.song_id] for h in known if h.action in POSITIVE_ACTIONS]
+                         or [np.zeros(model.manifest.dim, dtype=np.float32)])
+    boundary = model.users.boundary(user_vec, positives)
+    store.upsert(cols.users, [Point(user_point_id(user_id), user_vec, {
+        "user_id": user_id, "boundary": float(boundary), "updated_at": now,
+        "model_version": model.version, "events": int(sum(state["counts"].values())),
+    })])
+    return user_vec, boundary
+
+
+def song_known(store: VectorStore, cols: Collections, cache: SongVectorCache,
+               song_id: str) -> bool:
+    return bool(cache.get_many(store, cols.songs, [song_id]))
+
+
+def update_engagers(engagers: list[list[Any]], event: InteractionEvent,
+                    limit: int) -> list[list[Any]]:
+    """Newest positive listeners of a song; a skip withdraws the listener's tie."""
+    kept = [e for e in engagers if e[0] != event.user_id]
+    if event.action in POSITIVE_ACTIONS:
+        kept.append([event.user_id, event.action, event.ts])
+    kept.sort(key=lambda e: e[2])
+    return kept[-limit:]
+
+
+def write_engagers(store: VectorStore, cols: Collections, song_id: str,
+                   engagers: list[list[Any]]) -> None:
+    store.set_payload(cols.songs, song_point_id(song_id),
+                      {"engagers": engagers, "is_cold": 0 if engagers else 1})

@@ -1,0 +1,53 @@
+"""Topics and tables, declared once; agents only import them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from .settings import Settings
+
+USER_STATE_TABLE = "user_state"
+SONG_ENGAGERS_TABLE = "song_engagers"
+TABLES = [USER_STATE_TABLE, SONG_ENGAGERS_TABLE]
+
+
+@dataclass
+class Topics:
+    songs: Any
+    interactions: Any
+    interactions_by_song: Any
+    candidates: Any
+    model_versions: Any
+    dlq: Any
+
+
+@dataclass
+class Tables:
+    user_state: Any      # user_id -> history, counts, offsets, recent event ids (changelogged)
+    song_engagers: Any   # song_id -> newest positive listeners (changelogged)
+
+
+def declare_topics(app: faust.App, s: Settings) -> Topics:
+    """Raw bytes in and out: decoding and validation happen in our code, so bad input is
+    dead-lettered with a precise reason instead of crashing a Faust serializer."""
+
+    def topic(name: str) -> Any:
+        return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw",
+                         value_serializer="raw", partitions=s.partitions)
+
+    return Topics(
+        songs=topic(s.topic_songs), interactions=topic(s.topic_interactions),
+        interactions_by_song=topic(s.topic_interactions_by_song),
+        candidates=topic(s.topic_candidates), model_versions=topic(s.topic_model_versions),
+        dlq=topic(s.topic_dlq))
+
+
+def declare_tables(app: faust.App, s: Settings) -> Tables:
+    def table(name: str) -> Any:
+        return app.Table(name, key_type=str, value_type=Any, key_serializer="json",
+                         value_serializer="json", partitions=s.partitions)
+
+    return Tables(user_state=table(USER_STATE_TABLE), song_engagers=table(SONG_ENGAGERS_TABLE))

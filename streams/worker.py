@@ -1,0 +1,63 @@
+"""Worker lifecycle: broker (embedded or external) -> topics -> store -> model -> Faust."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import ExitStack, suppress
+from pathlib import Path
+
+import faust
+
+from encoders.provisional import ensure_model
+
+from .app import create_app
+from .broker import EmbeddedBroker, changelog_topics, client_config, ensure_topics
+from .context import WorkerContext
+from .metrics import Metrics, serve
+from .settings import Settings
+from .stores import MeteredStore, open_store
+from .topics import TABLES
+
+log = logging.getLogger(__name__)
+
+
+def prepare_topics(settings: Settings, bootstrap: str) -> None:
+    if not settings.create_topics:
+        return
+    topics = settings.all_topics() + changelog_topics(settings, TABLES)
+    created = asyncio.run(ensure_topics(bootstrap, topics, settings.partitions,
+                                        settings.replication_factor, **client_config(settings)))
+    if created:
+        log.info("created topics: %s", ", ".join(created))
+
+
+def start_embedded_broker(settings: Settings, stack: ExitStack) -> str:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    broker = EmbeddedBroker(port=settings.embedded_kafka_port,
+                            log_path=Path(settings.data_dir) / "tansu.log")
+    stack.enter_context(broker)
+    return broker.bootstrap
+
+
+def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
+    """Run one worker in the foreground until SIGINT/SIGTERM; clean up everything it started."""
+    with ExitStack() as stack:
+        if bootstrap is None:
+            bootstrap = settings.kafka_bootstrap or start_embedded_broker(settings, stack)
+        prepare_topics(settings, bootstrap)
+        metrics = Metrics()
+        metrics.build.info({"version": "0.1.0"})
+        store = MeteredStore(open_store(settings), metrics)
+        ctx = WorkerContext(settings, store, metrics)
+        stack.callback(ctx.close)
+        version = settings.model_version or ensure_model(ctx.registry)
+        ctx.load(version)
+        port = serve(metrics, settings.metrics_host, settings.metrics_port)
+        if port:
+            log.info("metrics on http://%s:%d/metrics", settings.metrics_host, port)
+        app = create_app(settings, ctx, bootstrap)
+        worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True,
+                              override_logging=False)
+        with suppress(SystemExit):
+            worker.execute_from_commandline()
