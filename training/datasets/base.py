@@ -140,10 +140,13 @@ def make_catalogue(song_id: Any, title: Any, artist: Any | None = None,
         "title": [str(t) if str(t) else str(s) for t, s in zip(title, song_id, strict=True)],
         "artist": [""] * n if artist is None else ["" if _missing(a) else str(a) for a in artist],
         "tags": [[] for _ in range(n)] if tags is None else [_tag_list(t) for t in tags],
-        "description": [None] * n if description is None else
-        [None if _missing(d) else str(d) for d in description],
-        "audio_path": [None] * n if audio_path is None else
-        [None if _missing(p) else str(p) for p in audio_path],
+        # object dtype: pandas 3 would turn None into NaN in an inferred string column
+        "description": pd.Series([None] * n if description is None else
+                                 [None if _missing(d) else str(d) for d in description],
+                                 dtype=object),
+        "audio_path": pd.Series([None] * n if audio_path is None else
+                                [None if _missing(p) else str(p) for p in audio_path],
+                                dtype=object),
         "released_at": (np.full(n, -1, dtype=np.int64) if released_at is None
                         else np.asarray(released_at, dtype=np.int64)),
     })

@@ -39,10 +39,12 @@ def parse_ts(values: pd.Series) -> np.ndarray:
     if pd.api.types.is_numeric_dtype(values):
         return values.to_numpy(dtype=np.int64)
     as_num = pd.to_numeric(values, errors="coerce")
-    if as_num.notna().all():
-        return as_num.to_numpy(dtype=np.int64)
-    stamps = pd.to_datetime(values, utc=True, format="mixed")
-    return (stamps.astype("int64") // 1_000_000).to_numpy(dtype=np.int64)
+    out = as_num.fillna(0).to_numpy(dtype=np.int64)
+    text = as_num.isna().to_numpy()
+    if text.any():
+        stamps = pd.to_datetime(values[text], utc=True, format="mixed")
+        out[text] = stamps.to_numpy(dtype="datetime64[ms]").astype(np.int64)
+    return out
 
 
 def load_catalogue(path: str | Path) -> pd.DataFrame:
