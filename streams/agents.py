@@ -18,7 +18,7 @@ import faust
 from . import pipeline
 from .context import WorkerContext
 from .dlq import send_to_dlq
-from .errors import EventError, UnknownEntityError
+from .errors import EventError
 from .events import InteractionEvent, SongEvent, decode, encode, now_ms
 from .topics import Tables, Topics
 
@@ -51,7 +51,8 @@ def register_agents(app: faust.App, ctx: WorkerContext, topics: Topics, tables: 
 
     async def on_song(event: Any) -> str:
         song: SongEvent = decoded(event, SongEvent)
-        result = await ctx.run(ctx.process_song, song)
+        engagers = tables.song_engagers.get(song.song_id) or []  # co-partitioned with songs
+        result = await ctx.run(ctx.process_song, song, engagers)
         start = time.perf_counter()
         for cand in result.candidates:
             await topics.candidates.send(key=cand.user_id.encode(), value=encode(cand))
@@ -71,8 +72,8 @@ def register_agents(app: faust.App, ctx: WorkerContext, topics: Topics, tables: 
         msg = event.message
         if pipeline.is_duplicate(state, ev, msg.partition, msg.offset):
             return "duplicate"
-        if not await ctx.run(ctx.song_known, ev.song_id):
-            raise UnknownEntityError(f"song_id {ev.song_id!r} is not in the catalogue")
+        # A song not indexed yet (its songs.new may still be in flight) stays in the history;
+        # it counts towards the user's vector once the song is known.
         new_state = pipeline.apply_interaction(state, ev, msg.partition, msg.offset, ctx.cfg)
         new_state["boundary"] = await ctx.run(ctx.update_user, ev.user_id, new_state)
         tables.user_state[ev.user_id] = new_state
@@ -84,7 +85,9 @@ def register_agents(app: faust.App, ctx: WorkerContext, topics: Topics, tables: 
         before = tables.song_engagers.get(ev.song_id) or []
         after = pipeline.update_engagers(before, ev, ctx.cfg.engagers_per_song)
         if after != before:
-            await ctx.run(ctx.write_engagers, ev.song_id, after)
+            # An unknown song gets its listeners from this table when its songs.new arrives.
+            if await ctx.run(ctx.song_known, ev.song_id):
+                await ctx.run(ctx.write_engagers, ev.song_id, after)
             tables.song_engagers[ev.song_id] = after
         return "ok"
 

@@ -12,6 +12,7 @@ measured gaps that this module and :mod:`streams.compat` handle:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -142,11 +143,9 @@ async def ensure_topics(bootstrap: str, topics: list[str], partitions: int,
         existing = set(await admin.list_topics())
         missing = [t for t in topics if t not in existing]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # a peer worker won the race
                 await admin.create_topics(
                     [NewTopic(t, partitions, replication) for t in missing])
-            except TopicAlreadyExistsError:
-                pass  # a peer worker won the race
         return missing
     finally:
         await admin.close()

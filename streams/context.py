@@ -52,7 +52,9 @@ class WorkerContext:
             similar_songs_k=settings.similar_songs_k, u2i_users_k=settings.u2i_users_k,
             max_candidates_per_song=settings.max_candidates_per_song,
             recent_items_per_user=settings.recent_items_per_user,
-            engagers_per_song=settings.engagers_per_song)
+            engagers_per_song=settings.engagers_per_song,
+            similarity_margin=settings.i2i2u_similarity_margin,
+            min_similarity=settings.i2i2u_min_similarity)
         self.model: LoadedModel | None = None
         self.cols: Collections | None = None
         self.retry_max_delay_s = 5.0
@@ -84,7 +86,7 @@ class WorkerContext:
                 delay = min(delay * 2, self.retry_max_delay_s)
 
     # --- steps (run in the work thread) -----------------------------------------------------
-    def process_song(self, song: SongEvent) -> SongResult:
+    def process_song(self, song: SongEvent, engagers: list[list[Any]]) -> SongResult:
         assert self.model is not None and self.cols is not None
         s, m, times = self.settings, self.metrics, {}
         wave: np.ndarray | None = None
@@ -102,7 +104,7 @@ class WorkerContext:
         t = time.perf_counter()
         with m.stage("upsert"):
             pipeline.upsert_song(self.store, self.cols, song, vector, self.model.version,
-                                 wave is not None)
+                                 wave is not None, engagers)
         times["upsert"] = time.perf_counter() - t
         t = time.perf_counter()
         with m.stage("search"):

@@ -51,6 +51,8 @@ class PipelineConfig:
     recent_items_per_user: int = 50
     engagers_per_song: int = 100
     recent_event_ids: int = 64
+    similarity_margin: float = 0.1
+    min_similarity: float = 0.3
 
 
 def ensure_collections(store: VectorStore, model: LoadedModel) -> Collections:
@@ -69,22 +71,21 @@ def song_input(song: SongEvent, wave: np.ndarray | None) -> SongInput:
     return SongInput(song_text(song.title, song.artist, song.tags, song.description), wave)
 
 
-def song_payload(song: SongEvent, version: str, previous: dict[str, Any] | None) -> dict:
-    """Payload of a song point; keeps engagement already recorded (a replay must not erase it)."""
-    engagers = (previous or {}).get("engagers", [])
+def song_payload(song: SongEvent, version: str, engagers: list[list[Any]],
+                 has_audio: bool) -> dict:
+    """Payload of a song point. ``engagers`` comes from the song's table entry, so a replayed
+    songs.new keeps the listeners already recorded."""
     return {"song_id": song.song_id, "title": song.title, "artist": song.artist,
             "tags": list(song.tags), "released_at": song.released_at,
             "is_cold": 0 if engagers else 1, "engagers": engagers, "model_version": version,
-            "has_audio": 0}
+            "has_audio": int(has_audio)}
 
 
 def upsert_song(store: VectorStore, cols: Collections, song: SongEvent, vector: np.ndarray,
-                version: str, has_audio: bool) -> str:
+                version: str, has_audio: bool, engagers: list[list[Any]]) -> str:
     pid = song_point_id(song.song_id)
-    existing = store.retrieve(cols.songs, [pid], with_vector=False)
-    payload = song_payload(song, version, existing[0].payload if existing else None)
-    payload["has_audio"] = int(has_audio)
-    store.upsert(cols.songs, [Point(pid, vector, payload)])
+    store.upsert(cols.songs, [Point(pid, vector, song_payload(song, version, engagers,
+                                                               has_audio))])
     return pid
 
 
@@ -113,21 +114,34 @@ class Scored:
         return max(self.i2i2u, self.u2i if self.passes_boundary else 0.0)
 
 
-def i2i2u(similar: Sequence[Hit], into: dict[str, Scored]) -> None:
-    """Known similar songs -> their engaged listeners, noisy-OR of sim x engagement.
+def i2i2u(similar: Sequence[Hit], into: dict[str, Scored], margin: float = 0.1,
+          min_similarity: float = 0.3) -> None:
+    """Known similar songs -> their engaged listeners.
 
-    A listener tied to several similar songs gets more evidence, but never more than 1.
+    Only seeds close to the best match count (within ``margin`` of it and above
+    ``min_similarity``): a listener of a merely related genre is not evidence. A listener's
+    score is the mean of their three strongest ties (similarity x engagement), so more seeds
+    help without saturating.
     """
+    if not similar:
+        return
+    best = max(h.score for h in similar)
+    strengths: dict[str, list[float]] = {}
     for hit in similar:
-        sim = max(0.0, hit.score)
+        sim = hit.score
+        if sim < min_similarity or sim < best - margin:
+            continue
         for user_id, action, _ts in hit.payload.get("engagers", []):
             strength = sim * ENGAGEMENT.get(action, 0.0)
             if strength <= 0:
                 continue
             s = into.setdefault(user_id, Scored(user_id))
-            s.i2i2u = 1.0 - (1.0 - s.i2i2u) * (1.0 - min(strength, 1.0))
+            strengths.setdefault(user_id, []).append(strength)
             if len(s.seeds) < 5:
                 s.seeds.append((hit.payload["song_id"], hit.payload.get("title", ""), sim))
+    for user_id, values in strengths.items():
+        top = sorted(values, reverse=True)[:3]
+        into[user_id].i2i2u = sum(top) / 3.0
 
 
 def u2i(users: Sequence[Hit], into: dict[str, Scored], metrics: Metrics | None = None) -> None:
@@ -166,7 +180,7 @@ def candidates_for_song(store: VectorStore, cols: Collections, song: SongEvent,
                            Where(equals={"is_cold": 0}, exclude_ids=frozenset([pid])))
     users = store.search(cols.users, vector, cfg.u2i_users_k)
     scored: dict[str, Scored] = {}
-    i2i2u(similar, scored)
+    i2i2u(similar, scored, cfg.similarity_margin, cfg.min_similarity)
     u2i(users, scored, metrics)
     missing = [s.user_id for s in scored.values() if s.boundary is None]
     if missing:  # report each I2I2U listener's boundary and own score too

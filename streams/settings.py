@@ -64,6 +64,9 @@ class Settings(BaseSettings):
 
     # --- Pipeline ----------------------------------------------------------------------------
     similar_songs_k: int = Field(20, ge=1, description="I2I2U: known songs per new song.")
+    i2i2u_similarity_margin: float = Field(
+        0.1, ge=0, description="I2I2U: seeds must be within this of the best match.")
+    i2i2u_min_similarity: float = Field(0.3, description="I2I2U: minimum seed similarity.")
     u2i_users_k: int = Field(200, ge=1, description="U2I: users scored per new song.")
     max_candidates_per_song: int = Field(50, ge=1, description="Exposure budget per new song.")
     recent_items_per_user: int = Field(50, ge=1)

@@ -47,7 +47,7 @@ def declare_topics(app: faust.App, s: Settings) -> Topics:
 
 def declare_tables(app: faust.App, s: Settings) -> Tables:
     def table(name: str) -> Any:
-        return app.Table(name, key_type=str, value_type=Any, key_serializer="json",
-                         value_serializer="json", partitions=s.partitions)
+        # App defaults: str keys, JSON values (plain dicts/lists survive recovery as such).
+        return app.Table(name, key_type=str, partitions=s.partitions)
 
     return Tables(user_state=table(USER_STATE_TABLE), song_engagers=table(SONG_ENGAGERS_TABLE))
