@@ -1,0 +1,78 @@
+"""A stand-in scrape target: a ``streams.metrics.Metrics`` with known samples, served over HTTP.
+
+Run as a script (``python metrics_target.py PORT``) so Prometheus scrapes a separate process, as
+it would a worker; it exits when its stdin closes, so a dying test never leaves it behind.
+``record_samples`` touches every metric, so every exported series has at least one sample.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from streams.metrics import STAGES, Metrics, serve
+
+MODEL_VERSION = "v-test-1"
+#: Instant-query results the integration test expects (PromQL selector -> value).
+EXPECTED: dict[str, float] = {
+    'coldstream_events_total{topic="songs.new", outcome="ok"}': 3,
+    'coldstream_events_total{topic="songs.new", outcome="dlq"}': 1,
+    'coldstream_dlq_events_total{topic="songs.new", kind="decode"}': 1,
+    'coldstream_songs_indexed_total': 3,
+    'coldstream_user_updates_total': 2,
+    'coldstream_candidates_total{path="i2i2u"}': 30,
+    'coldstream_candidates_total{path="u2i"}': 6,
+    'coldstream_boundary_checks_total{result="pass"}': 6,
+    'coldstream_boundary_checks_total{result="fail"}': 2,
+    'coldstream_new_song_to_candidates_seconds_count': 3,
+    'coldstream_new_song_to_candidates_seconds_bucket{le="0.25"}': 2,
+    'coldstream_candidates_per_song_sum': 36,
+    'coldstream_consumer_lag{topic="songs.new", partition="0"}': 7,
+    'coldstream_consumer_lag{topic="interactions", partition="1"}': 0,
+    f'coldstream_model_info{{version="{MODEL_VERSION}"}}': 1,
+    'coldstream_vector_store_errors_total{op="search"}': 1,
+    'coldstream_vector_store_seconds_count{op="upsert"}': 3,
+}
+
+
+def record_samples(metrics: Metrics) -> None:
+    """Record a small, fixed history: three new songs, one bad event, a few users."""
+    metrics.events.labels(topic="songs.new", outcome="ok").inc(3)
+    metrics.events.labels(topic="songs.new", outcome="dlq").inc()
+    metrics.events.labels(topic="interactions", outcome="ok").inc(10)
+    metrics.dlq.labels(topic="songs.new", kind="decode").inc()
+    for stage in STAGES:
+        metrics.stage_seconds.labels(stage=stage).observe(0.002)
+    for seconds in (0.12, 0.2, 0.9):
+        metrics.new_song_to_candidates.observe(seconds)
+    for count in (10, 12, 14):
+        metrics.candidates_per_song.observe(count)
+    metrics.candidates.labels(path="i2i2u").inc(30)
+    metrics.candidates.labels(path="u2i").inc(6)
+    metrics.boundary_checks.labels(result="pass").inc(6)
+    metrics.boundary_checks.labels(result="fail").inc(2)
+    metrics.songs_indexed.inc(3)
+    metrics.users_updated.inc(2)
+    for _ in range(3):
+        with metrics.store_call("upsert"):
+            pass
+    try:
+        with metrics.store_call("search"):
+            raise ConnectionError("qdrant unreachable")
+    except ConnectionError:
+        pass
+    metrics.consumer_lag.labels(topic="songs.new", partition="0").set(7)
+    metrics.consumer_lag.labels(topic="interactions", partition="1").set(0)
+    metrics.model.info({"version": MODEL_VERSION})
+    metrics.build.info({"version": "0.1.0"})
+
+
+def main(argv: list[str]) -> None:
+    metrics = Metrics()
+    record_samples(metrics)
+    port = serve(metrics, "127.0.0.1", int(argv[1]))
+    print(f"serving {port}", flush=True)
+    sys.stdin.read()  # block until the parent closes our stdin (or dies)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
