@@ -58,7 +58,7 @@ def evaluate(dataset: str = typer.Option("ml-100k", help="ml-100k | dslabs-movie
     rep = report.run(dataset, [b.strip() for b in baselines.split(",") if b.strip()],
                      cold_frac=cold_frac, val_frac=val_frac, seed=seed, max_users=max_users)
     table = Table(title=f"{dataset}: cold items")
-    table.add_column("model")
+    table.add_column("model", no_wrap=True)
     for m in report.TABLE_METRICS:
         table.add_column(m, justify="right")
     for r in rep["results"]:
