@@ -16,7 +16,7 @@ from .topics import declare_tables, declare_topics
 
 def broker_url(settings: Settings, bootstrap: str) -> str:
     """``tansu://`` turns on the end-offset shim; real clusters use Faust's stock transport."""
-    scheme = compat.SCHEME if settings.embedded_broker else "kafka"
+    scheme = compat.SCHEME if settings.tansu_compat else "kafka"
     return ";".join(f"{scheme}://{server.strip()}" for server in bootstrap.split(","))
 
 

@@ -122,6 +122,20 @@ def demo(
     run_demo(settings, new_songs=songs, keep_running=keep_running)
 
 
+@app.command()
+def schemas(
+    out: Annotated[Path, typer.Option(help="Folder for the JSON Schemas")] = Path("deploy/schemas"),
+) -> None:
+    """Write one JSON Schema per topic (the contract producers and rankers validate against)."""
+    from .events import CONTRACT
+
+    out.mkdir(parents=True, exist_ok=True)
+    for topic, model in CONTRACT.items():
+        path = out / f"{topic}.schema.json"
+        path.write_bytes(orjson.dumps(model.model_json_schema(), option=orjson.OPT_INDENT_2))
+        typer.echo(f"wrote {path}")
+
+
 def main() -> None:
     app()
 

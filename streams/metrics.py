@@ -62,6 +62,9 @@ class Metrics:
         self.consumer_lag = Gauge(
             "coldstream_consumer_lag", "End offset minus committed offset (messages).",
             ["topic", "partition"], registry=r)
+        self.ready = Gauge(
+            "coldstream_worker_ready", "1 once tables are recovered and agents consume.",
+            registry=r)
         self.model = Info(
             "coldstream_model", "Model version this worker serves.", registry=r)
         self.build = Info("coldstream_build", "Coldstream build.", registry=r)

@@ -7,6 +7,7 @@ the entry point with :func:`load_settings` and pass it down.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,6 +22,8 @@ class Settings(BaseSettings):
     kafka_bootstrap: str | None = Field(
         None, description="host:port[,host:port]. Unset: start the embedded Tansu broker."
     )
+    broker_compat: Literal["auto", "kafka", "tansu"] = Field(
+        "auto", description="tansu: enable the Tansu end-offset shim (auto: when embedded).")
     embedded_kafka_port: int = Field(0, description="Port for the embedded broker (0: pick one).")
     kafka_security_protocol: str = Field(
         "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
@@ -80,11 +83,19 @@ class Settings(BaseSettings):
     # --- Metrics -----------------------------------------------------------------------------
     metrics_host: str = Field("127.0.0.1", description="Bind address of /metrics.")
     metrics_port: int = Field(9464, ge=0, description="0 disables the endpoint.")
+    lag_interval_s: float = Field(10.0, gt=0, description="Consumer lag refresh period.")
     log_level: str = "info"
 
     @property
     def embedded_broker(self) -> bool:
         return self.kafka_bootstrap is None
+
+    @property
+    def tansu_compat(self) -> bool:
+        """Whether the broker is Tansu (embedded, or declared so) and needs the shim."""
+        if self.broker_compat == "auto":
+            return self.embedded_broker
+        return self.broker_compat == "tansu"
 
     @property
     def models_path(self) -> Path:

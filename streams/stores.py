@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import threading
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -261,8 +262,10 @@ class QdrantClientStore:
             kinds = {"keyword": m.PayloadSchemaType.KEYWORD,
                      "integer": m.PayloadSchemaType.INTEGER, "float": m.PayloadSchemaType.FLOAT}
             for key, kind in indexes.items():
-                # Local mode ignores payload indexes; a server needs them for filtered search.
-                self.client.create_payload_index(name, key, kinds[kind])
+                # Local mode ignores payload indexes (and warns); a server needs them.
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)
+                    self.client.create_payload_index(name, key, kinds[kind])
 
     def collections(self) -> list[str]:
         return sorted(c.name for c in self.client.get_collections().collections)

@@ -14,6 +14,7 @@ from encoders.provisional import ensure_model
 from .app import create_app
 from .broker import EmbeddedBroker, changelog_topics, client_config, ensure_topics
 from .context import WorkerContext
+from .lag import LagMonitor
 from .metrics import Metrics, serve
 from .settings import Settings
 from .stores import MeteredStore, open_store
@@ -40,6 +41,19 @@ def start_embedded_broker(settings: Settings, stack: ExitStack) -> str:
     return broker.bootstrap
 
 
+class ColdstreamWorker(faust.Worker):
+    """Faust's worker plus a readiness signal (log line and ``coldstream_worker_ready``)."""
+
+    def __init__(self, app: faust.App, metrics: Metrics, **kwargs: object) -> None:
+        super().__init__(app, **kwargs)
+        self.coldstream_metrics = metrics
+
+    async def on_startup_finished(self) -> None:
+        await super().on_startup_finished()
+        self.coldstream_metrics.ready.set(1)
+        log.info("coldstream worker ready")
+
+
 def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
     """Run one worker in the foreground until SIGINT/SIGTERM; clean up everything it started."""
     with ExitStack() as stack:
@@ -57,7 +71,21 @@ def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
         if port:
             log.info("metrics on http://%s:%d/metrics", settings.metrics_host, port)
         app = create_app(settings, ctx, bootstrap)
-        worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True,
-                              override_logging=False)
+        lag = LagMonitor(bootstrap, settings.app_id, settings.input_topics(), metrics,
+                         correct_end_offsets=settings.tansu_compat, **client_config(settings))
+
+        @app.timer(settings.lag_interval_s)
+        async def report_lag() -> None:
+            try:
+                await lag.measure()
+            except Exception as exc:  # lag is diagnostics: never let it hurt processing
+                log.debug("lag measurement failed: %s", exc)
+
+        @app.timer(5.0)
+        async def flush_store() -> None:
+            await ctx.run(ctx.store.flush)
+
+        worker = ColdstreamWorker(app, metrics, loglevel=settings.log_level.upper(),
+                                  quiet=True, override_logging=False)
         with suppress(SystemExit):
             worker.execute_from_commandline()

@@ -1,0 +1,45 @@
+"""Shared fixtures: one real provisional ONNX model and one real Tansu broker per session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from encoders.artifacts import Registry
+from encoders.provisional import ensure_model
+from streams.broker import EmbeddedBroker
+
+CACHE = Path(__file__).resolve().parent.parent / "build" / "test-models"
+
+
+@pytest.fixture(scope="session")
+def model_registry() -> Registry:
+    """The provisional model, exported once and reused across sessions (build/ is ignored)."""
+    registry = Registry(CACHE)
+    try:
+        ensure_model(registry)
+        registry.load(registry.current() or "")
+    except Exception:
+        shutil.rmtree(CACHE, ignore_errors=True)
+        registry = Registry(CACHE)
+        ensure_model(registry)
+    return registry
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    log = tmp_path_factory.mktemp("tansu") / "tansu.log"
+    with EmbeddedBroker(log_path=log) as b:
+        yield b
+
+
+@pytest.fixture(autouse=True)
+def _offline_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing may download weights at run time."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    os.environ.pop("COLDSTREAM_KAFKA_BOOTSTRAP", None)

@@ -1,0 +1,115 @@
+"""Pure pipeline logic: I2I2U aggregation, boundary gating, merge/cap, user state, ids."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from streams import pipeline
+from streams.events import InteractionEvent
+from streams.ids import candidate_id, song_point_id, user_point_id
+from streams.pipeline import PipelineConfig, Scored
+from streams.stores import Hit
+
+
+def hit(song_id: str, score: float, engagers: list) -> Hit:
+    return Hit(song_point_id(song_id), score, {"song_id": song_id, "title": song_id.upper(),
+                                               "engagers": engagers})
+
+
+def user_hit(user_id: str, score: float, boundary: float) -> Hit:
+    return Hit(user_point_id(user_id), score, {"user_id": user_id, "boundary": boundary})
+
+
+def test_i2i2u_ties_listeners_of_close_seeds_only() -> None:
+    scored: dict[str, Scored] = {}
+    pipeline.i2i2u([hit("a", 0.9, [["u1", "collect", 1]]),
+                    hit("b", 0.85, [["u1", "play", 2], ["u2", "complete", 3]]),
+                    hit("far", 0.6, [["u3", "collect", 4]])], scored, margin=0.1)
+    assert set(scored) == {"u1", "u2"}  # u3 only listened to a song far below the best match
+    assert scored["u1"].i2i2u == pytest.approx((0.9 * 1.0 + 0.85 * 0.4) / 3)
+    assert scored["u2"].i2i2u == pytest.approx(0.85 * 0.8 / 3)
+    assert [s[0] for s in scored["u1"].seeds] == ["a", "b"]
+
+
+def test_i2i2u_ignores_skips_and_low_similarity() -> None:
+    scored: dict[str, Scored] = {}
+    pipeline.i2i2u([hit("a", 0.2, [["u1", "collect", 1]]), hit("b", 0.2, [["u2", "skip", 1]])],
+                   scored, min_similarity=0.3)
+    assert scored == {}
+
+
+def test_u2i_gates_by_each_users_own_boundary() -> None:
+    scored: dict[str, Scored] = {}
+    pipeline.u2i([user_hit("hi", 0.8, 0.7), user_hit("lo", 0.6, 0.7)], scored)
+    assert scored["hi"].passes_boundary and scored["hi"].path == "u2i"
+    assert not scored["lo"].passes_boundary
+    chosen = pipeline.select(scored, cap=10)
+    assert [s.user_id for s in chosen] == ["hi"]  # below-boundary users get nothing
+
+
+def test_merge_marks_both_paths_and_caps_by_score() -> None:
+    scored: dict[str, Scored] = {}
+    pipeline.i2i2u([hit("a", 0.9, [["u1", "collect", 1], ["u2", "collect", 1]])], scored)
+    pipeline.u2i([user_hit("u1", 0.95, 0.5), user_hit("u3", 0.7, 0.6)], scored)
+    assert scored["u1"].path == "both" and scored["u2"].path == "i2i2u"
+    chosen = pipeline.select(scored, cap=2)
+    assert [s.user_id for s in chosen] == ["u1", "u3"]
+    assert "matches your taste" in pipeline.explain(scored["u1"])
+    assert "'A'" in pipeline.explain(scored["u1"])
+
+
+def interaction(event_id: str, song: str, action: str, ts: int) -> InteractionEvent:
+    return InteractionEvent(schema_version=1, event_id=event_id, user_id="u", song_id=song,
+                            action=action, ts=ts)
+
+
+def test_user_state_dedupes_replays_and_duplicate_event_ids() -> None:
+    cfg = PipelineConfig(recent_items_per_user=3)
+    state = pipeline.new_user_state()
+    for i in range(5):
+        state = pipeline.apply_interaction(state, interaction(f"e{i}", f"s{i}", "play", i),
+                                           partition=0, offset=i, cfg=cfg)
+    assert [h[0] for h in state["history"]] == ["s2", "s3", "s4"]
+    assert state["counts"] == {"play": 5}
+    assert pipeline.is_duplicate(state, interaction("new", "x", "play", 9), 0, 4)  # replay
+    assert pipeline.is_duplicate(state, interaction("e3", "x", "play", 9), 1, 100)  # same id
+    assert not pipeline.is_duplicate(state, interaction("new", "x", "play", 9), 0, 5)
+
+
+def test_engagers_keep_newest_positive_listeners_and_skips_withdraw() -> None:
+    eng: list = []
+    eng = pipeline.update_engagers(eng, interaction("1", "s", "collect", 1), limit=2)
+    assert eng == [["u", "collect", 1]]
+    eng = pipeline.update_engagers(eng, interaction("2", "s", "skip", 2), limit=2)
+    assert eng == []
+
+
+def test_ids_are_deterministic_and_distinct() -> None:
+    assert song_point_id("s1") == song_point_id("s1") != user_point_id("s1")
+    assert candidate_id("s", "u", "v1") == candidate_id("s", "u", "v1")
+    assert candidate_id("s", "u", "v1") != candidate_id("s", "u", "v2")
+
+
+def test_collections_are_per_model_version() -> None:
+    a = pipeline.Collections.for_version("v1.0")
+    b = pipeline.Collections.for_version("v2")
+    assert a.songs != b.songs and a.users != b.users
+    assert a.songs == "songs__v1_0"
+
+
+def test_song_vector_cache_is_bounded() -> None:
+    class Store:
+        calls = 0
+
+        def retrieve(self, collection: str, ids: list, with_vector: bool = True) -> list:
+            Store.calls += 1
+            return [Hit(i, 1.0, {}, np.ones(2, dtype=np.float32)) for i in ids]
+
+    cache = pipeline.SongVectorCache(capacity=2)
+    store = Store()
+    assert set(cache.get_many(store, "c", ["a", "b", "c"])) == {"a", "b", "c"}
+    cache.get_many(store, "c", ["c"])
+    assert Store.calls == 1  # "c" came from the cache
+    cache.get_many(store, "c", ["a"])
+    assert Store.calls == 2  # "a" had been evicted

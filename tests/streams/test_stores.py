@@ -1,0 +1,88 @@
+"""Both vector-store backends (real Qdrant engine code) behave the same way."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streams.errors import EmbeddedStoreLocked, StoreError
+from streams.ids import song_point_id
+from streams.metrics import Metrics
+from streams.stores import EdgeStore, MeteredStore, Point, QdrantClientStore, VectorStore, Where
+
+
+@pytest.fixture(params=["edge", "qdrant-local"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorStore]:
+    s: VectorStore = (EdgeStore(tmp_path) if request.param == "edge"
+                      else QdrantClientStore(path=tmp_path))
+    s.ensure_collection("songs", 8, {"is_cold": "integer", "artist": "keyword"})
+    yield s
+    s.close()
+
+
+def points(n: int = 50) -> list[Point]:
+    rng = np.random.default_rng(0)
+    return [Point(song_point_id(f"s{i}"), rng.normal(size=8).astype(np.float32),
+                  {"song_id": f"s{i}", "is_cold": i % 2, "artist": "a" if i < 10 else "b"})
+            for i in range(n)]
+
+
+def test_search_filter_exclude(store: VectorStore) -> None:
+    pts = points()
+    store.upsert("songs", pts)
+    top = store.search("songs", pts[3].vector, 1)[0]
+    assert top.payload["song_id"] == "s3" and top.score == pytest.approx(1.0, abs=1e-5)
+    warm = store.search("songs", pts[3].vector, 5, Where(equals={"is_cold": 0}))
+    assert warm and all(h.payload["is_cold"] == 0 for h in warm)
+    others = store.search("songs", pts[3].vector, 5,
+                          Where(equals={"is_cold": 1}, exclude_ids=frozenset([pts[3].id])))
+    assert "s3" not in {h.payload["song_id"] for h in others}
+    assert store.count("songs", Where(equals={"artist": "a"})) == 10
+
+
+def test_upsert_is_idempotent_and_payload_updates(store: VectorStore) -> None:
+    pts = points(5)
+    store.upsert("songs", pts)
+    store.upsert("songs", pts)  # a replay overwrites
+    assert store.count("songs") == 5
+    store.set_payload("songs", pts[0].id, {"engagers": [["u1", "play", 1]], "is_cold": 0})
+    rec = store.retrieve("songs", [pts[0].id])[0]
+    assert rec.payload["engagers"] == [["u1", "play", 1]]
+    assert rec.vector is not None and rec.vector.shape == (8,)
+    store.delete("songs", [pts[0].id])
+    assert store.count("songs") == 4
+    assert store.retrieve("songs", [pts[0].id]) == []
+
+
+def test_aliases(store: VectorStore) -> None:
+    assert store.resolve("songs_live") is None
+    store.set_alias("songs_live", "songs")
+    assert store.resolve("songs_live") == "songs"
+
+
+def test_edge_persists_and_belongs_to_one_process(tmp_path: Path) -> None:
+    s = EdgeStore(tmp_path)
+    s.ensure_collection("songs", 8, {})
+    s.upsert("songs", points(3))
+    with pytest.raises(EmbeddedStoreLocked, match="COLDSTREAM_QDRANT_URL"):
+        EdgeStore(tmp_path)
+    s.close()
+    again = EdgeStore(tmp_path)
+    assert again.count("songs") == 3
+    again.close()
+
+
+def test_metered_store_times_calls_and_translates_errors(tmp_path: Path) -> None:
+    metrics = Metrics()
+    store = MeteredStore(EdgeStore(tmp_path), metrics)
+    store.ensure_collection("songs", 8, {})
+    store.upsert("songs", points(2))
+    with pytest.raises(StoreError):
+        store.search("nope", np.ones(8), 1)
+    reg = metrics.registry
+    assert reg.get_sample_value("coldstream_vector_store_seconds_count", {"op": "upsert"}) == 1
+    assert reg.get_sample_value("coldstream_vector_store_errors_total", {"op": "search"}) == 1
+    store.close()
