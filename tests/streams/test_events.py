@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -70,15 +71,14 @@ def test_interaction_action_must_be_known() -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=300) | st.from_type(dict).map(lambda d: orjson.dumps(d)))
 def test_any_bytes_either_decode_or_raise_event_error(raw: bytes) -> None:
-    try:
+    with contextlib.suppress(EventError):  # any other exception fails the test
         decode(raw, InteractionEvent, now=NOW)
-    except EventError:
-        pass
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.dictionaries(st.sampled_from(list(song()) + ["extra"]),
-                       st.none() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=20) | st.lists(st.text())))
+                       st.none() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=20)
+                       | st.lists(st.text())))
 def test_mutated_songs_never_raise_anything_but_event_error(fields: dict) -> None:
     payload = song()
     payload.update(fields)
