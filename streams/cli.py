@@ -136,7 +136,25 @@ def schemas(
         typer.echo(f"wrote {path}")
 
 
+def mount_training_commands() -> None:
+    """Offline commands (world, evaluate, replay, convert, train, models) live in ``training``;
+    the CLI is the composition root that exposes them under one ``coldstream`` command."""
+    try:
+        from training.cli import app as training_app
+    except ImportError as exc:  # pragma: no cover - a broken optional dependency
+        typer.echo(f"training commands unavailable: {exc}", err=True)
+        return
+    known = {c.name or c.callback.__name__ for c in app.registered_commands if c.callback}
+    for command in training_app.registered_commands:
+        name = command.name or (command.callback.__name__ if command.callback else None)
+        if name and name.replace("_", "-") not in known:
+            app.registered_commands.append(command)
+    for group in training_app.registered_groups:
+        app.registered_groups.append(group)
+
+
 def main() -> None:
+    mount_training_commands()
     app()
 
 

@@ -99,8 +99,8 @@ def worker_env(bootstrap: str, models: Path, data_dir: Path, prefix: str,
 
 
 def make_worker(bootstrap: str, models: Path, tmp: Path, prefix: str,
-                **extra: str) -> WorkerProcess:
-    port = free_port()
+                metrics_port: int | None = None, **extra: str) -> WorkerProcess:
+    port = metrics_port or free_port()
     data = tmp / "data"
     env = worker_env(bootstrap, models, data, prefix, COLDSTREAM_METRICS_PORT=str(port), **extra)
     return WorkerProcess(env=env, data_dir=data, metrics_port=port, log_path=tmp / "worker.log")
