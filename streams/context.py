@@ -129,7 +129,18 @@ class WorkerContext:
         assert self.cols is not None
         pipeline.write_engagers(self.store, self.cols, song_id, engagers)
 
-    def close(self) -> None:
+    def close(self, attempts: int = 8) -> None:
+        """Drain the work thread, then flush the store (bounded retries: shutdown must end)."""
         self.pool.shutdown(wait=True)
-        self.store.flush()
+        delay = 0.1
+        for attempt in range(attempts):
+            try:
+                self.store.flush()
+                break
+            except StoreError as exc:
+                if attempt == attempts - 1:
+                    log.error("vector store flush failed at shutdown: %s", exc)
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
         self.store.close()

@@ -25,30 +25,26 @@ class LagMonitor:
         self.bootstrap, self.group_id, self.topics = bootstrap, group_id, topics
         self.metrics, self.correct = metrics, correct_end_offsets
         self.client = client
-        self.consumer: AIOKafkaConsumer | None = None
 
     async def measure(self) -> dict[TopicPartition, int]:
-        if self.consumer is None:
-            self.consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap,
-                                             group_id=self.group_id, enable_auto_commit=False,
-                                             **self.client)
-            await self.consumer.start()
-        tps = [TopicPartition(t, p) for t in self.topics
-               for p in sorted(self.consumer.partitions_for_topic(t) or [])]
-        if not tps:
-            return {}
-        ends = await self.consumer.end_offsets(tps)
-        if self.correct:
-            ends = await true_end_offsets(self.bootstrap, ends, **self.client)
-        lags = {}
-        for tp in tps:
-            committed = await self.consumer.committed(tp) or 0
-            lags[tp] = max(0, ends[tp] - committed)
-            self.metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(
-                lags[tp])
-        return lags
-
-    async def stop(self) -> None:
-        if self.consumer is not None:
-            await self.consumer.stop()
-            self.consumer = None
+        """One short-lived client per measurement: nothing is left open at shutdown."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=self.group_id,
+                                    enable_auto_commit=False, **self.client)
+        await consumer.start()
+        try:
+            tps = [TopicPartition(t, p) for t in self.topics
+                   for p in sorted(consumer.partitions_for_topic(t) or [])]
+            if not tps:
+                return {}
+            ends = await consumer.end_offsets(tps)
+            if self.correct:
+                ends = await true_end_offsets(self.bootstrap, ends, **self.client)
+            lags = {}
+            for tp in tps:
+                committed = await consumer.committed(tp) or 0
+                lags[tp] = max(0, ends[tp] - committed)
+                self.metrics.consumer_lag.labels(
+                    topic=tp.topic, partition=str(tp.partition)).set(lags[tp])
+            return lags
+        finally:
+            await consumer.stop()

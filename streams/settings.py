@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     qdrant_local_path: Path | None = Field(
         None, description="Use qdrant-client's local mode at this path (tests, small setups)."
     )
+    test_store_faults: str | None = Field(
+        None, description="Test hook: 'error_rate=0.3,delay_s=0.05' makes store calls fail.")
     data_dir: Path = Field(Path(".coldstream"), description="Embedded state: vectors, models.")
 
     # --- Models ------------------------------------------------------------------------------

@@ -386,3 +386,38 @@ class MeteredStore:
 
     def close(self) -> None:
         self.inner.close()
+
+
+class FaultInjectingStore:
+    """Test hook (``COLDSTREAM_TEST_STORE_FAULTS``): makes a fraction of store calls fail or
+    slow down, so outage handling is tested against the real engine, not a mock."""
+
+    def __init__(self, inner: VectorStore, spec: str, seed: int = 0) -> None:
+        import random
+
+        opts = dict(part.split("=", 1) for part in spec.split(",") if part)
+        self.error_rate = float(opts.get("error_rate", 0))
+        self.delay_s = float(opts.get("delay_s", 0))
+        self.inner = inner
+        self.rng = random.Random(int(opts.get("seed", seed)))
+        self.injected = 0
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self.inner, name)
+        if name not in _OPS or name in ("ensure_collection", "collections"):
+            return target
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            import time
+
+            if self.delay_s:
+                time.sleep(self.delay_s)
+            if self.rng.random() < self.error_rate:
+                self.injected += 1
+                raise ConnectionError(f"injected vector-store fault #{self.injected} in {name}")
+            return target(*args, **kwargs)
+
+        return call
+
+    def close(self) -> None:
+        self.inner.close()

@@ -17,7 +17,7 @@ from .context import WorkerContext
 from .lag import LagMonitor
 from .metrics import Metrics, serve
 from .settings import Settings
-from .stores import MeteredStore, open_store
+from .stores import FaultInjectingStore, MeteredStore, open_store
 from .topics import TABLES
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,11 @@ def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
         prepare_topics(settings, bootstrap)
         metrics = Metrics()
         metrics.build.info({"version": "0.1.0"})
-        store = MeteredStore(open_store(settings), metrics)
+        backend = open_store(settings)
+        if settings.test_store_faults:
+            log.warning("TEST HOOK: injecting vector-store faults (%s)", settings.test_store_faults)
+            backend = FaultInjectingStore(backend, settings.test_store_faults)
+        store = MeteredStore(backend, metrics)
         ctx = WorkerContext(settings, store, metrics)
         stack.callback(ctx.close)
         version = settings.model_version or ensure_model(ctx.registry)

@@ -1,0 +1,110 @@
+"""Crashes and outages lose nothing and duplicate no effect (real broker, engine, workers)."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import orjson
+import pytest
+
+from encoders.artifacts import Registry
+from streams.broker import EmbeddedBroker
+from streams.ids import song_point_id, user_point_id
+from streams.pipeline import Collections
+from streams.process import WorkerProcess
+from streams.stores import EdgeStore
+
+from .test_worker import interaction, read_all, send, song
+from .workers import make_worker
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def drained(worker: WorkerProcess, topics: list[str], settle: float = 2.0,
+            timeout: float = 180.0) -> None:
+    """Wait until every input partition's committed offset reached its true end offset."""
+    deadline = time.monotonic() + timeout
+    quiet_since = None
+    while time.monotonic() < deadline:
+        lags = {lab: v for (name, lab), v in worker.samples().items()
+                if name == "coldstream_consumer_lag" and dict(lab)["topic"] in topics}
+        seen = {dict(lab)["topic"] for lab in lags}
+        if seen == set(topics) and not any(lags.values()):
+            quiet_since = quiet_since or time.monotonic()
+            if time.monotonic() - quiet_since >= settle:
+                return
+        else:
+            quiet_since = None
+        time.sleep(0.3)
+    raise TimeoutError(f"lag did not drain:\n{worker.log()}")
+
+
+def test_kill_9_rounds_lose_nothing_and_duplicate_nothing(
+        broker: EmbeddedBroker, model_registry: Registry, tmp_path: Path) -> None:
+    bs, p = broker.bootstrap, "crash"
+    worker = make_worker(bs, model_registry.root, tmp_path, p)
+    songs = [song(f"{g}{i}", g, i) for g in ("jazz", "metal") for i in range(30)]
+    plays = [interaction(f"u{u}", f"{'jazz' if u % 2 else 'metal'}{(u * 7 + k) % 30}",
+                         ("play", "complete", "collect")[k % 3], k)
+             for u in range(20) for k in range(12)]
+    plays = list({e["event_id"]: e for e in plays}.values())
+    rounds = [
+        (lambda: send(bs, f"{p}.songs.new", songs), "coldstream_songs_indexed_total", 10),
+        (lambda: send(bs, f"{p}.interactions", plays[:120]), "coldstream_user_updates_total", 30),
+        (lambda: send(bs, f"{p}.interactions", plays[120:]), "coldstream_user_updates_total", 20),
+    ]
+    for produce_round, progress_metric, kill_after in rounds:
+        worker.start()
+        produce_round()
+        worker.wait_metric(progress_metric, kill_after, timeout=90)
+        assert worker.stop(signal.SIGKILL) == -signal.SIGKILL  # mid-stream, no goodbye
+    worker.start()
+    send(bs, f"{p}.interactions", plays[:5])  # producer retries: same event ids again
+    drained(worker, [f"{p}.songs.new", f"{p}.interactions", f"{p}.interactions.by_song"])
+    assert worker.stop() == 0
+
+    version = model_registry.current() or ""
+    cols = Collections.for_version(version)
+    store = EdgeStore(worker.data_dir / "qdrant")
+    try:
+        assert store.count(cols.songs) == len(songs)  # every song, once
+        found = store.retrieve(cols.songs, [song_point_id(s["song_id"]) for s in songs])
+        assert len(found) == len(songs)
+        per_user = Counter(e["user_id"] for e in plays)
+        users = store.retrieve(cols.users, [user_point_id(u) for u in per_user])
+        got = {h.payload["user_id"]: h.payload["events"] for h in users}
+        assert got == dict(per_user)  # every interaction counted exactly once
+    finally:
+        store.close()
+    cands = [orjson.loads(v) for v in read_all(bs, f"{p}.candidates", idle=1.0)]
+    by_id: dict[str, set] = {}
+    for c in cands:
+        by_id.setdefault(c["candidate_id"], set()).add((c["song_id"], c["user_id"],
+                                                        c["model_version"]))
+    assert all(len(v) == 1 for v in by_id.values())  # duplicates only as identical ids
+
+
+def test_vector_store_faults_delay_events_but_lose_none(
+        broker: EmbeddedBroker, model_registry: Registry, tmp_path: Path) -> None:
+    bs, p = broker.bootstrap, "faults"
+    worker = make_worker(bs, model_registry.root, tmp_path, p,
+                         COLDSTREAM_TEST_STORE_FAULTS="error_rate=0.3,delay_s=0.01,seed=3")
+    worker.start()
+    try:
+        send(bs, f"{p}.songs.new", [song(f"jazz{i}", "jazz", i) for i in range(15)])
+        worker.wait_metric("coldstream_songs_indexed_total", 15, timeout=120)
+        errors = sum(v for (n, _), v in worker.samples().items()
+                     if n == "coldstream_vector_store_errors_total")
+        assert errors > 0  # faults really happened ...
+        assert worker.metric("coldstream_events_total", topic=f"{p}.songs.new",
+                             outcome="dlq") is None  # ... and nothing was dead-lettered
+    finally:
+        assert worker.stop() == 0
+    store = EdgeStore(worker.data_dir / "qdrant")
+    try:
+        assert store.count(Collections.for_version(model_registry.current() or "").songs) == 15
+    finally:
+        store.close()
