@@ -1,13 +1,17 @@
-"""``world``, ``evaluate``, ``replay`` and ``convert``: mounted into ``coldstream``, and
-runnable alone as ``python -m training.cli``."""
+"""``world``, ``evaluate``, ``replay``, ``convert``, ``train``, ``ablate`` and ``models``:
+runnable as ``python -m training.cli``."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from encoders.artifacts import Registry
 
 app = typer.Typer(help="Datasets, replay and the cold-start benchmark.", no_args_is_help=True)
 console = Console()
@@ -100,6 +104,172 @@ def convert(kind: str = typer.Argument(..., help="lastfm-1k | music4all"),
     from .datasets.converters import convert as run_convert
 
     console.print(f"wrote {run_convert(kind, source, out, fmt=fmt)}")
+
+
+def model_registry(registry: Path | None) -> Registry:
+    """``--registry``, else COLDSTREAM_MODEL_DIR, else .coldstream/models (read here only)."""
+    import os
+
+    from encoders.artifacts import Registry
+
+    return Registry(registry or Path(os.environ.get("COLDSTREAM_MODEL_DIR",
+                                                    ".coldstream/models")))
+
+
+@app.command()
+def train(dataset: str = typer.Option("world:demo", help="As for evaluate"),
+          epochs: int = typer.Option(6, help="Joint (CF) epochs, after the alignment epochs"),
+          align_epochs: int = typer.Option(3, help="CLIP audio-text epochs (audio data only)"),
+          seed: int = typer.Option(0),
+          variant: str = typer.Option("full", help="full | no-contrastive | no-boundary | "
+                                      "audio-only | text-only"),
+          registry: Path | None = typer.Option(None, help="Model registry folder "
+                                               "(default COLDSTREAM_MODEL_DIR or "
+                                               ".coldstream/models)"),
+          publish: bool = typer.Option(True, help="Write a version and make it current"),
+          bootstrap: str | None = typer.Option(None, help="Kafka bootstrap: also send a "
+                                               "model.versions event"),
+          topic: str = typer.Option("model.versions"),
+          resume: bool = typer.Option(False, help="Continue from the last checkpoint"),
+          run_dir: Path = typer.Option(Path(".coldstream/runs"), help="Checkpoints + curve"),
+          device: str = typer.Option("auto", help="auto (CUDA if present) | cpu | cuda"),
+          evaluate_split: bool = typer.Option(True, "--evaluate/--no-evaluate",
+                                              help="Measure cold metrics on a held-out "
+                                              "split first (trains twice)"),
+          ) -> None:
+    """Train the towers; evaluate on the cold split; train on everything; publish."""
+    from dataclasses import replace
+
+    from .datasets import load_source
+    from .evaluate import evaluate as run_eval
+    from .publish import announce, save
+    from .recommender import VARIANTS
+    from .split import cold_item_split
+    from .tasks import TrainConfig
+    from .train import plot_curve
+    from .train import train as fit
+
+    if variant not in VARIANTS:
+        raise typer.BadParameter(f"variant must be one of {sorted(VARIANTS)}")
+    cfg = replace(TrainConfig(seed=seed, epochs=epochs, align_epochs=align_epochs),
+                  **VARIANTS[variant])
+    data = load_source(dataset)
+    metrics: dict[str, float] = {}
+    if evaluate_split:
+        from .recommender import GatedRecommender
+
+        split = cold_item_split(data, seed=seed)
+        rec = GatedRecommender(cfg, name=f"coldstream[{variant}]", progress=True)
+        seg = run_eval(data, split, rec, segments=("cold",), seed=seed)["segments"]["cold"]
+        metrics = {f"cold_{k}": float(seg[k]) for k in
+                   ("recall@10", "recall@20", "ndcg@20", "hit@20", "precision@20")}
+        console.print(f"cold split: {metrics}")
+    name = f"{dataset.replace(':', '-').replace('/', '_')}-{variant}-s{seed}"
+    result = fit(data, cfg, device=device, checkpoint_dir=run_dir / name, resume=resume,
+                 progress=True)
+    png = plot_curve(result.history, run_dir / name / "curve.png")
+    console.print(f"training curve: {png or run_dir / name / 'curve.json'}")
+    if not publish:
+        return
+    reg = model_registry(registry)
+    manifest = save(reg, result, metrics)
+    console.print(f"published {manifest.version} (parent {manifest.parent}) "
+                  f"in {reg.path(manifest.version)}")
+    if bootstrap:
+        event = announce(reg, manifest, bootstrap, topic)
+        console.print(f"sent {topic} event {event['event_id']}")
+
+
+@app.command()
+def ablate(dataset: str = typer.Option("world:demo", help="As for evaluate"),
+           variants: str = typer.Option("full,no-contrastive,no-boundary,audio-only,text-only"),
+           baselines: str = typer.Option("random,popularity,tag-popularity,item-knn-cf,"
+                                         "tag-knn,tfidf-knn,minilm-knn"),
+           epochs: int | None = typer.Option(None, help="Joint epochs (default: TrainConfig)"),
+           seed: int = typer.Option(0),
+           out: Path = typer.Option(Path("reports"), help="Folder for JSON + Markdown")) -> None:
+    """The ablation table: trained variants and baselines on one cold split."""
+    import time
+
+    from . import report
+    from .baselines import make_baseline
+    from .datasets import load_source
+    from .evaluate import evaluate as run_eval
+    from .evaluate import split_summary
+    from .recommender import make_variant
+    from .split import cold_item_split
+
+    data = load_source(dataset)
+    split = cold_item_split(data, seed=seed)
+    models = [make_baseline(b.strip(), seed=seed) for b in baselines.split(",") if b.strip()]
+    models += [make_variant(v.strip(), epochs=epochs, seed=seed) for v in variants.split(",")
+               if v.strip()]
+    results = []
+    for m in models:
+        t0 = time.perf_counter()
+        res = run_eval(data, split, m, segments=("cold", "warm"), seed=seed)  # type: ignore[arg-type]
+        res["wall_s"] = round(time.perf_counter() - t0, 2)
+        console.print(f"{res['model']}: cold recall@20 "
+                      f"{res['segments']['cold']['recall@20']:.3f} ({res['wall_s']} s)")
+        results.append(res)
+    rep = {"dataset": dataset, "summary": data.summary(), "split": split_summary(split),
+           "protocol": {"seed": seed, "epochs": epochs}, "results": results}
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"ablation-{dataset.replace(':', '-').replace('/', '_')}"
+    js, md = out / f"{stem}.json", out / f"{stem}.md"
+    import json
+
+    js.write_text(json.dumps(rep, indent=1, default=float))
+    md.write_text(report.markdown(rep, segments=("cold", "warm")))
+    console.print(f"wrote {js} and {md}")
+
+
+models_app = typer.Typer(help="List, promote and roll back model versions.",
+                         no_args_is_help=True)
+app.add_typer(models_app, name="models")
+RegistryOpt = typer.Option(None, "--registry", help="Default: COLDSTREAM_MODEL_DIR or "
+                           ".coldstream/models")
+
+
+@models_app.command("list")
+def models_list(registry: Path | None = RegistryOpt) -> None:
+    """Every version with its parent, cold recall@20 and whether it is current."""
+    reg = model_registry(registry)
+    current = reg.current()
+    table = Table(title=str(reg.root))
+    for col in ("", "version", "parent", "dim", "cold_recall@20", "fingerprint"):
+        table.add_column(col)
+    for v in reg.versions():
+        try:
+            m = reg.load(v)
+        except Exception as exc:  # a broken version is listed, not fatal
+            table.add_row("!", v, "", "", "", str(exc)[:40])
+            continue
+        r20 = m.metrics.get("cold_recall@20")
+        table.add_row("*" if v == current else "", v, m.parent or "", str(m.dim),
+                      "" if r20 is None else f"{r20:.3f}", m.data_fingerprint or "")
+    console.print(table)
+
+
+@models_app.command("promote")
+def models_promote(version: str, registry: Path | None = RegistryOpt) -> None:
+    """Make VERSION current (refused if its files are missing or corrupt)."""
+    reg = model_registry(registry)
+    reg.promote(version)
+    console.print(f"current: {version}")
+
+
+@models_app.command("rollback")
+def models_rollback(registry: Path | None = RegistryOpt) -> None:
+    """Make the current version's parent current again."""
+    from .publish import rollback
+
+    try:
+        parent = rollback(model_registry(registry))
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"current: {parent}")
 
 
 if __name__ == "__main__":

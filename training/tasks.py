@@ -1,0 +1,184 @@
+"""Towers + losses: the four training stages as tasks over one :class:`Towers` bundle.
+
+1. ``align``: CLIP-style symmetric InfoNCE between the audio tower and a text projection.
+2. ``i2i``: BPR over items co-engaged by the same user (I2I2U: content reproduces CF).
+3. ``u2i``: DSSM user tower x item tower with BPR plus the interest-boundary loss.
+4. ``views``: two masked/noised views of uniformly drawn items (cold ones included: content
+   is known at upload) with InfoNCE, so long-tail songs get well-formed vectors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from encoders.towers import AudioTransformer, BoundaryTower, ItemTower, UserTower
+
+from .data import TrainData
+from .losses import BPRLoss, InfoNCE, InterestBoundaryLoss
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every knob of a run; stored in checkpoints and the manifest notes."""
+
+    epochs: int = 6
+    align_epochs: int = 3
+    batch: int = 512
+    lr: float = 3e-3
+    seed: int = 0
+    dim: int = 64
+    audio_dim: int = 64
+    temperature: float = 0.1
+    use_text: bool = True
+    use_audio: bool = True
+    i2i_weight: float = 0.5
+    boundary_weight: float = 0.5
+    boundary_alpha: float = 0.5
+    contrastive_weight: float = 0.2
+    mask_p: float = 0.2
+    noise: float = 0.05
+
+    def dict(self) -> dict:
+        return asdict(self)
+
+
+class Towers(nn.Module):
+    """What gets exported, plus the training-only text projection used by alignment."""
+
+    def __init__(self, cfg: TrainConfig, n_mels: int, text_dim: int = 384) -> None:
+        super().__init__()
+        self.audio = AudioTransformer(n_mels=n_mels, dim=cfg.audio_dim)
+        self.item = ItemTower(text_dim, cfg.audio_dim, cfg.dim)
+        self.user = UserTower(cfg.dim)
+        self.boundary = BoundaryTower(cfg.dim)
+        self.text_proj = nn.Linear(text_dim, cfg.audio_dim)  # alignment head, not exported
+
+
+class Tasks:
+    """Samples batches from :class:`TrainData` and returns the stage losses."""
+
+    def __init__(self, towers: Towers, data: TrainData, cfg: TrainConfig,
+                 device: torch.device) -> None:
+        self.t, self.cfg, self.device = towers, cfg, device
+        self.rng = np.random.default_rng(cfg.seed)
+        self.teacher = torch.from_numpy(data.text).to(device)  # alignment target, always text
+        self.text = self.teacher * float(cfg.use_text)  # the item tower's text view
+        self.mels = torch.from_numpy(data.mels).to(device)
+        self.has_audio = torch.from_numpy(data.has_audio * float(cfg.use_audio)).to(device)
+        self.audio_vec = torch.zeros(data.n_items, cfg.audio_dim, device=device)
+        self.hist_items = torch.from_numpy(data.hist_items).to(device)
+        self.hist_w = torch.from_numpy(data.hist_weights).to(device)
+        self.hist_pos = torch.from_numpy(data.hist_pos).to(device)
+        self.users = np.flatnonzero(data.hist_pos.sum(1) > 0)
+        self.warm = np.unique(data.hist_items[data.hist_weights != 0])
+        self.audio_items = np.flatnonzero(self.has_audio.cpu().numpy() > 0)
+        self.n_items = data.n_items
+        self.bpr, self.nce = BPRLoss(), InfoNCE(cfg.temperature)
+        self.views_nce = InfoNCE(2 * cfg.temperature)
+        self.ib = InterestBoundaryLoss(cfg.boundary_alpha, 1.0 / cfg.temperature)
+
+    # ---------------------------------------------------------------- stage 1
+    def has_audio_stage(self) -> bool:
+        return self.cfg.use_audio and len(self.audio_items) > 1
+
+    def align_batches(self) -> list[np.ndarray]:
+        order = self.rng.permutation(self.audio_items)
+        size = min(128, len(order))
+        return [order[i: i + size] for i in range(0, len(order) - size + 1, size)]
+
+    def align_loss(self, items: np.ndarray) -> torch.Tensor:
+        idx = torch.from_numpy(items).to(self.device)
+        mel = self.mels[idx]
+        a = self.t.audio(mel, torch.ones(mel.shape[:2], device=self.device))
+        txt = F.normalize(self.t.text_proj(self.teacher[idx]), dim=-1)
+        return self.nce(a, txt)
+
+    @torch.no_grad()
+    def refresh_audio(self, batch: int = 256) -> None:
+        """Freeze the aligned audio tower's vectors for the CF stages (fast, exact at serve)."""
+        if not self.has_audio_stage():
+            return
+        self.t.audio.eval()
+        for s in range(0, self.n_items, batch):
+            mel = self.mels[s: s + batch]
+            self.audio_vec[s: s + batch] = self.t.audio(
+                mel, torch.ones(mel.shape[:2], device=self.device))
+        self.t.audio.train()
+
+    # ---------------------------------------------------------------- stages 2-4
+    def item_vectors(self, text: torch.Tensor | None = None,
+                     audio: torch.Tensor | None = None) -> torch.Tensor:
+        return self.t.item(self.text if text is None else text,
+                           self.audio_vec if audio is None else audio, self.has_audio[:, None])
+
+    def steps_per_epoch(self) -> int:
+        return max(1, int(self.hist_pos.sum().item()) // self.cfg.batch)
+
+    def joint_loss(self) -> dict[str, torch.Tensor]:
+        """One step of I2I BPR + U2I BPR/boundary + contrastive views."""
+        cfg, dev = self.cfg, self.device
+        v = self.item_vectors()
+        users = torch.from_numpy(self.rng.choice(self.users, cfg.batch)).to(dev)
+        pos_mask = self.hist_pos[users]
+        r = torch.rand(pos_mask.shape, device=dev) * pos_mask
+        target = r.argmax(1)  # a random positive position per user
+        rows = torch.arange(len(users), device=dev)
+        items = self.hist_items[users]
+        pos_item = items[rows, target]
+        w = self.hist_w[users].clone()
+        w[rows, target] = 0.0  # leave the target out of its own history
+        u = self.t.user(v[items], w)
+        neg = torch.from_numpy(self.rng.choice(self.warm, cfg.batch)).to(dev)
+        s_pos = (u * v[pos_item]).sum(-1)
+        s_neg = (u * v[neg]).sum(-1)
+        scale = 1.0 / cfg.temperature
+        out = {"u2i_bpr": self.bpr(scale * s_pos, scale * s_neg)}
+        if cfg.boundary_weight > 0:
+            b = self.t.boundary(u.detach())
+            out["boundary"] = cfg.boundary_weight * self.ib(b, s_pos, s_neg)
+        if cfg.i2i_weight > 0:
+            r2 = torch.rand(pos_mask.shape, device=dev) * pos_mask
+            r2[rows, target] = 0.0
+            other = r2.argmax(1)
+            ok = r2.max(1).values > 0
+            if ok.any():
+                a, p = pos_item[ok], items[rows, other][ok]
+                i_pos = (v[a] * v[p]).sum(-1)
+                i_neg = (v[a] * v[neg[ok]]).sum(-1)
+                out["i2i_bpr"] = cfg.i2i_weight * self.bpr(scale * i_pos, scale * i_neg)
+        if cfg.contrastive_weight > 0:
+            out["views"] = cfg.contrastive_weight * self.views_loss()
+        return out
+
+    def views_loss(self, size: int = 256) -> torch.Tensor:
+        idx = torch.from_numpy(self.rng.choice(self.n_items, size, replace=False)
+                               if self.n_items > size else np.arange(self.n_items))
+        idx = idx.to(self.device)
+        t, a, h = self.text[idx], self.audio_vec[idx], self.has_audio[idx, None]
+        return self.views_nce(self.t.item(*self._augment(t, a), h),
+                              self.t.item(*self._augment(t, a), h))
+
+    def _augment(self, t: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        def view(x: torch.Tensor) -> torch.Tensor:
+            keep = (torch.rand_like(x) > self.cfg.mask_p).float()
+            return x * keep + self.cfg.noise * torch.randn_like(x)
+        return view(t), view(a)
+
+    # ---------------------------------------------------------------- inference
+    @torch.no_grad()
+    def embed_all(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(item vectors, user vectors, boundaries) for the whole training view."""
+        self.t.eval()
+        v = self.item_vectors()
+        u = torch.zeros(self.hist_items.shape[0], v.shape[1], device=self.device)
+        for s in range(0, len(u), 1024):
+            u[s: s + 1024] = self.t.user(v[self.hist_items[s: s + 1024]],
+                                         self.hist_w[s: s + 1024])
+        b = self.t.boundary(u).reshape(-1)
+        self.t.train()
+        return v.cpu().numpy(), u.cpu().numpy(), b.cpu().numpy()

@@ -1,0 +1,143 @@
+"""One training loop, readable top to bottom: align audio, then the joint CF stages.
+
+Seeds are fixed (torch, numpy), CPU is the default and CUDA is used when present, every
+epoch writes a checkpoint (``--resume`` continues from the last), and the loss history is
+kept for the training-curve plot.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from encoders.artifacts import UserSpec
+from encoders.features import MelConfig
+
+from . import data as data_mod
+from .datasets.base import Dataset
+from .tasks import Tasks, Towers, TrainConfig
+
+
+@dataclass
+class TrainResult:
+    """Trained towers and what the run looked like."""
+
+    towers: Towers
+    tasks: Tasks
+    cfg: TrainConfig
+    mel: MelConfig
+    user_spec: UserSpec
+    fingerprint: str
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def train(dataset: Dataset, cfg: TrainConfig, device: str = "auto",
+          checkpoint_dir: Path | None = None, resume: bool = False,
+          progress: bool = False, mel: MelConfig | None = None,
+          user_spec: UserSpec | None = None) -> TrainResult:
+    """Fit all towers on ``dataset`` (a training view: no held-out events)."""
+    seed_everything(cfg.seed)
+    dev = pick_device(device)
+    mel = mel or MelConfig()
+    spec = user_spec or UserSpec(kind="graph", graph="user.onnx",
+                                 boundary_graph="boundary.onnx")
+    td = data_mod.build(dataset, mel, spec, use_audio=cfg.use_audio, progress=progress)
+    towers = Towers(cfg, mel.n_mels, td.text.shape[1]).to(dev)
+    tasks = Tasks(towers, td, cfg, dev)
+    opt = torch.optim.AdamW(towers.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    history: list[dict[str, float]] = []
+    start = 0
+    ckpt = checkpoint_dir / "last.pt" if checkpoint_dir else None
+    if resume and ckpt is not None and ckpt.exists():
+        state = torch.load(ckpt, map_location=dev, weights_only=False)
+        if state["fingerprint"] != td.fingerprint or state["cfg"] != cfg.dict():
+            raise ValueError(f"checkpoint {ckpt} was made from other data or settings")
+        towers.load_state_dict(state["towers"])
+        opt.load_state_dict(state["opt"])
+        history, start = state["history"], state["epoch"]
+        tasks.rng = np.random.default_rng([cfg.seed, start])
+        torch.manual_seed(cfg.seed + start)
+
+    align = cfg.align_epochs if tasks.has_audio_stage() else 0
+    total = align + cfg.epochs
+    for epoch in tqdm(range(start, total), desc="epochs", disable=not progress,
+                      initial=start, total=total):
+        sums: dict[str, float] = {}
+        if epoch < align:
+            batches = tasks.align_batches()
+            for items in tqdm(batches, desc=f"align {epoch + 1}", leave=False,
+                              disable=not progress):
+                loss = tasks.align_loss(items)
+                _step(opt, loss)
+                sums["align"] = sums.get("align", 0.0) + loss.item() / len(batches)
+        else:
+            if epoch == align or (epoch == start and start > 0):
+                tasks.refresh_audio()
+            n = tasks.steps_per_epoch()
+            for _ in tqdm(range(n), desc=f"joint {epoch + 1 - align}", leave=False,
+                          disable=not progress):
+                parts = tasks.joint_loss()
+                _step(opt, sum(parts.values()))
+                for k, v in parts.items():
+                    sums[k] = sums.get(k, 0.0) + v.item() / n
+        history.append({"epoch": epoch + 1, **sums})
+        if ckpt is not None:
+            ckpt.parent.mkdir(parents=True, exist_ok=True)
+            tmp = ckpt.with_suffix(".tmp")
+            torch.save({"towers": towers.state_dict(), "opt": opt.state_dict(),
+                        "epoch": epoch + 1, "history": history, "cfg": cfg.dict(),
+                        "fingerprint": td.fingerprint}, tmp)
+            tmp.replace(ckpt)
+    tasks.refresh_audio()  # the vectors the exported graphs will reproduce
+    towers.eval()
+    return TrainResult(towers, tasks, cfg, mel, spec, td.fingerprint, history)
+
+
+def _step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def plot_curve(history: list[dict[str, float]], path: Path) -> Path | None:
+    """Training-curve PNG (one line per loss term); JSON next to it if matplotlib is absent."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.with_suffix(".json").write_text(json.dumps(history, indent=1))
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    keys = sorted({k for h in history for k in h if k != "epoch"})
+    for k in keys:
+        pts = [(h["epoch"], h[k]) for h in history if k in h]
+        ax.plot(*zip(*pts, strict=True), marker="o", label=k)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
