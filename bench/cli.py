@@ -1,0 +1,82 @@
+"""``coldstream bench`` (also ``python -m bench.cli``): run scenarios, print tables, save JSON."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .common import Mode, Report, console, machine
+
+app = typer.Typer(add_completion=False, help="Measure every hot path next to its baseline.")
+
+#: Scenario name -> what it measures (the order they run in).
+SCENARIOS = {
+    "encoders": "ONNX Runtime vs torch eager, text and audio towers, batch 1..64",
+    "search": "Qdrant Edge HNSW vs exact numpy: latency, recall@10, filters, size curve",
+    "swap": "model swap: upsert a new version's collection, HNSW build, re-embed estimate",
+    "scaling_users": "candidate generation cost vs number of users",
+    "ingest": "interactions through a worker vs raw aiokafka; events/s curve",
+    "new_song": "new song with 30 s audio -> first candidate latency, per-stage breakdown",
+}
+
+
+def run_one(name: str, mode: Mode, models: Path, done: dict[str, Report]) -> Report:
+    from . import encoders, ingest, latency, search, swap
+
+    if name == "encoders":
+        return encoders.run(mode, models=models)
+    if name == "search":
+        return search.run(mode)
+    if name == "swap":
+        rate = encoders.song_rate(done["encoders"]) if "encoders" in done else None
+        return swap.run(mode, encoder_rate=rate)
+    if name == "scaling_users":
+        return swap.users_curve(mode)
+    if name == "ingest":
+        return ingest.run(mode, models=models)
+    if name == "new_song":
+        return latency.run(mode, models=models)
+    raise typer.BadParameter(f"unknown scenario {name!r}; one of {', '.join(SCENARIOS)}")
+
+
+@app.command()
+def bench(
+    quick: Annotated[bool, typer.Option("--quick/--full",
+                                        help="quick: CI sizes, a few minutes")] = True,
+    out: Annotated[Path, typer.Option(help="folder for one JSON per scenario")] = Path(
+        "bench/results"),
+    only: Annotated[list[str] | None, typer.Option(
+        help=f"run only these scenarios: {', '.join(SCENARIOS)}")] = None,
+    models: Annotated[Path, typer.Option(help="model registry (provisional model built "
+                                              "on first use)")] = Path("build/bench-models"),
+) -> None:
+    """Run the benchmark scenarios; every table has a same-run baseline ratio."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    logging.basicConfig(level=logging.WARNING)
+    mode: Mode = "quick" if quick else "full"
+    names = only or list(SCENARIOS)
+    for n in names:
+        if n not in SCENARIOS:
+            raise typer.BadParameter(f"unknown scenario {n!r}; one of {', '.join(SCENARIOS)}")
+    m = machine()
+    console.print(f"[bold]coldstream bench --{mode}[/] on {m['cpu']}, {m['cores']} cores, "
+                  f"{m['mem_gib']} GiB")
+    done: dict[str, Report] = {}
+    start = time.perf_counter()
+    for name in names:
+        console.rule(f"{name}: {SCENARIOS[name]}")
+        rep = run_one(name, mode, models, done)
+        done[name] = rep
+        rep.print()
+        console.print(f"  saved {rep.save(out)}")
+    console.print(f"all scenarios: {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    app()

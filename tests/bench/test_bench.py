@@ -1,0 +1,65 @@
+"""Smoke runs of the pure-python bench scenarios: the JSON has the expected shape and sane
+values. No timing asserts: the machine is shared and noisy."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import orjson
+from typer.testing import CliRunner
+
+from bench import encoders, search, swap
+from bench.cli import SCENARIOS, app
+from encoders.artifacts import Registry
+
+
+def saved(rep: object, tmp_path: Path) -> dict:
+    path = rep.save(tmp_path)  # type: ignore[attr-defined]
+    data = orjson.loads(path.read_bytes())
+    assert {"scenario", "mode", "params", "rows", "goals", "notes", "machine",
+            "seconds"} <= set(data)
+    assert data["machine"]["cores"] >= 1 and data["rows"]
+    return data
+
+
+def test_search_smoke(tmp_path: Path) -> None:
+    rep = search.run("quick", n=2000, dim=32, n_queries=20, grid=[search.Hnsw(8, 32)],
+                     efs=[64], curve=[1000])
+    data = saved(rep, tmp_path)
+    rows = data["rows"]
+    assert {"edge_p50_ms", "numpy_p50_ms", "speedup_p50", "recall@10"} <= set(rows[0])
+    assert {r["filter"] for r in rows} == {"none", "genre"}
+    for r in rows:
+        assert 0.0 <= r["recall@10"] <= 1.0 and r["edge_p50_ms"] > 0
+    assert [p["n"] for p in data["extra"]["curve"]] == [1000, 2000]
+    assert set(data["extra"]["choice"]) == {"m", "ef_construct", "ef"}
+
+
+def test_encoders_smoke(model_registry: Registry, tmp_path: Path) -> None:
+    rep = encoders.run("quick", batches=[1, 2], models=model_registry.root, min_seconds=0.05)
+    data = saved(rep, tmp_path)
+    assert [r["batch"] for r in data["rows"]] == [1, 2]
+    for r in data["rows"]:
+        for key in ("text_onnx/s", "text_torch/s", "audio_tower_onnx/s", "song_onnx/s",
+                    "song_torch/s", "song_x"):
+            assert r[key] > 0 and math.isfinite(r[key]), key
+    assert data["extra"]["log_mel_ms_per_clip"] > 0
+    assert len(data["goals"]) == 4
+    assert encoders.song_rate(rep)["songs_per_s"] > 0
+
+
+def test_swap_smoke(tmp_path: Path) -> None:
+    rep = swap.run("quick", n=600, batch_sizes=[100], single=50,
+                   encoder_rate={"batch": 8, "songs_per_s": 20.0})
+    data = saved(rep, tmp_path)
+    paths = [r["path"] for r in data["rows"]]
+    assert paths[0].startswith("one point per upsert") and data["rows"][0]["x_base"] == 1.0
+    assert any(p.startswith("estimated full swap") for p in paths)
+    assert all(r["songs/s"] > 0 for r in data["rows"])
+
+
+def test_cli_rejects_unknown_scenario() -> None:
+    result = CliRunner().invoke(app, ["--only", "nope"])
+    assert result.exit_code != 0
+    assert set(SCENARIOS) >= {"encoders", "search", "swap", "ingest", "new_song"}
