@@ -1,0 +1,59 @@
+"""Settings: one environment reader; security settings pass through; secrets stay secret."""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+import pytest
+
+from streams.app import broker_url, credentials
+from streams.broker import client_config
+from streams.dlq import dead_letter
+from streams.errors import StoreError
+from streams.settings import Settings
+
+
+def test_defaults_are_embedded_and_loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = Settings()
+    assert s.embedded_broker and s.tansu_compat and s.qdrant_url is None
+    assert s.metrics_host == "127.0.0.1"  # nothing listens beyond loopback by default
+    assert s.effective_session_timeout_s == 6.0 and s.effective_heartbeat_s == 1.0
+    assert broker_url(s, "127.0.0.1:9092") == "tansu://127.0.0.1:9092"
+
+
+def test_real_cluster_uses_stock_transport_and_longer_timeouts() -> None:
+    s = Settings(kafka_bootstrap="k1:9092,k2:9092")
+    assert not s.tansu_compat and s.effective_session_timeout_s == 30.0
+    assert broker_url(s, "k1:9092,k2:9092") == "kafka://k1:9092;kafka://k2:9092"
+
+
+def test_environment_is_read_with_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLDSTREAM_PARTITIONS", "8")
+    monkeypatch.setenv("COLDSTREAM_AUDIO_ROOTS", '["/srv/audio"]')
+    s = Settings()
+    assert s.partitions == 8 and [str(p) for p in s.audio_roots] == ["/srv/audio"]
+    monkeypatch.setenv("COLDSTREAM_PARTITIONS", "zero")
+    with pytest.raises(ValueError, match="partitions"):
+        Settings()
+
+
+def test_sasl_ssl_pass_through_and_secrets_are_masked(caplog: pytest.LogCaptureFixture) -> None:
+    s = Settings(kafka_bootstrap="k:9093", kafka_security_protocol="SASL_SSL",
+                 kafka_sasl_mechanism="SCRAM-SHA-512", kafka_sasl_username="svc",
+                 kafka_sasl_password="hunter2-secret", qdrant_api_key="qkey-secret")
+    cfg = client_config(s)
+    assert cfg["security_protocol"] == "SASL_SSL" and cfg["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert cfg["sasl_plain_password"] == "hunter2-secret" and "ssl_context" in cfg
+    creds = credentials(s)
+    assert isinstance(creds, faust.SASLCredentials) and creds.username == "svc"
+    with caplog.at_level(logging.DEBUG):
+        logging.getLogger("test").info("settings %s", s)
+    for text in (repr(s), str(s.model_dump()), caplog.text):
+        assert "hunter2-secret" not in text and "qkey-secret" not in text
+
+
+def test_dead_letters_carry_the_reason_not_the_settings() -> None:
+    letter = dead_letter(b"x" * 10, "songs.new", 2, 41, StoreError("boom"))
+    assert letter.error_kind == "store" and letter.source_offset == 41
+    assert letter.original_size == 10
