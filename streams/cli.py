@@ -136,25 +136,27 @@ def schemas(
         typer.echo(f"wrote {path}")
 
 
-def mount_training_commands() -> None:
-    """Offline commands (world, evaluate, replay, convert, train, models) live in ``training``;
+def mount_commands(module: str) -> None:
+    """Offline commands live in ``training`` (world, evaluate, train, models...) and ``bench``;
     the CLI is the composition root that exposes them under one ``coldstream`` command."""
+    import importlib
+
     try:
-        from training.cli import app as training_app
+        other = importlib.import_module(module).app
     except ImportError as exc:  # pragma: no cover - a broken optional dependency
-        typer.echo(f"training commands unavailable: {exc}", err=True)
+        typer.echo(f"{module} commands unavailable: {exc}", err=True)
         return
     known = {c.name or c.callback.__name__ for c in app.registered_commands if c.callback}
-    for command in training_app.registered_commands:
+    for command in other.registered_commands:
         name = command.name or (command.callback.__name__ if command.callback else None)
         if name and name.replace("_", "-") not in known:
             app.registered_commands.append(command)
-    for group in training_app.registered_groups:
-        app.registered_groups.append(group)
+    app.registered_groups.extend(other.registered_groups)
 
 
 def main() -> None:
-    mount_training_commands()
+    mount_commands("training.cli")
+    mount_commands("bench.cli")
     app()
 
 
