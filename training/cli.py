@@ -220,7 +220,16 @@ def ablate(dataset: str = typer.Option("world:demo", help="As for evaluate"),
     import json
 
     js.write_text(json.dumps(rep, indent=1, default=float))
-    md.write_text(report.markdown(rep, segments=("cold", "warm")))
+    gated = [r for r in results if "delivery_gated" in r["segments"]["cold"]]
+    lines = ["", "**cold delivery through the boundary tower** (score >= boundary)", "",
+             "| model | deliveries | " + " | ".join(report.DELIVERY_METRICS) + " |",
+             "|---" * (len(report.DELIVERY_METRICS) + 2) + "|"]
+    for r in gated:
+        d = r["segments"]["cold"]["delivery_gated"]
+        lines.append(f"| {r['model']} | {d.get('deliveries', 0):.0f} | "
+                     + " | ".join(f"{d[k]:.3f}" for k in report.DELIVERY_METRICS) + " |")
+    md.write_text(report.markdown(rep, segments=("cold", "warm"))
+                  + ("\n".join(lines) + "\n" if gated else ""))
     console.print(f"wrote {js} and {md}")
 
 

@@ -10,10 +10,13 @@ __all__ = ["BPRLoss", "InfoNCE", "InterestBoundaryLoss"]
 
 
 class BPRLoss(nn.Module):
-    """Bayesian personalised ranking: -log sigmoid(s_pos - s_neg), averaged."""
+    """Bayesian personalised ranking: -log sigmoid(s_pos - s_neg), averaged.
+
+    ``pos`` is (B,); ``neg`` is (B,) or (B, K) for K sampled negatives per positive.
+    """
 
     def forward(self, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-        return F.softplus(neg - pos).mean()
+        return F.softplus(neg - _col(pos, neg)).mean()
 
 
 class InfoNCE(nn.Module):
@@ -50,5 +53,10 @@ class InterestBoundaryLoss(nn.Module):
     def forward(self, boundary: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor
                 ) -> torch.Tensor:
         b = boundary.reshape(-1)
-        return ((1 - self.alpha) * F.softplus(self.scale * (b - pos))
-                + self.alpha * F.softplus(self.scale * (neg - b))).mean()
+        return ((1 - self.alpha) * F.softplus(self.scale * (b - pos)).mean()
+                + self.alpha * F.softplus(self.scale * (neg - _col(b, neg))).mean())
+
+
+def _col(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(B,) -> broadcastable against ``like`` of shape (B,) or (B, K)."""
+    return x.reshape(x.shape[0], *([1] * (like.dim() - 1)))

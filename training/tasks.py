@@ -34,6 +34,7 @@ class TrainConfig:
     dim: int = 64
     audio_dim: int = 64
     temperature: float = 0.1
+    negatives: int = 1
     use_text: bool = True
     use_audio: bool = True
     i2i_weight: float = 0.5
@@ -133,9 +134,9 @@ class Tasks:
         w = self.hist_w[users].clone()
         w[rows, target] = 0.0  # leave the target out of its own history
         u = self.t.user(v[items], w)
-        neg = torch.from_numpy(self.rng.choice(self.warm, cfg.batch)).to(dev)
+        neg = torch.from_numpy(self.rng.choice(self.warm, (cfg.batch, cfg.negatives))).to(dev)
         s_pos = (u * v[pos_item]).sum(-1)
-        s_neg = (u * v[neg]).sum(-1)
+        s_neg = torch.einsum("bd,bkd->bk", u, v[neg])
         scale = 1.0 / cfg.temperature
         out = {"u2i_bpr": self.bpr(scale * s_pos, scale * s_neg)}
         if cfg.boundary_weight > 0:
@@ -149,7 +150,7 @@ class Tasks:
             if ok.any():
                 a, p = pos_item[ok], items[rows, other][ok]
                 i_pos = (v[a] * v[p]).sum(-1)
-                i_neg = (v[a] * v[neg[ok]]).sum(-1)
+                i_neg = torch.einsum("bd,bkd->bk", v[a], v[neg[ok]])
                 out["i2i_bpr"] = cfg.i2i_weight * self.bpr(scale * i_pos, scale * i_neg)
         if cfg.contrastive_weight > 0:
             out["views"] = cfg.contrastive_weight * self.views_loss()

@@ -68,7 +68,9 @@ def train(dataset: Dataset, cfg: TrainConfig, device: str = "auto",
     ckpt = checkpoint_dir / "last.pt" if checkpoint_dir else None
     if resume and ckpt is not None and ckpt.exists():
         state = torch.load(ckpt, map_location=dev, weights_only=False)
-        if state["fingerprint"] != td.fingerprint or state["cfg"] != cfg.dict():
+        same = {k: v for k, v in cfg.dict().items() if k != "epochs"}
+        if state["fingerprint"] != td.fingerprint or \
+                {k: v for k, v in state["cfg"].items() if k != "epochs"} != same:
             raise ValueError(f"checkpoint {ckpt} was made from other data or settings")
         towers.load_state_dict(state["towers"])
         opt.load_state_dict(state["opt"])

@@ -100,3 +100,16 @@ def test_text_only_variant_ignores_audio(tiny_world: Dataset) -> None:
     assert v.shape == (tiny_world.n_items, cfg.dim) and u.shape[0] == tiny_world.n_users
     assert float(result.tasks.has_audio.sum()) == 0.0
     assert np.isfinite(b).all()
+
+
+def test_checkpoint_resume_continues_and_refuses_other_settings(tiny_world: Dataset,
+                                                                tmp_path: Path) -> None:
+    from training.train import train
+
+    cfg = replace(CFG, use_audio=False, align_epochs=0, epochs=1)
+    first = train(tiny_world, cfg, checkpoint_dir=tmp_path)
+    more = train(tiny_world, replace(cfg, epochs=2), checkpoint_dir=tmp_path, resume=True)
+    assert [h["epoch"] for h in more.history] == [1, 2]
+    assert more.history[0] == first.history[0]
+    with pytest.raises(ValueError, match="other data or settings"):
+        train(tiny_world, replace(cfg, seed=1), checkpoint_dir=tmp_path, resume=True)
