@@ -8,6 +8,7 @@ deterministic ids and offset/event-id de-duplication making replays harmless.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -29,7 +30,8 @@ async def guarded(ctx: WorkerContext, topics: Topics, event: Any,
                   handler: Callable[[Any], Awaitable[str]]) -> None:
     topic = event.message.topic
     try:
-        outcome = await handler(event)
+        async with ctx.gate:
+            outcome = await handler(event)
         ctx.metrics.events.labels(topic=topic, outcome=outcome).inc()
     except EventError as exc:
         await send_to_dlq(topics.dlq, event, exc)
@@ -99,6 +101,54 @@ def register_agents(app: faust.App, ctx: WorkerContext, topics: Topics, tables: 
         agent.__name__ = name
         agent.__qualname__ = name
         app.agent(topic, name=f"coldstream.{name}")(agent)
+
+    def user_states(ids: Any) -> dict[str, Any]:
+        """Snapshot of local users' table state (all, or the given ids); event loop only."""
+        table = tables.user_state
+        if ids is None:
+            return dict(table.items())
+        return {k: table[k] for k in ids if k in table}
+
+    async def adopt(version: str, why: str) -> None:
+        if s.model_version:
+            log.info("model %s announced (%s) but this worker is pinned to %s", version, why,
+                     s.model_version)
+            return
+        if version in ctx.refused_versions or ctx.swapping:
+            return
+        log.info("adopting model %s (%s)", version, why)
+        await ctx.swap_to(version, user_states)
+
+    @app.task
+    async def watch_model_versions() -> None:
+        """Every worker (not one per group) hears model.versions: a plain consumer."""
+        from .broker import client_config
+        from .client import consume
+        from .events import ModelVersionEvent
+
+        async for rec in consume(ctx.bootstrap, topics.model_versions.get_topic_name(),
+                                 from_beginning=False, **client_config(s)):
+            try:
+                announced = decode(rec.value, ModelVersionEvent, max_bytes=s.max_event_bytes)
+            except EventError as exc:
+                log.warning("bad model.versions event at offset %d: %s", rec.offset, exc)
+                m.dlq.labels(topic=rec.topic, kind=exc.kind).inc()
+                continue
+            # The registry's CURRENT pointer decides (promote/rollback move it); the event
+            # only says "look now", so a stale or unpromoted announcement cannot flip-flop.
+            current = ctx.registry.current()
+            if current != announced.version:
+                log.warning("model.versions announced %s but CURRENT is %s: following CURRENT",
+                            announced.version, current)
+            if current and ctx.model and current != ctx.model.version:
+                asyncio.ensure_future(adopt(current, "model.versions event"))
+
+    @app.timer(15.0)
+    async def follow_current_pointer() -> None:
+        """Fallback for a missed event: the registry's CURRENT pointer is the truth."""
+        current = await asyncio.get_running_loop().run_in_executor(None, ctx.registry.current)
+        if current and ctx.model and current != ctx.model.version:
+            await adopt(current, "CURRENT pointer")
 
     loop(topics.songs, "songs", on_song)
     loop(topics.interactions, "interactions", on_interaction)

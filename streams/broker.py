@@ -6,7 +6,9 @@ measured gaps that this module and :mod:`streams.compat` handle:
 * auto-created topics get 4 partitions -> we pre-create every topic with our partition count;
 * idempotent/transactional producers fail (InitProducerId) -> at-least-once + idempotent effects;
 * a group join takes half the session timeout -> short timeouts in embedded mode;
-* memory storage does not survive a broker restart (fine for the demo and tests).
+* memory storage does not survive a broker restart (fine for the demo and tests); pass an
+  ``s3://bucket/`` storage URL (with ``AWS_*`` variables in ``env``) for durability
+  (see docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -61,10 +63,18 @@ def wait_for_port(host: str, port: int, timeout: float = 15.0) -> None:
 
 @dataclass
 class EmbeddedBroker:
-    """A Tansu broker on 127.0.0.1 with in-memory storage, owned by this process."""
+    """A Tansu broker on 127.0.0.1, owned by this process; in-memory storage by default.
+
+    ``storage`` is Tansu's ``--storage-engine`` URL; ``s3://bucket/`` reads ``AWS_ACCESS_KEY_ID``,
+    ``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT`` and ``AWS_ALLOW_HTTP``
+    from the environment, which ``env`` extends. ``start()`` after ``stop()`` restarts the
+    broker on the same port and storage.
+    """
 
     port: int = 0
     log_path: Path | None = None
+    storage: str = "memory://tansu/"
+    env: dict[str, str] = field(default_factory=dict, repr=False)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -78,15 +88,17 @@ class EmbeddedBroker:
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(
             [str(tansu_binary()), "broker", "--listener-url", url,
-             "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+             "--advertised-listener-url", url, "--storage-engine", self.storage],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, **self.env},
         )
         try:
             wait_for_port("127.0.0.1", self.port)
         except TimeoutError:
             self.stop()
             raise
-        log.info("embedded Tansu broker on %s (pid %s)", self.bootstrap, self.process.pid)
+        log.info("embedded Tansu broker on %s (pid %s, storage %s)", self.bootstrap,
+                 self.process.pid, self.storage.split("?")[0])
         return self
 
     def stop(self, timeout: float = 5.0) -> None:

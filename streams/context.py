@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -21,7 +21,7 @@ import numpy as np
 from encoders.artifacts import ArtifactError, Registry
 from encoders.runtime import LoadedModel, load_model
 
-from . import pipeline
+from . import pipeline, swap
 from .audio import load_audio, resolve_audio_path
 from .errors import ModelArtifactError, StoreError
 from .events import CandidateEvent, SongEvent
@@ -40,9 +40,26 @@ class SongResult:
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
+def retry_store(fn: Callable[[], T], attempts: int, max_delay: float, what: str) -> T:
+    """Blocking retry with capped backoff for store calls outside the event stream."""
+    delay = 0.1
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except StoreError as exc:
+            if attempt == attempts - 1:
+                log.error("vector store failed at %s, giving up: %s", what, exc)
+                raise
+            log.warning("vector store failed at %s (%s); retrying in %.1fs", what, exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, max_delay)
+    raise AssertionError("unreachable")
+
+
 class WorkerContext:
     def __init__(self, settings: Settings, store: VectorStore, metrics: Metrics) -> None:
         self.settings = settings
+        self.bootstrap = settings.kafka_bootstrap or ""  # the worker sets the embedded one
         self.store = store
         self.metrics = metrics
         self.registry = Registry(settings.models_path)
@@ -58,19 +75,91 @@ class WorkerContext:
         self.model: LoadedModel | None = None
         self.cols: Collections | None = None
         self.retry_max_delay_s = 5.0
+        self.swap_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="coldstream-swap")
+        self.swapping: str | None = None
+        self.touched_users: set[str] = set()
+        self.refused_versions: set[str] = set()
+        #: Held by every event handler; a model switch takes it to run with no event in flight.
+        self.gate = asyncio.Lock()
 
     # --- model ---------------------------------------------------------------------------
-    def load(self, version: str) -> LoadedModel:
+    def open_model(self, version: str) -> LoadedModel:
         try:
-            model = load_model(self.registry, version, self.settings.onnx_threads)
+            return load_model(self.registry, version, self.settings.onnx_threads)
         except ArtifactError as exc:
             raise ModelArtifactError(str(exc)) from None
-        self.model = model
-        self.cols = pipeline.ensure_collections(self.store, model)
+
+    def load(self, version: str) -> LoadedModel:
+        """Start-up: open the model and its collections (the store may still be starting)."""
+        model = self.open_model(version)
+        retry_store(lambda: self.serve(model, pipeline.ensure_collections(self.store, model)),
+                    attempts=30, max_delay=self.retry_max_delay_s, what="start-up")
+        return model
+
+    def serve(self, model: LoadedModel, cols: Collections) -> None:
+        self.model, self.cols = model, cols
         self.cache.clear()
+        self.store.set_alias("songs", cols.songs)
+        self.store.set_alias("users", cols.users)
         self.metrics.model.info({"version": model.version})
         log.info("serving model %s (dim %d)", model.version, model.manifest.dim)
-        return model
+
+    async def swap_to(self, version: str,
+                      user_states: Callable[[Iterable[str] | None], dict[str, Any]]) -> str:
+        """Build ``version``'s collections while the current one serves, then switch.
+
+        ``user_states(None)`` snapshots every local user's table state; ``user_states(ids)``
+        those users only (called on the event loop, where the table lives). Returns "ok",
+        "refused" (broken artifact: the old version keeps serving) or "skipped".
+        """
+        if self.swapping or (self.model and version == self.model.version):
+            return "skipped"
+        loop = asyncio.get_running_loop()
+        m = self.metrics
+        self.swapping, started = version, time.perf_counter()
+        m.model_swap_in_progress.set(1)
+        try:
+            try:
+                model = await loop.run_in_executor(self.swap_pool, self.open_model, version)
+            except ModelArtifactError as exc:
+                log.error("refusing model %s, still serving %s: %s", version,
+                          self.model.version if self.model else None, exc)
+                self.refused_versions.add(version)
+                m.model_swaps.labels(result="refused").inc()
+                return "refused"
+            assert self.cols is not None
+            src = self.cols
+            dst = await loop.run_in_executor(self.swap_pool, pipeline.ensure_collections,
+                                             self.store, model)
+            self.touched_users.clear()
+            n = await loop.run_in_executor(self.swap_pool, swap.reembed_catalogue, self.store,
+                                           src, dst, model, self.settings)
+            states = user_states(None)
+            u = await loop.run_in_executor(self.swap_pool, swap.recompute_users, self.store,
+                                           dst, model, states)
+            log.info("model %s: %d songs and %d users re-embedded; reconciling", version, n, u)
+            async with self.gate:  # no event is mid-flight: table writes are all done
+                touched = user_states(set(self.touched_users))
+                await self.run(self._finish_swap, model, src, dst, touched)
+            m.model_swaps.labels(result="ok").inc()
+            m.model_swap_seconds.observe(time.perf_counter() - started)
+            return "ok"
+        except Exception:
+            log.exception("model swap to %s failed; still serving the old version", version)
+            m.model_swaps.labels(result="failed").inc()
+            return "failed"
+        finally:
+            self.swapping = None
+            m.model_swap_in_progress.set(0)
+
+    def _finish_swap(self, model: LoadedModel, src: Collections, dst: Collections,
+                     touched: dict[str, Any]) -> None:
+        """Exclusive (work thread): catch up with what happened meanwhile, then switch."""
+        added, changed = swap.reconcile(self.store, src, dst, model, self.settings)
+        swap.recompute_users(self.store, dst, model, touched)
+        self.serve(model, dst)
+        log.info("switched to %s (caught up %d songs, %d listener lists, %d users)",
+                 model.version, added, changed, len(touched))
 
     # --- blocking work, off the event loop ------------------------------------------------
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -119,6 +208,8 @@ class WorkerContext:
 
     def update_user(self, user_id: str, state: dict[str, Any]) -> float:
         assert self.model is not None and self.cols is not None
+        if self.swapping:
+            self.touched_users.add(user_id)
         with self.metrics.stage("user_update"):
             _vec, boundary = pipeline.user_update(self.store, self.cols, self.model, self.cache,
                                                   user_id, state)
@@ -131,16 +222,7 @@ class WorkerContext:
 
     def close(self, attempts: int = 8) -> None:
         """Drain the work thread, then flush the store (bounded retries: shutdown must end)."""
+        self.swap_pool.shutdown(wait=False, cancel_futures=True)
         self.pool.shutdown(wait=True)
-        delay = 0.1
-        for attempt in range(attempts):
-            try:
-                self.store.flush()
-                break
-            except StoreError as exc:
-                if attempt == attempts - 1:
-                    log.error("vector store flush failed at shutdown: %s", exc)
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
+        retry_store(self.store.flush, attempts=attempts, max_delay=2.0, what="shutdown flush")
         self.store.close()

@@ -65,6 +65,15 @@ class Metrics:
         self.ready = Gauge(
             "coldstream_worker_ready", "1 once tables are recovered and agents consume.",
             registry=r)
+        self.model_swaps = Counter(
+            "coldstream_model_swaps", "Model version changes, by result (ok, refused, failed).",
+            ["result"], registry=r)
+        self.model_swap_seconds = Histogram(
+            "coldstream_model_swap_seconds", "Re-embedding a catalogue into a new version.",
+            buckets=(1, 5, 15, 30, 60, 120, 300, 900, 1800, 3600), registry=r)
+        self.model_swap_in_progress = Gauge(
+            "coldstream_model_swap_in_progress", "1 while a new version is being built.",
+            registry=r)
         self.model = Info(
             "coldstream_model", "Model version this worker serves.", registry=r)
         self.build = Info("coldstream_build", "Coldstream build.", registry=r)

@@ -77,6 +77,7 @@ def song_payload(song: SongEvent, version: str, engagers: list[list[Any]],
     songs.new keeps the listeners already recorded."""
     return {"song_id": song.song_id, "title": song.title, "artist": song.artist,
             "tags": list(song.tags), "released_at": song.released_at,
+            "description": song.description, "audio_uri": song.audio_uri,
             "is_cold": 0 if engagers else 1, "engagers": engagers, "model_version": version,
             "has_audio": int(has_audio)}
 

@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     broker_compat: Literal["auto", "kafka", "tansu"] = Field(
         "auto", description="tansu: enable the Tansu end-offset shim (auto: when embedded).")
     embedded_kafka_port: int = Field(0, description="Port for the embedded broker (0: pick one).")
+    embedded_kafka_storage: str = Field(
+        "memory://tansu/", description="Embedded Tansu storage: memory://tansu/ (lost on restart)"
+        " or s3://bucket/ (durable; AWS_* variables, see docs/reliability.md).")
     kafka_security_protocol: str = Field(
         "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
     )

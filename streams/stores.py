@@ -65,6 +65,8 @@ class VectorStore(Protocol):
     def set_payload(self, collection: str, point_id: str, payload: dict[str, Any]) -> None: ...
     def delete(self, collection: str, ids: Sequence[str]) -> None: ...
     def count(self, collection: str, where: Where | None = None) -> int: ...
+    def scroll(self, collection: str, offset: str | None, limit: int,
+               with_vector: bool = False) -> tuple[list[Hit], str | None]: ...
     def collections(self) -> list[str]: ...
     def set_alias(self, alias: str, collection: str) -> None: ...
     def resolve(self, alias: str) -> str | None: ...
@@ -158,6 +160,17 @@ class EdgeStore:
     def count(self, collection: str, where: Where | None = None) -> int:
         return int(self._shard(collection).count(
             self.qe.CountRequest(exact=True, filter=self._filter(where))))
+
+    def scroll(self, collection: str, offset: str | None, limit: int,
+               with_vector: bool = False) -> tuple[list[Hit], str | None]:
+        """One page of points in id order and the offset of the next page (None: done)."""
+        qe = self.qe
+        records, nxt = self._shard(collection).scroll(qe.ScrollRequest(
+            offset=offset, limit=limit, with_payload=True, with_vector=with_vector))
+        hits = [Hit(str(r.id), 1.0, dict(r.payload or {}),
+                    np.asarray(_vector_of(r.vector), dtype=np.float32) if with_vector else None)
+                for r in records]
+        return hits, None if nxt is None else str(nxt)
 
     def optimize(self, collection: str) -> bool:
         """Build HNSW for the collection. Holds the GIL: never call it on the event loop."""
@@ -301,6 +314,15 @@ class QdrantClientStore:
     def count(self, collection: str, where: Where | None = None) -> int:
         return self.client.count(collection, count_filter=self._filter(where), exact=True).count
 
+    def scroll(self, collection: str, offset: str | None, limit: int,
+               with_vector: bool = False) -> tuple[list[Hit], str | None]:
+        records, nxt = self.client.scroll(collection, offset=offset, limit=limit,
+                                          with_payload=True, with_vectors=with_vector)
+        hits = [Hit(str(r.id), 1.0, dict(r.payload or {}),
+                    np.asarray(r.vector, dtype=np.float32) if with_vector else None)
+                for r in records]
+        return hits, None if nxt is None else str(nxt)
+
     def set_alias(self, alias: str, collection: str) -> None:
         if self.local:
             self._local_aliases[alias] = collection  # local mode has no alias API
@@ -347,6 +369,17 @@ def open_store(settings: Any) -> VectorStore:
     return EdgeStore(settings.data_dir / "qdrant")
 
 
+def scroll_all(store: VectorStore, collection: str, page: int = 256,
+               with_vector: bool = False) -> Iterable[Hit]:
+    """Every point of a collection, page by page."""
+    offset: str | None = None
+    while True:
+        hits, offset = store.scroll(collection, offset, page, with_vector)
+        yield from hits
+        if offset is None:
+            return
+
+
 def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
@@ -357,7 +390,7 @@ def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
 # ---------------------------------------------------------------------------------------------
 
 _OPS = ("ensure_collection", "upsert", "search", "retrieve", "set_payload", "delete", "count",
-        "collections", "set_alias", "resolve", "flush")
+        "scroll", "collections", "set_alias", "resolve", "flush", "optimize")
 
 
 class MeteredStore:
@@ -367,6 +400,8 @@ class MeteredStore:
     def __init__(self, inner: VectorStore, metrics: Any) -> None:
         self.inner = inner
         self.metrics = metrics
+        # Serving and a background model swap may call in from two threads; calls are short.
+        self._lock = threading.RLock()
 
     def __getattr__(self, name: str) -> Any:
         target = getattr(self.inner, name)
@@ -374,7 +409,7 @@ class MeteredStore:
             return target
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            with self.metrics.store_call(name):
+            with self.metrics.store_call(name), self._lock:
                 try:
                     return target(*args, **kwargs)
                 except StoreError:

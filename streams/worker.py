@@ -36,6 +36,7 @@ def prepare_topics(settings: Settings, bootstrap: str) -> None:
 def start_embedded_broker(settings: Settings, stack: ExitStack) -> str:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     broker = EmbeddedBroker(port=settings.embedded_kafka_port,
+                            storage=settings.embedded_kafka_storage,
                             log_path=Path(settings.data_dir) / "tansu.log")
     stack.enter_context(broker)
     return broker.bootstrap
@@ -68,6 +69,7 @@ def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
             backend = FaultInjectingStore(backend, settings.test_store_faults)
         store = MeteredStore(backend, metrics)
         ctx = WorkerContext(settings, store, metrics)
+        ctx.bootstrap = bootstrap
         stack.callback(ctx.close)
         version = settings.model_version or ensure_model(ctx.registry)
         ctx.load(version)

@@ -86,3 +86,14 @@ def test_metered_store_times_calls_and_translates_errors(tmp_path: Path) -> None
     assert reg.get_sample_value("coldstream_vector_store_seconds_count", {"op": "upsert"}) == 1
     assert reg.get_sample_value("coldstream_vector_store_errors_total", {"op": "search"}) == 1
     store.close()
+
+
+def test_scroll_visits_every_point_once(store: VectorStore) -> None:
+    from streams.stores import scroll_all
+
+    pts = points(23)
+    store.upsert("songs", pts)
+    seen = [h.payload["song_id"] for h in scroll_all(store, "songs", page=5)]
+    assert sorted(seen) == sorted(p.payload["song_id"] for p in pts)
+    with_vec = next(iter(scroll_all(store, "songs", page=5, with_vector=True)))
+    assert with_vec.vector is not None and with_vec.vector.shape == (8,)
