@@ -40,27 +40,35 @@ def bootstrap_or_exit(settings: Settings, bootstrap: str | None) -> str:
     return server
 
 
+def run_or_explain(settings: Settings) -> None:
+    """Run a worker; a known failure (store locked, broken model) ends with one clear line."""
+    from .errors import ColdstreamError
+    from .worker import run_worker
+
+    try:
+        run_worker(settings)
+    except ColdstreamError as exc:
+        typer.echo(f"coldstream: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
 @app.command()
 def worker() -> None:
     """Run one worker (starts the embedded broker when COLDSTREAM_KAFKA_BOOTSTRAP is unset)."""
-    from .worker import run_worker
-
     settings = settings_or_exit()
     setup_logging(settings.log_level)
-    run_worker(settings)
+    run_or_explain(settings)
 
 
 @app.command()
 def up() -> None:
     """Broker, vector store and worker in the foreground (embedded unless configured)."""
-    from .worker import run_worker
-
     settings = settings_or_exit()
     setup_logging(settings.log_level)
     if settings.embedded_broker:
         typer.echo("starting embedded Tansu broker, Qdrant Edge store and one worker; "
                    "Ctrl-C stops everything")
-    run_worker(settings)
+    run_or_explain(settings)
 
 
 @app.command()

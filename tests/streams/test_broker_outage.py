@@ -24,7 +24,7 @@ from streams.pipeline import Collections
 from streams.stores import EdgeStore
 
 from .test_reliability import drained
-from .test_worker import send, song
+from .test_worker import read_all, send, song
 from .workers import make_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -84,6 +84,10 @@ def test_worker_rides_out_a_30s_broker_outage_and_loses_nothing(
         recovered = time.monotonic() - down - outage
         drained(worker, [f"{p}.songs.new"], settle=1.0)
         indexed = worker.metric("coldstream_songs_indexed_total")
+        # committed offsets survived the restart: nothing from before the outage was replayed
+        assert indexed == len(before) + len(after), worker.log()
+        # the log survived the restart: a fresh reader sees every song, once
+        assert len(read_all(bs, f"{p}.songs.new", idle=1.0)) == len(before) + len(after)
         print(f"\noutage {outage:.1f}s, broker back -> all new songs indexed in "
               f"{recovered:.1f}s, songs_indexed_total={indexed}")
     finally:
