@@ -54,13 +54,15 @@ def evaluate(dataset: str = typer.Option("ml-100k", help="ml-100k | dslabs-movie
              cold_frac: float = typer.Option(0.2), val_frac: float = typer.Option(0.1),
              seed: int = typer.Option(0),
              max_users: int | None = typer.Option(None, help="Sample users for big datasets"),
-             out: Path = typer.Option(Path("reports"), help="Folder for JSON + Markdown")
+             out: Path = typer.Option(Path("reports"), help="Folder for JSON + Markdown + PNG"),
+             embedding_map: str = typer.Option("tsne", help="2-D item map: tsne | pca | none")
              ) -> None:
     """Run the cold-start benchmark and print the cold-item table."""
     from . import report
 
     rep = report.run(dataset, [b.strip() for b in baselines.split(",") if b.strip()],
-                     cold_frac=cold_frac, val_frac=val_frac, seed=seed, max_users=max_users)
+                     cold_frac=cold_frac, val_frac=val_frac, seed=seed, max_users=max_users,
+                     embedding_map=embedding_map)
     table = Table(title=f"{dataset}: cold items")
     table.add_column("model", no_wrap=True)
     for m in report.TABLE_METRICS:
@@ -70,7 +72,7 @@ def evaluate(dataset: str = typer.Option("ml-100k", help="ml-100k | dslabs-movie
         table.add_row(r["model"], *(f"{seg[m]:.3f}" for m in report.TABLE_METRICS))
     console.print(table)
     js, md = report.write(rep, out)
-    console.print(f"wrote {js} and {md}")
+    console.print(f"wrote {js}, {md} and {', '.join(rep['plots'])}")
 
 
 @app.command()
