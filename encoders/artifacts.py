@@ -53,13 +53,15 @@ class FusionSpec(BaseModel):
     """How text and audio vectors become the song vector.
 
     ``concat``: weighted concatenation, L2-normalised (the provisional model).
-    ``graph``: an ONNX item tower with inputs text_vector, audio_vector, has_audio.
+    ``graph``: an ONNX item tower with inputs text_vector, audio_vector, has_audio and, when
+    ``bow_buckets`` is set, tokens = ``features.hashed_bow(texts, bow_buckets)``.
     """
 
     kind: Literal["concat", "graph"] = "concat"
     text_weight: float = 0.8
     audio_weight: float = 0.6
     graph: str | None = None
+    bow_buckets: int | None = None
 
 
 class UserSpec(BaseModel):

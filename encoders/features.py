@@ -6,6 +6,8 @@ uses the same functions, so a model never meets features it was not trained on.
 
 from __future__ import annotations
 
+import re
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -98,3 +100,21 @@ def song_text(title: str, artist: str, tags: Sequence[str], description: str | N
     if description:
         parts.append(description.strip())
     return ". ".join(p for p in parts if p)
+
+
+_TOKEN = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*")
+
+
+def hashed_bow(texts: Sequence[str], buckets: int) -> np.ndarray:
+    """Bag of hashed words (crc32 mod ``buckets``), rows scaled to unit length: (B, buckets).
+
+    The token view of a song's text: artist names, tags and rare words that a sentence
+    embedding blurs; the item tower learns one vector per bucket. Stable across processes
+    (crc32, not Python's salted hash), so training and serving agree.
+    """
+    out = np.zeros((len(texts), buckets), dtype=np.float32)
+    for i, text in enumerate(texts):
+        for tok in set(_TOKEN.findall(text.lower())):
+            out[i, zlib.crc32(tok.encode()) % buckets] = 1.0
+    norm = np.sqrt(out.sum(1, keepdims=True))
+    return out / np.maximum(norm, 1.0)

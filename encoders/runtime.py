@@ -15,7 +15,7 @@ import numpy as np
 import onnxruntime as ort
 
 from .artifacts import ArtifactError, Manifest, Registry
-from .features import MelConfig, log_mel, pad_frames
+from .features import MelConfig, hashed_bow, log_mel, pad_frames
 
 DAY_MS = 86_400_000
 
@@ -104,20 +104,30 @@ class SongEncoder:
         return self.audio.mel.sample_rate
 
     def encode(self, songs: Sequence[SongInput]) -> np.ndarray:
-        text_vecs = self.text.encode([s.text for s in songs])
+        texts = [s.text for s in songs]
+        text_vecs = self.text.encode(texts)
         mels = [self.audio.features(s.wave) if s.wave is not None else None for s in songs]
-        return self.fuse(text_vecs, mels)
+        return self.fuse(text_vecs, mels, texts)
 
-    def fuse(self, text_vecs: np.ndarray, mels: Sequence[np.ndarray | None]) -> np.ndarray:
-        """Combine text vectors with the audio of those songs that have audio."""
+    def fuse(self, text_vecs: np.ndarray, mels: Sequence[np.ndarray | None],
+             texts: Sequence[str] | None = None) -> np.ndarray:
+        """Combine text vectors with the audio of those songs that have audio.
+
+        ``texts`` is needed only by fusion graphs with a token view (``bow_buckets``).
+        """
         has_audio = np.array([m is not None for m in mels], dtype=np.float32)
         audio_vecs = np.zeros((len(mels), self.audio.dim), dtype=np.float32)
         idx = [i for i, m in enumerate(mels) if m is not None]
         if idx:
             audio_vecs[idx] = self.audio.encode_features([mels[i] for i in idx])
         if self.fusion is not None:
-            out = self.fusion.run(None, {"text_vector": text_vecs, "audio_vector": audio_vecs,
-                                         "has_audio": has_audio[:, None]})[0]
+            feeds = {"text_vector": text_vecs, "audio_vector": audio_vecs,
+                     "has_audio": has_audio[:, None]}
+            if self.manifest.fusion.bow_buckets:
+                if texts is None:
+                    raise ValueError(f"model {self.version} needs the song texts to fuse")
+                feeds["tokens"] = hashed_bow(texts, self.manifest.fusion.bow_buckets)
+            out = self.fusion.run(None, feeds)[0]
             return l2_normalize(out)
         spec = self.manifest.fusion
         fused = np.concatenate(

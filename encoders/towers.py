@@ -78,19 +78,25 @@ class ItemTower(nn.Module):
 
     Text (MiniLM, which already reads title, artist, tags and description) and audio are
     projected separately and summed; ``has_audio`` gates the audio branch, so a song without
-    audio lands in the same space from text alone.
+    audio lands in the same space from text alone. With ``bow_buckets`` a learned embedding
+    bag over hashed words of the same text (tags, artist, rare words) is added.
     """
 
     def __init__(self, text_dim: int = 384, audio_dim: int = 64, dim: int = 64,
-                 hidden: int = 256) -> None:
+                 hidden: int = 256, bow_buckets: int = 0) -> None:
         super().__init__()
         self.text = nn.Sequential(nn.Linear(text_dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
         self.audio = nn.Sequential(nn.Linear(audio_dim, hidden), nn.GELU(),
                                    nn.Linear(hidden, dim))
+        self.bow = nn.Linear(bow_buckets, dim, bias=False) if bow_buckets else None
+        if self.bow is not None:
+            nn.init.normal_(self.bow.weight, std=0.01)
 
     def forward(self, text_vector: torch.Tensor, audio_vector: torch.Tensor,
-                has_audio: torch.Tensor) -> torch.Tensor:
+                has_audio: torch.Tensor, tokens: torch.Tensor | None = None) -> torch.Tensor:
         out = self.text(text_vector) + has_audio * self.audio(audio_vector)
+        if self.bow is not None and tokens is not None:
+            out = out + self.bow(tokens)  # learned token (tag, artist, word) embeddings
         return F.normalize(out, dim=-1)
 
 

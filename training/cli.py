@@ -124,7 +124,7 @@ def train(dataset: str = typer.Option("world:demo", help="As for evaluate"),
           align_epochs: int = typer.Option(3, help="CLIP audio-text epochs (audio data only)"),
           seed: int = typer.Option(0),
           variant: str = typer.Option("full", help="full | no-contrastive | no-boundary | "
-                                      "audio-only | text-only"),
+                                      "audio-only | text-only | no-tokens"),
           registry: Path | None = typer.Option(None, help="Model registry folder "
                                                "(default COLDSTREAM_MODEL_DIR or "
                                                ".coldstream/models)"),
@@ -184,7 +184,8 @@ def train(dataset: str = typer.Option("world:demo", help="As for evaluate"),
 
 @app.command()
 def ablate(dataset: str = typer.Option("world:demo", help="As for evaluate"),
-           variants: str = typer.Option("full,no-contrastive,no-boundary,audio-only,text-only"),
+           variants: str = typer.Option("full,no-contrastive,no-boundary,audio-only,text-only,"
+                                        "no-tokens"),
            baselines: str = typer.Option("random,popularity,tag-popularity,item-knn-cf,"
                                          "tag-knn,tfidf-knn,minilm-knn"),
            epochs: int | None = typer.Option(None, help="Joint epochs (default: TrainConfig)"),

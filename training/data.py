@@ -16,7 +16,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from encoders.artifacts import UserSpec
-from encoders.features import MelConfig, log_mel
+from encoders.features import MelConfig, hashed_bow, log_mel, song_text
 from encoders.runtime import DAY_MS
 
 from .baselines import MiniLMEncoder
@@ -31,6 +31,7 @@ class TrainData:
     """Dense arrays the tasks sample from; item rows cover the whole catalogue."""
 
     text: np.ndarray  # (n_items, 384) frozen MiniLM vectors
+    tokens: np.ndarray  # (n_items, buckets) hashed bag of words of the same text view
     mels: np.ndarray  # (n_items, T, n_mels) log-mels, zeros where no audio
     has_audio: np.ndarray  # (n_items,) float32 0/1
     hist_items: np.ndarray  # (n_users, L) int64, padded with 0
@@ -61,6 +62,14 @@ def fingerprint(data: Dataset) -> str:
 
 def text_vectors(data: Dataset, cache: Path = CACHE) -> np.ndarray:
     return np.asarray(MiniLMEncoder(cache_dir=cache).encode(data), dtype=np.float32)
+
+
+def token_view(data: Dataset, buckets: int) -> np.ndarray:
+    """``hashed_bow`` of the serving text view (``features.song_text``) of every item."""
+    texts = [song_text(str(r.title), str(r.artist), list(r.tags),
+                       r.description if isinstance(r.description, str) else None)
+             for r in data.catalogue.itertuples(index=False)]
+    return hashed_bow(texts, max(buckets, 1))
 
 
 def audio_mels(data: Dataset, mel: MelConfig, seconds: float = AUDIO_SECONDS,
@@ -110,7 +119,7 @@ def histories(data: Dataset, spec: UserSpec, length: int
 
 
 def build(data: Dataset, mel: MelConfig, spec: UserSpec, use_audio: bool = True,
-          cache: Path = CACHE, progress: bool = False) -> TrainData:
+          bow_buckets: int = 0, cache: Path = CACHE, progress: bool = False) -> TrainData:
     """Everything the tasks need from one training view (no held-out events in ``data``)."""
     mels, has_audio = (audio_mels(data, mel, cache=cache, progress=progress) if use_audio else
                        (np.zeros((data.n_items, 1, mel.n_mels), np.float32),
@@ -118,7 +127,8 @@ def build(data: Dataset, mel: MelConfig, spec: UserSpec, use_audio: bool = True,
     items, weights, is_pos = histories(data, spec, spec.history_length)
     pos = data.interactions.positive()
     return TrainData(
-        text=text_vectors(data, cache), mels=mels, has_audio=has_audio,
+        text=text_vectors(data, cache), tokens=token_view(data, bow_buckets),
+        mels=mels, has_audio=has_audio,
         hist_items=items, hist_weights=weights, hist_pos=is_pos,
         pos_user=data.interactions.user[pos].astype(np.int64),
         pos_item=data.interactions.item[pos].astype(np.int64),

@@ -51,12 +51,14 @@ def export_towers(result: TrainResult, folder: Path) -> dict[str, str]:
     torch.manual_seed(0)
     names = {"audio": export_audio_tower(t.audio, folder, result.mel.n_mels)}
     has = torch.tensor([[1.0], [0.0], [1.0]])
-    export_onnx(t.item, {"text_vector": torch.randn(3, TEXT_DIM) * 0.05,
-                         "audio_vector": torch.nn.functional.normalize(
-                             torch.randn(3, cfg.audio_dim), dim=-1) * has,
-                         "has_audio": has},
-                folder / "fusion.onnx", "song_vector",
-                {k: {0: "batch"} for k in ("text_vector", "audio_vector", "has_audio")})
+    example = {"text_vector": torch.randn(3, TEXT_DIM) * 0.05,
+               "audio_vector": torch.nn.functional.normalize(
+                   torch.randn(3, cfg.audio_dim), dim=-1) * has,
+               "has_audio": has}
+    if cfg.bow_buckets:
+        example["tokens"] = (torch.rand(3, cfg.bow_buckets) < 0.003).float()
+    export_onnx(t.item, example, folder / "fusion.onnx", "song_vector",
+                {k: {0: "batch"} for k in example})
     names["fusion"] = "fusion.onnx"
     hist = torch.nn.functional.normalize(torch.randn(1, 7, cfg.dim), dim=-1)
     export_onnx(t.user, {"history": hist, "weights": torch.rand(1, 7)}, folder / "user.onnx",
@@ -81,7 +83,8 @@ def write_version(result: TrainResult, folder: Path, version: str, parent: str |
         text=TextSpec(graph=text, tokenizer="tokenizer.json", dim=TEXT_DIM),
         audio=AudioSpec(graph=graphs["audio"], dim=result.cfg.audio_dim,
                         mel=result.mel.__dict__),
-        fusion=FusionSpec(kind="graph", graph=graphs["fusion"]), user=spec,
+        fusion=FusionSpec(kind="graph", graph=graphs["fusion"],
+                          bow_buckets=result.cfg.bow_buckets or None), user=spec,
         parent=parent, data_fingerprint=result.fingerprint, metrics=metrics,
         notes=notes or f"trained: {result.cfg.dict()}")
     return write_manifest(folder, manifest)

@@ -21,6 +21,7 @@ VARIANTS: dict[str, dict] = {
     "no-boundary": {"boundary_weight": 0.0},
     "audio-only": {"use_text": False},
     "text-only": {"use_audio": False, "align_epochs": 0},
+    "no-tokens": {"bow_buckets": 0},
 }
 
 
@@ -49,7 +50,7 @@ class GatedRecommender(TrainedRecommender):
 
 def make_variant(variant: str, epochs: int | None = None, seed: int = 0,
                  progress: bool = False) -> TrainedRecommender:
-    """``full``, ``no-contrastive``, ``no-boundary``, ``audio-only`` or ``text-only``."""
+    """A name from :data:`VARIANTS` (full, no-contrastive, no-boundary, audio-only, ...)."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose from {sorted(VARIANTS)}")
     cfg = replace(TrainConfig(seed=seed), **VARIANTS[variant])

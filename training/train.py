@@ -59,7 +59,8 @@ def train(dataset: Dataset, cfg: TrainConfig, device: str = "auto",
     mel = mel or MelConfig()
     spec = user_spec or UserSpec(kind="graph", graph="user.onnx",
                                  boundary_graph="boundary.onnx")
-    td = data_mod.build(dataset, mel, spec, use_audio=cfg.use_audio, progress=progress)
+    td = data_mod.build(dataset, mel, spec, use_audio=cfg.use_audio,
+                        bow_buckets=cfg.bow_buckets, progress=progress)
     towers = Towers(cfg, mel.n_mels, td.text.shape[1]).to(dev)
     tasks = Tasks(towers, td, cfg, dev)
     opt = torch.optim.AdamW(towers.parameters(), lr=cfg.lr, weight_decay=1e-4)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from encoders.artifacts import ArtifactError, Registry
+from encoders.features import song_text
 from encoders.runtime import HistoryItem, load_model
 from training.baselines import RandomScorer
 from training.datasets.base import Dataset
@@ -56,11 +57,14 @@ def test_export_reload_serve_with_parity(trained: tuple, tiny_world: Dataset,
     text = tasks.text[idx].numpy()
     mels = [tasks.mels[i].numpy() for i in idx]
     mels[1] = None  # one song without audio
-    served = model.songs.fuse(text, mels)
+    texts = [song_text(r.title, r.artist, list(r.tags), r.description)
+             for r in tiny_world.catalogue.iloc[idx].itertuples()]
+    served = model.songs.fuse(text, mels, texts)
     with torch.no_grad():
         audio = result.towers.audio(tasks.mels[idx], torch.ones(tasks.mels[idx].shape[:2]))
         has = torch.tensor([[1.0], [0.0], [1.0], [1.0], [1.0]])
-        want = result.towers.item(tasks.text[idx], audio * has, has).numpy()
+        want = result.towers.item(tasks.text[idx], audio * has, has,
+                                  tasks.tokens[idx]).numpy()
     assert served.shape == (5, first.dim)
     assert np.abs(served - want).max() < 1e-4
 
