@@ -213,7 +213,8 @@ def ablate(dataset: str = typer.Option("world:demo", help="As for evaluate"),
         res = run_eval(data, split, m, segments=("cold", "warm"), seed=seed)  # type: ignore[arg-type]
         res["wall_s"] = round(time.perf_counter() - t0, 2)
         console.print(f"{res['model']}: cold recall@20 "
-                      f"{res['segments']['cold']['recall@20']:.3f} ({res['wall_s']} s)")
+                      f"{res['segments']['cold']['recall@20']:.3f} ({res['wall_s']} s)",
+                      markup=False)
         results.append(res)
     rep = {"dataset": dataset, "summary": data.summary(), "split": split_summary(split),
            "protocol": {"seed": seed, "epochs": epochs}, "results": results}
