@@ -34,9 +34,10 @@ def trained(tiny_world: Dataset) -> tuple[GatedRecommender, dict, dict]:
 
 def test_trained_model_beats_random_on_new_songs(trained: tuple) -> None:
     rec, ours, rand = trained
-    # Measured with seed 0: ~0.6 vs 0.32; the margin leaves room for CPU/BLAS differences.
-    assert ours["recall@20"] > rand["recall@20"] + 0.10
-    assert ours["ndcg@20"] > rand["ndcg@20"] + 0.05
+    # Measured: recall@20 0.65 (seeds 1, 2: 0.62, 0.64) vs random 0.32; ndcg@20 0.42 vs 0.15.
+    # Half the smallest gap, so BLAS/CPU differences cannot flip it.
+    assert ours["recall@20"] > rand["recall@20"] + 0.15
+    assert ours["ndcg@20"] > rand["ndcg@20"] + 0.10
     assert "delivery_gated" in ours  # the boundary tower gates deliveries
     assert all(np.isfinite(h["u2i_bpr"]) for h in rec.result.history if "u2i_bpr" in h)
 
