@@ -29,12 +29,13 @@ class TrainedRecommender:
     """Trains on ``fit``'s training view, then scores with the learned vectors."""
 
     def __init__(self, cfg: TrainConfig | None = None, name: str = "coldstream",
-                 progress: bool = False) -> None:
+                 progress: bool = False, device: str = "auto") -> None:
         self.cfg, self.name, self.progress = cfg or TrainConfig(), name, progress
+        self.device = device
         self.result: TrainResult | None = None
 
     def fit(self, train_data: Dataset) -> None:
-        self.result = train(train_data, self.cfg, progress=self.progress)
+        self.result = train(train_data, self.cfg, device=self.device, progress=self.progress)
         self.items, self.users, self.bounds = self.result.tasks.embed_all()
 
     def score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
