@@ -11,10 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+import weakref
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import faust
+from faust import streams as faust_streams
 
 from . import pipeline
 from .context import WorkerContext
@@ -34,14 +37,60 @@ async def guarded(ctx: WorkerContext, topics: Topics, event: Any,
             outcome = await handler(event)
         ctx.metrics.events.labels(topic=topic, outcome=outcome).inc()
     except EventError as exc:
-        await send_to_dlq(topics.dlq, event, exc)
-        ctx.metrics.events.labels(topic=topic, outcome="dlq").inc()
-        ctx.metrics.dlq.labels(topic=topic, kind=exc.kind).inc()
+        await dead_letter_event(ctx, topics, event, exc)
     except Exception as exc:  # a bug must not stop the stream: dead-letter and go on
         log.exception("unexpected failure on %s", topic)
-        await send_to_dlq(topics.dlq, event, exc)
-        ctx.metrics.events.labels(topic=topic, outcome="dlq").inc()
-        ctx.metrics.dlq.labels(topic=topic, kind="internal").inc()
+        await dead_letter_event(ctx, topics, event, exc)
+
+
+@contextmanager
+def acting_for(event: Any) -> Iterator[None]:
+    """Make ``event`` Faust's current event while writing a table from a batch.
+
+    Faust sends a table's changelog record to the *current event's* partition. Inside
+    ``take_events`` that is the newest buffered event, which may belong to another partition;
+    the key's own event keeps table and changelog co-partitioned.
+    """
+    token = faust_streams._current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        faust_streams._current_event.reset(token)
+
+
+async def guarded_batch(ctx: WorkerContext, topics: Topics, events: list[Any], model: type,
+                        handler: Callable[[list[tuple[Any, Any]]], Awaitable[list[str]]],
+                        ) -> None:
+    """Decode each event (bad ones to the DLQ), then handle the valid ones together."""
+    m, s = ctx.metrics, ctx.settings
+    valid = []
+    for event in events:
+        try:
+            with m.stage("decode"):
+                valid.append((event, decode(event.value, model, max_bytes=s.max_event_bytes)))
+        except EventError as exc:
+            await dead_letter_event(ctx, topics, event, exc)
+    if not valid:
+        return
+    try:
+        async with ctx.gate:
+            outcomes = await handler(valid)
+    except Exception as exc:  # a bug must not stop the stream: dead-letter the batch
+        log.exception("unexpected failure on a batch of %s", valid[0][0].message.topic)
+        for event, _ in valid:
+            await dead_letter_event(ctx, topics, event, exc)
+        return
+    for (event, _), outcome in zip(valid, outcomes, strict=True):
+        m.events.labels(topic=event.message.topic, outcome=outcome).inc()
+
+
+async def dead_letter_event(ctx: WorkerContext, topics: Topics, event: Any,
+                            exc: BaseException) -> None:
+    topic = event.message.topic
+    await send_to_dlq(topics.dlq, event, exc)
+    ctx.metrics.events.labels(topic=topic, outcome="dlq").inc()
+    kind = exc.kind if isinstance(exc, EventError) else "internal"
+    ctx.metrics.dlq.labels(topic=topic, kind=kind).inc()
 
 
 def register_agents(app: faust.App, ctx: WorkerContext, topics: Topics, tables: Tables) -> None:
@@ -68,35 +117,71 @@ def register_agents(app: faust.App, ctx: WorkerContext, topics: Topics, tables: 
         log.info("song %s -> %d candidates", song.song_id, len(result.candidates))
         return "ok"
 
-    async def on_interaction(event: Any) -> str:
-        ev: InteractionEvent = decoded(event, InteractionEvent)
-        state = tables.user_state.get(ev.user_id) or pipeline.new_user_state()
-        msg = event.message
-        if pipeline.is_duplicate(state, ev, msg.partition, msg.offset):
-            return "duplicate"
-        # A song not indexed yet (its songs.new may still be in flight) stays in the history;
-        # it counts towards the user's vector once the song is known.
-        new_state = pipeline.apply_interaction(state, ev, msg.partition, msg.offset, ctx.cfg)
-        new_state["boundary"] = await ctx.run(ctx.update_user, ev.user_id, new_state)
-        tables.user_state[ev.user_id] = new_state
-        await topics.interactions_by_song.send(key=ev.song_id.encode(), value=event.value)
-        return "ok"
+    async def on_interactions(batch: list[tuple[Any, InteractionEvent]]) -> list[str]:
+        """A batch of interactions: one vector fetch and one upsert for all touched users.
 
-    async def on_engagement(event: Any) -> str:
-        ev: InteractionEvent = decoded(event, InteractionEvent)
-        before = tables.song_engagers.get(ev.song_id) or []
-        after = pipeline.update_engagers(before, ev, ctx.cfg.engagers_per_song)
-        if after != before:
-            # An unknown song gets its listeners from this table when its songs.new arrives.
-            if await ctx.run(ctx.song_known, ev.song_id):
-                await ctx.run(ctx.write_engagers, ev.song_id, after)
-            tables.song_engagers[ev.song_id] = after
-        return "ok"
+        A song not indexed yet (its songs.new may still be in flight) stays in the history and
+        counts towards the user's vector once the song is known.
+        """
+        pending: dict[str, dict[str, Any]] = {}
+        last: dict[str, Any] = {}
+        outcomes, forwards = [], []
+        for event, ev in batch:
+            msg = event.message
+            state = (pending.get(ev.user_id) or tables.user_state.get(ev.user_id)
+                     or pipeline.new_user_state())
+            if pipeline.is_duplicate(state, ev, msg.partition, msg.offset):
+                outcomes.append("duplicate")
+                continue
+            pending[ev.user_id] = pipeline.apply_interaction(state, ev, msg.partition,
+                                                             msg.offset, ctx.cfg)
+            last[ev.user_id] = event
+            forwards.append((ev.song_id, event.value))
+            outcomes.append("ok")
+        if pending:
+            boundaries = await ctx.run(ctx.update_users, pending)
+            for user_id, state in pending.items():
+                state["boundary"] = boundaries[user_id]
+                with acting_for(last[user_id]):
+                    tables.user_state[user_id] = state
+        for song_id, value in forwards:
+            await topics.interactions_by_song.send(key=song_id.encode(), value=value)
+        return outcomes
+
+    async def on_engagements(batch: list[tuple[Any, InteractionEvent]]) -> list[str]:
+        """Newest listeners per song; one payload write per changed song in the batch."""
+        changed: dict[str, list[list[Any]]] = {}
+        last: dict[str, Any] = {}
+        for event, ev in batch:
+            before = changed.get(ev.song_id)
+            if before is None:
+                before = tables.song_engagers.get(ev.song_id) or []
+            after = pipeline.update_engagers(before, ev, ctx.cfg.engagers_per_song)
+            if after != before:
+                changed[ev.song_id] = after
+                last[ev.song_id] = event
+        if changed:
+            await ctx.run(ctx.write_engagers, changed)
+            for song_id, engagers in changed.items():
+                with acting_for(last[song_id]):
+                    tables.song_engagers[song_id] = engagers
+        return ["ok"] * len(batch)
 
     def loop(topic: Any, name: str, handler: Callable[[Any], Awaitable[str]]) -> None:
         async def agent(stream: Any) -> None:
             async for event in stream.events():
                 await guarded(ctx, topics, event, handler)
+
+        agent.__name__ = name
+        agent.__qualname__ = name
+        app.agent(topic, name=f"coldstream.{name}")(agent)
+
+    def batch_loop(topic: Any, name: str, model: type,
+                   handler: Callable[[list[tuple[Any, Any]]], Awaitable[list[str]]]) -> None:
+        """Events acknowledged only after the whole batch's effects are written."""
+        async def agent(stream: Any) -> None:
+            async for events in stream.take_events(s.batch_max_events, s.batch_window_s):
+                await guarded_batch(ctx, topics, events, model, handler)
 
         agent.__name__ = name
         agent.__qualname__ = name
@@ -151,5 +236,5 @@ def register_agents(app: faust.App, ctx: WorkerContext, topics: Topics, tables: 
             await adopt(current, "CURRENT pointer")
 
     loop(topics.songs, "songs", on_song)
-    loop(topics.interactions, "interactions", on_interaction)
-    loop(topics.interactions_by_song, "engagement", on_engagement)
+    batch_loop(topics.interactions, "interactions", InteractionEvent, on_interactions)
+    batch_loop(topics.interactions_by_song, "engagement", InteractionEvent, on_engagements)

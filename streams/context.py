@@ -216,23 +216,23 @@ class WorkerContext:
         times["search"] = time.perf_counter() - t
         return SongResult(cands, times)
 
-    def song_known(self, song_id: str) -> bool:
-        assert self.cols is not None
-        return pipeline.song_known(self.store, self.cols, self.cache, song_id)
-
-    def update_user(self, user_id: str, state: dict[str, Any]) -> float:
+    def update_users(self, states: dict[str, dict[str, Any]]) -> dict[str, float]:
         assert self.model is not None and self.cols is not None
         if self.swapping:
-            self.touched_users.add(user_id)
+            self.touched_users.update(states)
         with self.metrics.stage("user_update"):
-            _vec, boundary = pipeline.user_update(self.store, self.cols, self.model, self.cache,
-                                                  user_id, state)
-        self.metrics.users_updated.inc()
-        return boundary
+            boundaries = pipeline.users_update(self.store, self.cols, self.model, self.cache,
+                                               states)
+        self.metrics.users_updated.inc(len(states))
+        return boundaries
 
-    def write_engagers(self, song_id: str, engagers: list[list[Any]]) -> None:
+    def write_engagers(self, by_song: dict[str, list[list[Any]]]) -> None:
+        """Listener lists of several songs; songs not indexed yet get theirs on arrival."""
         assert self.cols is not None
-        pipeline.write_engagers(self.store, self.cols, song_id, engagers)
+        known = self.cache.get_many(self.store, self.cols.songs, list(by_song))
+        for song_id, engagers in by_song.items():
+            if song_id in known:
+                pipeline.write_engagers(self.store, self.cols, song_id, engagers)
 
     def close(self, attempts: int = 8) -> None:
         """Drain the work thread, then flush the store (bounded retries: shutdown must end)."""

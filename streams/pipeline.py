@@ -265,33 +265,42 @@ class SongVectorCache:
         self._data.clear()
 
 
+def users_update(store: VectorStore, cols: Collections, model: LoadedModel,
+                 cache: SongVectorCache, states: dict[str, dict[str, Any]],
+                 now: int | None = None) -> dict[str, float]:
+    """Recompute many users' vectors and boundaries from their states; one vector fetch and
+    one upsert for the batch (idempotent: a pure function of state). Returns boundaries."""
+    now = now if now is not None else now_ms()
+    wanted = sorted({s for st in states.values() for s, _a, _t in st["history"]})
+    vectors = cache.get_many(store, cols.songs, wanted)
+    floor = model.users.spec.boundary_floor
+    boundaries: dict[str, float] = {}
+    points = []
+    for user_id, state in states.items():
+        known = [HistoryItem(s, a, t) for s, a, t in state["history"] if s in vectors]
+        user_vec = None
+        if known:
+            mat = np.stack([vectors[h.song_id] for h in known])
+            user_vec = model.users.user_vector(mat, model.users.weights(known, now))
+        if user_vec is None:
+            boundaries[user_id] = floor
+            continue
+        positives = np.stack([vectors[h.song_id] for h in known
+                              if h.action in POSITIVE_ACTIONS]
+                             or [np.zeros(model.manifest.dim, dtype=np.float32)])
+        boundaries[user_id] = model.users.boundary(user_vec, positives)
+        points.append(Point(user_point_id(user_id), user_vec, {
+            "user_id": user_id, "boundary": float(boundaries[user_id]), "updated_at": now,
+            "model_version": model.version, "events": int(sum(state["counts"].values()))}))
+    store.upsert(cols.users, points)
+    return boundaries
+
+
 def user_update(store: VectorStore, cols: Collections, model: LoadedModel,
                 cache: SongVectorCache, user_id: str, state: dict[str, Any],
-                now: int | None = None) -> tuple[np.ndarray | None, float]:
-    """Recompute the user's vector and boundary from state and upsert them (idempotent)."""
-    now = now if now is not None else now_ms()
-    history = [HistoryItem(s, a, t) for s, a, t in state["history"]]
-    vectors = cache.get_many(store, cols.songs, [h.song_id for h in history])
-    known = [h for h in history if h.song_id in vectors]
-    if not known:
-        return None, model.users.spec.boundary_floor
-    mat = np.stack([vectors[h.song_id] for h in known])
-    user_vec = model.users.user_vector(mat, model.users.weights(known, now))
-    if user_vec is None:
-        return None, model.users.spec.boundary_floor
-    positives = np.stack([vectors[h.song_id] for h in known if h.action in POSITIVE_ACTIONS]
-                         or [np.zeros(model.manifest.dim, dtype=np.float32)])
-    boundary = model.users.boundary(user_vec, positives)
-    store.upsert(cols.users, [Point(user_point_id(user_id), user_vec, {
-        "user_id": user_id, "boundary": float(boundary), "updated_at": now,
-        "model_version": model.version, "events": int(sum(state["counts"].values())),
-    })])
-    return user_vec, boundary
-
-
-def song_known(store: VectorStore, cols: Collections, cache: SongVectorCache,
-               song_id: str) -> bool:
-    return bool(cache.get_many(store, cols.songs, [song_id]))
+                now: int | None = None) -> float:
+    """One user's :func:`users_update`; returns the boundary."""
+    return users_update(store, cols, model, cache, {user_id: state}, now)[user_id]
 
 
 def update_engagers(engagers: list[list[Any]], event: InteractionEvent,

@@ -67,8 +67,9 @@ def reembed_catalogue(store: VectorStore, src: Collections, dst: Collections,
 def recompute_users(store: VectorStore, dst: Collections, model: LoadedModel,
                     states: Mapping[str, dict[str, Any]]) -> int:
     cache = SongVectorCache()
-    for user_id, state in states.items():
-        pipeline.user_update(store, dst, model, cache, user_id, state)
+    items = list(states.items())
+    for i in range(0, len(items), 256):
+        pipeline.users_update(store, dst, model, cache, dict(items[i:i + 256]))
     return len(states)
 
 

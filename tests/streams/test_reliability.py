@@ -45,21 +45,25 @@ def drained(worker: WorkerProcess, topics: list[str], settle: float = 2.0,
 def test_kill_9_rounds_lose_nothing_and_duplicate_nothing(
         broker: EmbeddedBroker, model_registry: Registry, tmp_path: Path) -> None:
     bs, p = broker.bootstrap, "crash"
-    worker = make_worker(bs, model_registry.root, tmp_path, p)
+    # small batches, so kills land between batches and inside them
+    worker = make_worker(bs, model_registry.root, tmp_path, p, COLDSTREAM_BATCH_MAX_EVENTS="16")
     songs = [song(f"{g}{i}", g, i) for g in ("jazz", "metal") for i in range(30)]
     plays = [interaction(f"u{u}", f"{'jazz' if u % 2 else 'metal'}{(u * 7 + k) % 30}",
                          ("play", "complete", "collect")[k % 3], k)
              for u in range(20) for k in range(12)]
     plays = list({e["event_id"]: e for e in plays}.values())
+    ok = {"outcome": "ok"}
     rounds = [
-        (lambda: send(bs, f"{p}.songs.new", songs), "coldstream_songs_indexed_total", 10),
-        (lambda: send(bs, f"{p}.interactions", plays[:120]), "coldstream_user_updates_total", 30),
-        (lambda: send(bs, f"{p}.interactions", plays[120:]), "coldstream_user_updates_total", 20),
+        (lambda: send(bs, f"{p}.songs.new", songs), "coldstream_songs_indexed_total", 10, {}),
+        (lambda: send(bs, f"{p}.interactions", plays[:120]), "coldstream_events_total", 30,
+         {**ok, "topic": f"{p}.interactions"}),
+        (lambda: send(bs, f"{p}.interactions", plays[120:]), "coldstream_events_total", 20,
+         {**ok, "topic": f"{p}.interactions.by_song"}),
     ]
-    for produce_round, progress_metric, kill_after in rounds:
+    for produce_round, progress_metric, kill_after, labels in rounds:
         worker.start()
         produce_round()
-        worker.wait_metric(progress_metric, kill_after, timeout=90)
+        worker.wait_metric(progress_metric, kill_after, timeout=90, **labels)
         assert worker.stop(signal.SIGKILL) == -signal.SIGKILL  # mid-stream, no goodbye
     worker.start()
     send(bs, f"{p}.interactions", plays[:5])  # producer retries: same event ids again
