@@ -91,12 +91,15 @@ class ItemTower(nn.Module):
         self.bow = nn.Linear(bow_buckets, dim, bias=False) if bow_buckets else None
         if self.bow is not None:
             nn.init.normal_(self.bow.weight, std=0.01)
+        # Buckets the trainer allows (words shared by enough songs); rare words would only
+        # memorise their training songs. Saved in the graph, so serving needs no vocabulary.
+        self.register_buffer("bow_mask", torch.ones(max(bow_buckets, 1)))
 
     def forward(self, text_vector: torch.Tensor, audio_vector: torch.Tensor,
                 has_audio: torch.Tensor, tokens: torch.Tensor | None = None) -> torch.Tensor:
         out = self.text(text_vector) + has_audio * self.audio(audio_vector)
         if self.bow is not None and tokens is not None:
-            out = out + self.bow(tokens)  # learned token (tag, artist, word) embeddings
+            out = out + self.bow(tokens * self.bow_mask)  # learned tag/artist/word vectors
         return F.normalize(out, dim=-1)
 
 

@@ -37,6 +37,7 @@ class TrainConfig:
     negatives: int = 1
     bow_buckets: int = 4096
     token_dropout: float = 0.0
+    token_min_items: int = 10
     use_text: bool = True
     use_audio: bool = True
     i2i_weight: float = 0.5
@@ -73,6 +74,9 @@ class Tasks:
         self.text = self.teacher * float(cfg.use_text)  # the item tower's text view
         self.tokens = torch.from_numpy(data.tokens).to(device) * float(cfg.use_text)
         self._token_nz = self.tokens.nonzero(as_tuple=True)
+        if cfg.bow_buckets:
+            df = (self.tokens > 0).sum(0)
+            towers.item.bow_mask.copy_((df >= cfg.token_min_items).float())
         self.mels = torch.from_numpy(data.mels).to(device)
         self.has_audio = torch.from_numpy(data.has_audio * float(cfg.use_audio)).to(device)
         self.audio_vec = torch.zeros(data.n_items, cfg.audio_dim, device=device)
