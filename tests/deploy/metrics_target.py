@@ -62,6 +62,10 @@ def record_samples(metrics: Metrics) -> None:
         pass
     metrics.consumer_lag.labels(topic="songs.new", partition="0").set(7)
     metrics.consumer_lag.labels(topic="interactions", partition="1").set(0)
+    metrics.model_swaps.labels(result="ok").inc()
+    metrics.model_swaps.labels(result="refused").inc()
+    metrics.model_swap_seconds.observe(12.0)
+    metrics.model_swap_in_progress.set(0)
     metrics.model.info({"version": MODEL_VERSION})
     metrics.build.info({"version": "0.1.0"})
 
