@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import faust
+import orjson
 from faust import streams as faust_streams
 
 from . import pipeline
@@ -110,6 +111,11 @@ def register_agents(app: faust.App, ctx: WorkerContext, topics: Topics, tables: 
             m.candidates.labels(path=cand.path).inc()
         m.stage_seconds.labels(stage="emit").observe(time.perf_counter() - start)
         m.candidates_per_song.observe(len(result.candidates))
+        # Listeners recorded before this song was indexed have it in their history without its
+        # vector: ask their partitions (keyed by user) to recompute them now that it exists.
+        for user_id in sorted({e[0] for e in engagers}):
+            await topics.user_refresh.send(key=user_id.encode(),
+                                           value=orjson.dumps({"user_id": user_id}))
         m.songs_indexed.inc()
         produced_ms = event.message.timestamp * 1000 if event.message.timestamp else None
         if produced_ms:
@@ -166,6 +172,31 @@ def register_agents(app: faust.App, ctx: WorkerContext, topics: Topics, tables: 
                 with acting_for(last[song_id]):
                     tables.song_engagers[song_id] = engagers
         return ["ok"] * len(batch)
+
+    async def on_refresh(events: list[Any]) -> None:
+        """Recompute users from their unchanged state (their songs' vectors became known)."""
+        last: dict[str, Any] = {}
+        for event in events:
+            try:
+                user_id = orjson.loads(event.value)["user_id"]
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                continue  # internal topic: only this worker writes it
+            if user_id in tables.user_state:
+                last[user_id] = event
+        if not last:
+            return
+        async with ctx.gate:
+            states = {u: tables.user_state[u] for u in last}
+            boundaries = await ctx.run(ctx.update_users, states)
+            for user_id, state in states.items():
+                with acting_for(last[user_id]):
+                    tables.user_state[user_id] = {**state, "boundary": boundaries[user_id]}
+
+    async def refresh_agent(stream: Any) -> None:
+        async for events in stream.take_events(s.batch_max_events, s.batch_window_s):
+            await on_refresh(events)
+
+    app.agent(topics.user_refresh, name="coldstream.user_refresh")(refresh_agent)
 
     def loop(topic: Any, name: str, handler: Callable[[Any], Awaitable[str]]) -> None:
         async def agent(stream: Any) -> None:

@@ -19,8 +19,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from .broker import free_port
 
+#: Every worker process started here and not yet stopped (tests reap leftovers).
+STARTED: list[WorkerProcess] = []
 
-@dataclass
+
+@dataclass(eq=False)  # identity: STARTED tracks processes, not equal-looking configs
 class WorkerProcess:
     env: dict[str, str]
     data_dir: Path
@@ -32,6 +35,7 @@ class WorkerProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"],
                                         env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        STARTED.append(self)
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -74,7 +78,15 @@ class WorkerProcess:
         assert self.process is not None
         if self.process.poll() is None:
             self.process.send_signal(sig)
-        return self.process.wait(timeout)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout)
+            raise
+        finally:
+            if self in STARTED and self.process.poll() is not None:
+                STARTED.remove(self)
 
 
 def worker_env(bootstrap: str, models: Path, data_dir: Path, prefix: str,
@@ -89,6 +101,7 @@ def worker_env(bootstrap: str, models: Path, data_dir: Path, prefix: str,
         "COLDSTREAM_TOPIC_SONGS": f"{prefix}.songs.new",
         "COLDSTREAM_TOPIC_INTERACTIONS": f"{prefix}.interactions",
         "COLDSTREAM_TOPIC_INTERACTIONS_BY_SONG": f"{prefix}.interactions.by_song",
+        "COLDSTREAM_TOPIC_USER_REFRESH": f"{prefix}.users.refresh",
         "COLDSTREAM_TOPIC_CANDIDATES": f"{prefix}.candidates",
         "COLDSTREAM_TOPIC_MODEL_VERSIONS": f"{prefix}.model.versions",
         "COLDSTREAM_TOPIC_DLQ": f"{prefix}.dlq",

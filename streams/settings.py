@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     topic_songs: str = "songs.new"
     topic_interactions: str = "interactions"
     topic_interactions_by_song: str = "coldstream.interactions.by_song"
+    topic_user_refresh: str = Field(
+        "coldstream.users.refresh",
+        description="Internal, keyed by user: recompute users whose songs arrived late.")
     topic_candidates: str = "candidates.coldstart"
     topic_model_versions: str = "model.versions"
     topic_dlq: str = "coldstream.dlq"
@@ -122,6 +125,7 @@ class Settings(BaseSettings):
 
     def input_topics(self) -> list[str]:
         return [self.topic_songs, self.topic_interactions, self.topic_interactions_by_song,
+                self.topic_user_refresh,
                 self.topic_model_versions]
 
     def all_topics(self) -> list[str]:

@@ -19,6 +19,7 @@ class Topics:
     songs: Any
     interactions: Any
     interactions_by_song: Any
+    user_refresh: Any
     candidates: Any
     model_versions: Any
     dlq: Any
@@ -41,6 +42,7 @@ def declare_topics(app: faust.App, s: Settings) -> Topics:
     return Topics(
         songs=topic(s.topic_songs), interactions=topic(s.topic_interactions),
         interactions_by_song=topic(s.topic_interactions_by_song),
+        user_refresh=topic(s.topic_user_refresh),
         candidates=topic(s.topic_candidates), model_versions=topic(s.topic_model_versions),
         dlq=topic(s.topic_dlq))
 

@@ -38,6 +38,19 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]
 
 
 @pytest.fixture(autouse=True)
+def _reap_workers() -> Iterator[None]:
+    """A failed test must not leave a worker running into the next one."""
+    from streams.process import STARTED
+
+    yield
+    for worker in list(STARTED):
+        if worker.process is not None and worker.process.poll() is None:
+            worker.process.kill()
+            worker.process.wait(10)
+        STARTED.remove(worker)
+
+
+@pytest.fixture(autouse=True)
 def _offline_hub(monkeypatch: pytest.MonkeyPatch) -> None:
     """Nothing may download weights at run time."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -134,3 +134,24 @@ def test_songs_and_interactions_become_candidates_and_survive_restart(
     moved = float(after["u0"][0] @ jazz_vec)
     assert moved < 0.999, "new interactions must move the user's vector"
     assert after["u3"][0] @ before["u3"][0] == pytest.approx(1.0, abs=1e-5)  # others untouched
+
+
+def test_interactions_before_their_songs_still_build_user_vectors(
+        broker: EmbeddedBroker, model_registry: Registry, tmp_path: Path) -> None:
+    """songs.new and interactions are different topics: a listener may arrive first."""
+    bs, p = broker.bootstrap, "late"
+    worker = make_worker(bs, model_registry.root, tmp_path, p).start()
+    version = model_registry.current() or ""
+    try:
+        send(bs, f"{p}.interactions", [interaction("u0", f"jazz{i}", "collect", i)
+                                       for i in range(3)])
+        worker.wait_metric("coldstream_events_total", 3, topic=f"{p}.interactions.by_song",
+                           outcome="ok")
+        send(bs, f"{p}.songs.new", [song(f"jazz{i}", "jazz", i) for i in range(3)])
+        worker.wait_metric("coldstream_user_updates_total", 2, timeout=60)
+        time.sleep(1.5)
+    finally:
+        assert worker.stop() == 0
+    users = user_points(worker.data_dir, version)
+    assert "u0" in users, "the user's vector is built once the songs are indexed"
+    assert np.linalg.norm(users["u0"][0]) == pytest.approx(1.0, abs=1e-4)
