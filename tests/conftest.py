@@ -30,6 +30,17 @@ def model_registry() -> Registry:
     return registry
 
 
+@pytest.fixture
+def private_registry(model_registry: Registry, tmp_path: Path) -> Registry:
+    """A registry of this test's own holding the provisional model as CURRENT (tests that
+    publish or corrupt versions must not touch the shared one)."""
+    base = model_registry.current() or ""
+    registry = Registry(tmp_path / "models")
+    shutil.copytree(model_registry.path(base), registry.path(base))
+    registry.promote(base)
+    return registry
+
+
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
     log = tmp_path_factory.mktemp("tansu") / "tansu.log"

@@ -33,11 +33,9 @@ def derive_version(registry: Registry, parent: str, version: str, **user: float)
 
 
 def test_worker_swaps_versions_live_and_refuses_broken_ones(
-        broker: EmbeddedBroker, model_registry: Registry, tmp_path: Path) -> None:
-    base = model_registry.current() or ""
-    registry = Registry(tmp_path / "models")
-    shutil.copytree(model_registry.path(base), registry.path(base))
-    registry.promote(base)
+        broker: EmbeddedBroker, private_registry: Registry, tmp_path: Path) -> None:
+    registry = private_registry
+    base = registry.current() or ""
     bs, p = broker.bootstrap, "swap"
     worker = make_worker(bs, registry.root, tmp_path, p).start()
     try:

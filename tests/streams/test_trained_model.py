@@ -3,7 +3,6 @@ publish + announce, live adoption, and candidates made by the trained version.""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import time
@@ -23,11 +22,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_trained_version_is_published_adopted_live_and_serves(
-        broker: EmbeddedBroker, model_registry: Registry, tmp_path: Path) -> None:
-    base = model_registry.current() or ""
-    registry = Registry(tmp_path / "models")
-    shutil.copytree(model_registry.path(base), registry.path(base))
-    registry.promote(base)
+        broker: EmbeddedBroker, private_registry: Registry, tmp_path: Path) -> None:
+    registry = private_registry
+    base = registry.current() or ""
     bs, p = broker.bootstrap, "trained"
     records = list(replay(generate_world("tiny"), end_at_ms=int(time.time() * 1000) - 60_000))
     songs = [r[2] for r in records if r[0] == "songs.new"]
