@@ -10,24 +10,19 @@ way real catalogues are.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
-from prometheus_client.parser import text_string_to_metric_families
 
 from encoders.runtime import HistoryItem, LoadedModel, SongInput
 from streams import pipeline
-from streams.broker import free_port
 from streams.events import SongEvent
 from streams.ids import song_point_id, user_point_id
+from streams.process import WorkerProcess, make_worker
 from streams.stores import EdgeStore, Point
 
 GENRES = {
@@ -174,88 +169,25 @@ def topics(prefix: str) -> dict[str, str]:
             "versions": f"{prefix}.model.versions", "dlq": f"{prefix}.dlq"}
 
 
-@dataclass
-class Worker:
-    """``python -m streams.cli worker`` against our broker, with its /metrics scraped."""
-
-    bootstrap: str
-    models: Path
-    data_dir: Path
-    prefix: str
-    audio_root: Path | None = None
-    extra_env: dict[str, str] = field(default_factory=dict)
-    metrics_port: int = 0
-    fetch_wait_ms: int | None = None  # None: Faust as shipped; else bench.fastfetch
-    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
-
-    def env(self) -> dict[str, str]:
-        t = topics(self.prefix)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("COLDSTREAM_")}
-        env.update({
-            "COLDSTREAM_KAFKA_BOOTSTRAP": self.bootstrap, "COLDSTREAM_BROKER_COMPAT": "tansu",
-            "COLDSTREAM_SESSION_TIMEOUT_S": "6", "COLDSTREAM_HEARTBEAT_INTERVAL_S": "1",
-            "COLDSTREAM_DATA_DIR": str(self.data_dir),
-            "COLDSTREAM_MODEL_DIR": str(Path(self.models).resolve()),
-            "COLDSTREAM_APP_ID": f"{self.prefix}-app", "COLDSTREAM_LOG_LEVEL": "warning",
-            "COLDSTREAM_METRICS_PORT": str(self.metrics_port),
-            "COLDSTREAM_TOPIC_SONGS": t["songs"], "COLDSTREAM_TOPIC_INTERACTIONS":
-                t["interactions"], "COLDSTREAM_TOPIC_INTERACTIONS_BY_SONG": t["by_song"],
-            "COLDSTREAM_TOPIC_CANDIDATES": t["candidates"],
-            "COLDSTREAM_TOPIC_MODEL_VERSIONS": t["versions"], "COLDSTREAM_TOPIC_DLQ": t["dlq"],
-            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-        })
-        if self.audio_root is not None:
-            env["COLDSTREAM_AUDIO_ROOTS"] = orjson.dumps([str(self.audio_root)]).decode()
-        env.update(self.extra_env)
-        return env
-
-    def start(self, ready_timeout: float = 120.0) -> Worker:
-        self.metrics_port = self.metrics_port or free_port()
-        log = (self.data_dir.parent / f"{self.prefix}-worker.log").open("ab")
-        env = self.env()
-        module = "streams.cli"
-        if self.fetch_wait_ms is not None:
-            module = "bench.fastfetch"
-            env["COLDSTREAM_BENCH_FETCH_WAIT_MS"] = str(self.fetch_wait_ms)
-            env["PYTHONPATH"] = os.pathsep.join(
-                [str(Path(__file__).resolve().parent.parent), env.get("PYTHONPATH", "")])
-        self.process = subprocess.Popen([sys.executable, "-m", module, "worker"],
-                                        env=env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + ready_timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited {self.process.returncode}: {self.log()}")
-            if self.metric("coldstream_worker_ready") == 1.0:
-                return self
-            time.sleep(0.3)
-        raise TimeoutError(f"worker not ready after {ready_timeout}s: {self.log()}")
-
-    def log(self) -> str:
-        path = self.data_dir.parent / f"{self.prefix}-worker.log"
-        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
-
-    def samples(self) -> dict[tuple[str, tuple], float]:
-        try:
-            body = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
-                                          timeout=2).read().decode()
-        except OSError:
-            return {}
-        return {(s.name, tuple(sorted(s.labels.items()))): s.value
-                for fam in text_string_to_metric_families(body) for s in fam.samples}
-
-    def metric(self, name: str, **labels: str) -> float | None:
-        return self.samples().get((name, tuple(sorted(labels.items()))))
-
-    def stop(self, timeout: float = 30.0) -> int | None:
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait(timeout)
+def Worker(bootstrap: str, models: Path, data_dir: Path, prefix: str,  # noqa: N802
+           audio_root: Path | None = None, extra_env: dict[str, str] | None = None,
+           fetch_wait_ms: int | None = None) -> WorkerProcess:
+    """``coldstream worker`` against our broker (the same launcher as the tests and the demo),
+    quiet, optionally through ``bench.fastfetch``."""
+    extra = {"COLDSTREAM_LOG_LEVEL": "warning", **(extra_env or {})}
+    if audio_root is not None:
+        extra["COLDSTREAM_AUDIO_ROOTS"] = orjson.dumps([str(audio_root)]).decode()
+    worker = make_worker(bootstrap, Path(models).resolve(), Path(data_dir).parent, prefix,
+                         **extra)
+    worker.data_dir = Path(data_dir)
+    worker.env["COLDSTREAM_DATA_DIR"] = str(data_dir)
+    worker.log_path = Path(data_dir).parent / f"{prefix}-worker.log"
+    if fetch_wait_ms is not None:
+        worker.module = "bench.fastfetch"
+        worker.env["COLDSTREAM_BENCH_FETCH_WAIT_MS"] = str(fetch_wait_ms)
+        worker.env["PYTHONPATH"] = os.pathsep.join(
+            [str(Path(__file__).resolve().parent.parent), worker.env.get("PYTHONPATH", "")])
+    return worker
 
 
 def stage_table(samples: dict[tuple[str, tuple], float],

@@ -30,10 +30,11 @@ class WorkerProcess:
     metrics_port: int
     log_path: Path
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    module: str = "streams.cli"  # a launcher module with the same CLI (the bench uses one)
 
     def start(self, ready_timeout: float = 90.0) -> WorkerProcess:
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"],
+        self.process = subprocess.Popen([sys.executable, "-m", self.module, "worker"],
                                         env=self.env, stdout=log, stderr=subprocess.STDOUT)
         STARTED.append(self)
         deadline = time.monotonic() + ready_timeout
