@@ -59,16 +59,21 @@ def acting_for(event: Any) -> Iterator[None]:
         faust_streams._current_event.reset(token)
 
 
+def decode_timed(ctx: WorkerContext, event: Any, model: type) -> Any:
+    """Decode and validate one record, timed as the ``decode`` stage."""
+    with ctx.metrics.stage("decode"):
+        return decode(event.value, model, max_bytes=ctx.settings.max_event_bytes)
+
+
 async def guarded_batch(ctx: WorkerContext, topics: Topics, events: list[Any], model: type,
                         handler: Callable[[list[tuple[Any, Any]]], Awaitable[list[str]]],
                         ) -> None:
     """Decode each event (bad ones to the DLQ), then handle the valid ones together."""
-    m, s = ctx.metrics, ctx.settings
+    m = ctx.metrics
     valid = []
     for event in events:
         try:
-            with m.stage("decode"):
-                valid.append((event, decode(event.value, model, max_bytes=s.max_event_bytes)))
+            valid.append((event, decode_timed(ctx, event, model)))
         except EventError as exc:
             await dead_letter_event(ctx, topics, event, exc)
     if not valid:
@@ -97,20 +102,16 @@ async def dead_letter_event(ctx: WorkerContext, topics: Topics, event: Any,
 def register_agents(app: faust.App, ctx: WorkerContext, topics: Topics, tables: Tables) -> None:
     s, m = ctx.settings, ctx.metrics
 
-    def decoded(event: Any, model: type) -> Any:
-        with m.stage("decode"):
-            return decode(event.value, model, max_bytes=s.max_event_bytes)
-
     async def on_song(event: Any) -> str:
-        song: SongEvent = decoded(event, SongEvent)
+        song: SongEvent = decode_timed(ctx, event, SongEvent)
         engagers = tables.song_engagers.get(song.song_id) or []  # co-partitioned with songs
-        result = await ctx.run(ctx.process_song, song, engagers)
+        candidates = await ctx.run(ctx.process_song, song, engagers)
         start = time.perf_counter()
-        for cand in result.candidates:
+        for cand in candidates:
             await topics.candidates.send(key=cand.user_id.encode(), value=encode(cand))
             m.candidates.labels(path=cand.path).inc()
         m.stage_seconds.labels(stage="emit").observe(time.perf_counter() - start)
-        m.candidates_per_song.observe(len(result.candidates))
+        m.candidates_per_song.observe(len(candidates))
         # Listeners recorded before this song was indexed have it in their history without its
         # vector: ask their partitions (keyed by user) to recompute them now that it exists.
         for user_id in sorted({e[0] for e in engagers}):
@@ -120,7 +121,7 @@ def register_agents(app: faust.App, ctx: WorkerContext, topics: Topics, tables: 
         produced_ms = event.message.timestamp * 1000 if event.message.timestamp else None
         if produced_ms:
             m.new_song_to_candidates.observe(max(0.0, (now_ms() - produced_ms) / 1000))
-        log.info("song %s -> %d candidates", song.song_id, len(result.candidates))
+        log.info("song %s -> %d candidates", song.song_id, len(candidates))
         return "ok"
 
     async def on_interactions(batch: list[tuple[Any, InteractionEvent]]) -> list[str]:

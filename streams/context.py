@@ -13,7 +13,6 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
@@ -32,12 +31,6 @@ from .stores import VectorStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-@dataclass
-class SongResult:
-    candidates: list[CandidateEvent]
-    stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
 def retry_store(fn: Callable[[], T], attempts: int, max_delay: float, what: str) -> T:
@@ -189,32 +182,25 @@ class WorkerContext:
                 delay = min(delay * 2, self.retry_max_delay_s)
 
     # --- steps (run in the work thread) -----------------------------------------------------
-    def process_song(self, song: SongEvent, engagers: list[list[Any]]) -> SongResult:
+    def process_song(self, song: SongEvent,
+                     engagers: list[list[Any]]) -> list[CandidateEvent]:
+        """Audio -> vector -> upsert -> candidates; each stage timed by its histogram."""
         assert self.model is not None and self.cols is not None
-        s, m, times = self.settings, self.metrics, {}
+        s, m = self.settings, self.metrics
         wave: np.ndarray | None = None
-        t = time.perf_counter()
         if song.audio_uri:
             with m.stage("audio"):
                 path = resolve_audio_path(song.audio_uri, s.audio_roots, s.audio_schemes)
                 wave = load_audio(path, self.model.songs.sample_rate, s.audio_max_bytes,
                                   s.audio_max_seconds)
-        times["audio"] = time.perf_counter() - t
-        t = time.perf_counter()
         with m.stage("encode"):
             vector = self.model.songs.encode([pipeline.song_input(song, wave)])[0]
-        times["encode"] = time.perf_counter() - t
-        t = time.perf_counter()
         with m.stage("upsert"):
             pipeline.upsert_song(self.store, self.cols, song, vector, self.model.version,
                                  wave is not None, engagers)
-        times["upsert"] = time.perf_counter() - t
-        t = time.perf_counter()
         with m.stage("search"):
-            cands = pipeline.candidates_for_song(self.store, self.cols, song, vector,
-                                                 self.model.version, self.cfg, m)
-        times["search"] = time.perf_counter() - t
-        return SongResult(cands, times)
+            return pipeline.candidates_for_song(self.store, self.cols, song, vector,
+                                                self.model.version, self.cfg, m)
 
     def update_users(self, states: dict[str, dict[str, Any]]) -> dict[str, float]:
         assert self.model is not None and self.cols is not None

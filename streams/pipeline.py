@@ -296,13 +296,6 @@ def users_update(store: VectorStore, cols: Collections, model: LoadedModel,
     return boundaries
 
 
-def user_update(store: VectorStore, cols: Collections, model: LoadedModel,
-                cache: SongVectorCache, user_id: str, state: dict[str, Any],
-                now: int | None = None) -> float:
-    """One user's :func:`users_update`; returns the boundary."""
-    return users_update(store, cols, model, cache, {user_id: state}, now)[user_id]
-
-
 def update_engagers(engagers: list[list[Any]], event: InteractionEvent,
                     limit: int) -> list[list[Any]]:
     """Newest positive listeners of a song; a skip withdraws the listener's tie."""
