@@ -15,8 +15,8 @@ from .topics import declare_tables, declare_topics
 
 
 def broker_url(settings: Settings, bootstrap: str) -> str:
-    """``tansu://`` turns on the end-offset shim; real clusters use Faust's stock transport."""
-    scheme = compat.SCHEME if settings.tansu_compat else "kafka"
+    """``tansu://`` adds the end-offset shim; both schemes guard offsets (streams.offsets)."""
+    scheme = compat.SCHEME if settings.tansu_compat else compat.KAFKA_SCHEME
     return ";".join(f"{scheme}://{server.strip()}" for server in bootstrap.split(","))
 
 

@@ -7,7 +7,8 @@ silently lost on restart (measured: a counter table recovered 2 instead of 3). W
 reading the newest batch and taking its last offset + 1.
 
 The shim is wired in through the ``tansu://`` broker URL scheme, which only the embedded broker
-uses: against a real Kafka cluster (``kafka://``) Faust's stock transport runs unchanged.
+uses. Both it and ``kafka+guarded://`` (real clusters) carry the offset guard of
+:mod:`streams.offsets`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,11 @@ from aiokafka.structs import TopicPartition
 from faust.transport import drivers
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from .offsets import GuardedConsumer, GuardedTransport
+
 SCHEME = "tansu"
+#: Real Kafka clusters: Faust's aiokafka transport with the offset guard (streams.offsets).
+KAFKA_SCHEME = "kafka+guarded"
 
 
 async def true_end_offsets(bootstrap: str | list[str], reported: Mapping[Any, int],
@@ -78,17 +83,18 @@ class TansuConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return await true_end_offsets(servers, reported)
 
 
-class TansuConsumer(faust_aiokafka.Consumer):
+class TansuConsumer(GuardedConsumer):
     def _new_consumer_thread(self) -> TansuConsumerThread:
         return TansuConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
-class TansuTransport(faust_aiokafka.Transport):
-    """The aiokafka transport plus the end-offset fix; selected by ``tansu://`` URLs."""
+class TansuTransport(GuardedTransport):
+    """The guarded aiokafka transport plus the end-offset fix; selected by ``tansu://`` URLs."""
 
     Consumer = TansuConsumer
 
 
 def register() -> None:
-    """Make ``tansu://host:port`` resolve to :class:`TansuTransport` (idempotent)."""
+    """Make ``tansu://`` and ``kafka+guarded://`` resolve to our transports (idempotent)."""
     drivers.TRANSPORTS.aliases[SCHEME] = f"{__name__}:TansuTransport"
+    drivers.TRANSPORTS.aliases[KAFKA_SCHEME] = "streams.offsets:GuardedTransport"

@@ -62,6 +62,12 @@ class Metrics:
         self.consumer_lag = Gauge(
             "coldstream_consumer_lag", "End offset minus committed offset (messages).",
             ["topic", "partition"], registry=r)
+        self.consumer_guard = Counter(
+            "coldstream_consumer_guard",
+            "Offset guard interventions, by reason (rewind: skipped offsets re-read; "
+            "undelivered: a batch cut short re-read; gap: offsets proven absent; "
+            "log_start: nothing committed yet, read from the log start).",
+            ["reason"], registry=r)
         self.ready = Gauge(
             "coldstream_worker_ready", "1 once tables are recovered and agents consume.",
             registry=r)

@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     )
     test_store_faults: str | None = Field(
         None, description="Test hook: 'error_rate=0.3,delay_s=0.05' makes store calls fail.")
+    test_drop_fetches: int = Field(
+        0, ge=0, description="Test hook: discard this many fetched batches behind Faust's back "
+        "(as a fetch orphaned by a rebalance does), to prove the offset guard re-reads them.")
     data_dir: Path = Field(Path(".coldstream"), description="Embedded state: vectors, models.")
 
     # --- Models ------------------------------------------------------------------------------

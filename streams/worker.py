@@ -77,6 +77,8 @@ def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
         if port:
             log.info("metrics on http://%s:%d/metrics", settings.metrics_host, port)
         app = create_app(settings, ctx, bootstrap)
+        app.consumer.on_guard = lambda reason: metrics.consumer_guard.labels(reason=reason).inc()
+        app.consumer.drop_fetches = settings.test_drop_fetches
         lag = LagMonitor(bootstrap, settings.app_id, settings.input_topics(), metrics,
                          correct_end_offsets=settings.tansu_compat, **client_config(settings))
 

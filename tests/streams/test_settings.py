@@ -25,7 +25,7 @@ def test_defaults_are_embedded_and_loopback_only(monkeypatch: pytest.MonkeyPatch
 def test_real_cluster_uses_stock_transport_and_longer_timeouts() -> None:
     s = Settings(kafka_bootstrap="k1:9092,k2:9092")
     assert not s.tansu_compat and s.effective_session_timeout_s == 30.0
-    assert broker_url(s, "k1:9092,k2:9092") == "kafka://k1:9092;kafka://k2:9092"
+    assert broker_url(s, "k1:9092,k2:9092") == "kafka+guarded://k1:9092;kafka+guarded://k2:9092"
 
 
 def test_environment_is_read_with_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
