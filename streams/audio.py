@@ -2,11 +2,12 @@
 
 Only configured schemes (``file`` by default) and files under configured roots are read;
 ``..`` and symlinks that leave a root are refused after full resolution; the byte size is
-checked before reading and decoding stops at the duration limit.
+checked before reading; decoding stops at the duration limit and at a wall-time limit.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -47,20 +48,38 @@ def resolve_audio_path(uri: str, roots: Sequence[Path], schemes: Sequence[str]) 
     raise AudioNotAllowed(f"audio_uri {raw_path!r} resolves outside the allowed roots")
 
 
-def load_audio(path: Path, sample_rate: int, max_bytes: int, max_seconds: float) -> np.ndarray:
-    """Decode at most ``max_seconds`` of mono audio at ``sample_rate``."""
+def load_audio(path: Path, sample_rate: int, max_bytes: int, max_seconds: float,
+               max_decode_s: float = 10.0) -> np.ndarray:
+    """Decode at most ``max_seconds`` of mono audio at ``sample_rate``.
+
+    Decoding goes one second of audio at a time and gives up once it has taken
+    ``max_decode_s`` of wall time: a crafted file must not hold the worker.
+    """
     size = path.stat().st_size
     if size > max_bytes:
         raise AudioTooLarge(f"audio file is {size} bytes, limit is {max_bytes}")
     import soundfile as sf
 
+    deadline = time.monotonic() + max_decode_s
     try:
         with sf.SoundFile(str(path)) as f:
-            frames = int(min(f.frames if f.frames > 0 else 1 << 62, max_seconds * f.samplerate))
-            wave = f.read(frames, dtype="float32", always_2d=False)
             sr = f.samplerate
+            frames = int(min(f.frames if f.frames > 0 else 1 << 62, max_seconds * sr))
+            blocks = []
+            while frames > 0:
+                block = f.read(min(frames, sr), dtype="float32", always_2d=False)
+                if len(block) == 0:
+                    break
+                blocks.append(block)
+                frames -= len(block)
+                if time.monotonic() > deadline:
+                    raise AudioDecodeError(
+                        f"decoding took longer than the {max_decode_s:g} s limit")
+    except AudioDecodeError:
+        raise
     except Exception as exc:  # libsndfile raises RuntimeError/LibsndfileError/TypeError
         raise AudioDecodeError(f"cannot decode audio: {exc}") from None
+    wave = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
     wave = to_mono(np.asarray(wave))
     if wave.size == 0:
         raise AudioDecodeError("audio has no samples")

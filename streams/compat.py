@@ -21,7 +21,7 @@ from aiokafka.structs import TopicPartition
 from faust.transport import drivers
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from .offsets import GuardedConsumer, GuardedTransport
+from .offsets import GuardedConsumer, GuardedConsumerThread, GuardedTransport
 
 SCHEME = "tansu"
 #: Real Kafka clusters: Faust's aiokafka transport with the offset guard (streams.offsets).
@@ -67,7 +67,7 @@ async def true_end_offsets(bootstrap: str | list[str], reported: Mapping[Any, in
 FETCH_MAX_WAIT_MS = 20
 
 
-class TansuConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+class TansuConsumerThread(GuardedConsumerThread):
     """Faust's aiokafka consumer thread with corrected highwaters (used by table recovery)
     and a short fetch long-poll."""
 

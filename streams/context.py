@@ -192,7 +192,7 @@ class WorkerContext:
             with m.stage("audio"):
                 path = resolve_audio_path(song.audio_uri, s.audio_roots, s.audio_schemes)
                 wave = load_audio(path, self.model.songs.sample_rate, s.audio_max_bytes,
-                                  s.audio_max_seconds)
+                                  s.audio_max_seconds, s.audio_max_decode_s)
         with m.stage("encode"):
             vector = self.model.songs.encode([pipeline.song_input(song, wave)])[0]
         with m.stage("upsert"):

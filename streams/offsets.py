@@ -22,6 +22,7 @@ Re-reading can deliver a record twice; the pipeline's writes are idempotent.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -33,6 +34,9 @@ log = logging.getLogger(__name__)
 
 #: ``(start, end)``: offsets ``start <= o < end`` that the broker has no record for.
 Gap = tuple[int, int]
+
+#: Longest wait for an orphaned fetch to finish (Faust fetches with a 1 s timeout).
+ORPHAN_WAIT_S = 5.0
 
 
 def next_commit(acked: Iterable[int], head: int | None, gaps: Iterable[Gap] = ()) -> int | None:
@@ -105,11 +109,15 @@ class OffsetGuard:
         seen, count = self._absent.get(tp, (None, 0))
         self._absent[tp] = (gap, count + 1 if seen == gap else 1)
 
-    def admit(self, tp: Any, offset: int) -> str:
-        """What to do with a record about to be delivered."""
+    def admit(self, tp: Any, offset: int, strict: bool = True) -> str:
+        """What to do with a record about to be delivered.
+
+        ``strict=False`` (changelogs) takes any jump as real: compaction leaves gaps
+        everywhere there, and records dropped on the way are caught by the position check.
+        """
         expected = self.expect.get(tp)
-        if expected is None or offset <= expected:
-            if expected is None or offset == expected:
+        if expected is None or offset <= expected or not strict:
+            if expected is None or offset >= expected:
                 self.expect[tp] = offset + 1
                 self._absent.pop(tp, None)
             return self.DELIVER
@@ -143,8 +151,14 @@ class GuardedConsumerMixin:
         super().__init__(*args, **kwargs)
 
     def _guarded(self, tp: Any) -> bool:
+        """Agents acknowledge these records and we commit them."""
         return (self.app.topics.acks_enabled_for(tp.topic)  # type: ignore[attr-defined]
                 and not self._is_changelog_tp(tp))  # type: ignore[attr-defined]
+
+    def _tracked(self, tp: Any) -> bool:
+        """Delivery is watched: guarded partitions and table changelogs (a changelog record
+        dropped during recovery is table state lost)."""
+        return self._is_changelog_tp(tp) or self._guarded(tp)  # type: ignore[attr-defined]
 
     def _report(self, reason: str) -> None:
         if self.on_guard is not None:
@@ -168,9 +182,9 @@ class GuardedConsumerMixin:
         async for tp, message in super().getmany(timeout):  # type: ignore[misc]
             if tp in rewound:
                 continue  # re-read from the missing offset; the rest of this batch comes again
-            if self._guarded(tp):
+            if self._tracked(tp):
                 expected = self.guard.expect.get(tp)
-                verdict = self.guard.admit(tp, message.offset)
+                verdict = self.guard.admit(tp, message.offset, strict=self._guarded(tp))
                 if verdict == OffsetGuard.REWIND and expected is not None:
                     log.info("%s: got offset %d but %d was never delivered: re-reading from %d",
                              tp, message.offset, expected, expected)
@@ -200,6 +214,10 @@ class GuardedConsumerMixin:
         dropped it: a batch cut short (flow suspended, partition paused, rebalance) or a fetch
         whose caller was cancelled while the client thread still consumed it. Then the client's
         position is past the next offset to deliver: seek back to it."""
+        thread = getattr(self, "_thread", None)
+        deadline = time.monotonic() + ORPHAN_WAIT_S
+        while getattr(thread, "in_flight", 0) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)  # a fetch whose caller was cancelled is still running
         for tp, expected in list(self.guard.expect.items()):
             position = self._client_position(tp)
             if expected is None or position is None or position <= expected:
@@ -212,8 +230,15 @@ class GuardedConsumerMixin:
 
     async def seek(self, partition: Any, offset: int) -> None:
         await super().seek(partition, offset)  # type: ignore[misc]
-        if self._guarded(partition):
+        if self._tracked(partition):
             self.guard.seek(partition, offset)
+
+    async def seek_wait(self, partitions: Mapping[Any, int]) -> None:
+        """Table recovery positions changelogs here."""
+        await super().seek_wait(partitions)  # type: ignore[misc]
+        for tp, offset in partitions.items():
+            if self._tracked(tp):
+                self.guard.seek(tp, offset)
 
     async def perform_seek(self) -> None:
         """Seek to committed offsets, and to the log start where nothing was committed."""
@@ -268,8 +293,26 @@ class GuardedConsumerMixin:
                         "(%d later offsets were, from %d)", tp, head, len(acked), min(acked))
 
 
+class GuardedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Counts fetches running in the client thread. Between two batches no fetch should run:
+    one that does was orphaned (its caller cancelled by a rebalance) and may still move the
+    client's position, so the consumer waits for it before checking positions."""
+
+    in_flight = 0
+
+    async def _fetch_records(self, *args: Any, **kwargs: Any) -> Any:
+        self.in_flight += 1
+        try:
+            return await super()._fetch_records(*args, **kwargs)
+        finally:
+            self.in_flight -= 1
+
+
 class GuardedConsumer(GuardedConsumerMixin, faust_aiokafka.Consumer):
     """Faust's aiokafka consumer with guarded delivery and commits."""
+
+    def _new_consumer_thread(self) -> GuardedConsumerThread:
+        return GuardedConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
 class GuardedTransport(faust_aiokafka.Transport):

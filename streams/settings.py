@@ -89,6 +89,8 @@ class Settings(BaseSettings):
     audio_schemes: tuple[str, ...] = Field(("file",), description="Allowed audio_uri schemes.")
     audio_max_bytes: int = Field(20_000_000, ge=1)
     audio_max_seconds: float = Field(30.0, gt=0, description="Decoded audio is cut here.")
+    audio_max_decode_s: float = Field(
+        10.0, gt=0, description="Wall-time limit on decoding one file (then it is dead-lettered).")
     batch_max_events: int = Field(256, ge=1, description="Interactions handled per batch.")
     batch_window_s: float = Field(0.05, gt=0, description="Longest wait to fill a batch.")
     max_event_bytes: int = Field(256_000, ge=1, description="Larger events go to the DLQ.")

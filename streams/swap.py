@@ -39,7 +39,7 @@ def song_input_from_payload(payload: Mapping[str, Any], model: LoadedModel,
         try:
             path = resolve_audio_path(uri, settings.audio_roots, settings.audio_schemes)
             wave = load_audio(path, model.songs.sample_rate, settings.audio_max_bytes,
-                              settings.audio_max_seconds)
+                              settings.audio_max_seconds, settings.audio_max_decode_s)
         except EventError as exc:  # the file moved since upload: keep the song, text only
             log.warning("re-embedding %s without audio: %s", payload.get("song_id"), exc)
     return SongInput(text, wave)

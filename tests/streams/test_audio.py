@@ -69,3 +69,10 @@ def test_size_limit_and_decode_errors(root: Path) -> None:
     bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunk")
     with pytest.raises(AudioDecodeError):
         load_audio(bad, 16_000, max_bytes=10**7, max_seconds=30)
+
+
+def test_decoding_stops_at_the_wall_time_limit(root: Path) -> None:
+    with pytest.raises(AudioDecodeError, match="longer than the 0 s limit"):
+        load_audio(root / "tone.wav", 16_000, max_bytes=10**7, max_seconds=30, max_decode_s=0)
+    assert load_audio(root / "tone.wav", 16_000, max_bytes=10**7, max_seconds=30,
+                      max_decode_s=60).size > 0

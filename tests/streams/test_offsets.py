@@ -91,3 +91,11 @@ def test_an_outside_seek_resets_expectations_and_a_revoke_forgets() -> None:
     assert guard.expect[TP] == 21
     guard.forget([TP])
     assert guard.admit(TP, 99) == "deliver"  # unknown partition: nothing to compare with
+
+
+def test_changelog_jumps_are_taken_as_compaction_gaps() -> None:
+    guard = OffsetGuard()
+    guard.seek(TP, 0)
+    assert guard.admit(TP, 0, strict=False) == "deliver"
+    assert guard.admit(TP, 7, strict=False) == "deliver"
+    assert guard.expect[TP] == 8
