@@ -70,6 +70,8 @@ def produce(
     file: Annotated[Path | None, typer.Argument(help="JSONL file; stdin when omitted")] = None,
     bootstrap: Annotated[str | None, typer.Option(help="host:port")] = None,
     key_field: Annotated[str | None, typer.Option(help="Field used as message key")] = None,
+    retry_for: Annotated[float, typer.Option(
+        help="Seconds to keep retrying while the broker is unreachable")] = 30.0,
 ) -> None:
     """Send JSON events (one per line) to a topic, keyed for co-partitioning."""
     from .broker import client_config
@@ -81,7 +83,7 @@ def produce(
     stream = file.open("rb") if file else sys.stdin.buffer
     payloads = (orjson.loads(line) for line in stream if line.strip())
     n = asyncio.run(send(server, topic, json_records(topic, payloads, key_field),
-                         **client_config(settings)))
+                         retry_for=retry_for, **client_config(settings)))
     typer.echo(f"sent {n} events to {topic}", err=True)
 
 

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import AsyncIterator, Iterable
+from itertools import islice
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+log = logging.getLogger(__name__)
 
 #: Which field keys each input topic (co-partitioning: songs by song, interactions by user).
 KEY_FIELDS = {"songs.new": "song_id", "interactions": "user_id",
@@ -21,23 +27,75 @@ def key_for(topic: str, payload: dict[str, Any], key_field: str | None = None) -
 
 
 async def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes]],
-                  **client: Any) -> int:
-    """Send (key, value) pairs; waits for every acknowledgement (acks=all)."""
+                  *, retry_for: float = 0.0, **client: Any) -> int:
+    """Send (key, value) pairs; waits for every acknowledgement (acks=all).
+
+    While the broker is unreachable, keep retrying for ``retry_for`` seconds with capped
+    backoff instead of failing at once. A retried record may be written twice; consumers
+    de-duplicate by event id. Records go in chunks, so a large stream is never held in memory.
+    """
+    deadline = time.monotonic() + retry_for
+    backoff = Backoff()
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, **client)
-    await producer.start()
+    while True:
+        try:
+            await producer.start()
+            break
+        except KafkaError as exc:
+            await producer.stop()
+            await backoff.wait_or_raise(exc, deadline)
+            producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
+                                        **client)
     sent = 0
     try:
-        futures = []
-        for key, value in records:
-            futures.append(await producer.send(topic, value=value, key=key))
-            sent += 1
-            if len(futures) >= 1000:
-                await asyncio.gather(*futures)
-                futures.clear()
-        await asyncio.gather(*futures)
+        it = iter(records)
+        while chunk := list(islice(it, PRODUCE_CHUNK)):
+            pending = chunk
+            while pending:
+                pending, error = await send_chunk(producer, topic, pending)
+                if error is not None:
+                    await backoff.wait_or_raise(error, deadline)
+            sent += len(chunk)
     finally:
         await producer.stop()
     return sent
+
+
+#: Records sent before waiting for their acknowledgements.
+PRODUCE_CHUNK = 1000
+
+
+async def send_chunk(producer: AIOKafkaProducer, topic: str,
+                     records: list[tuple[bytes | None, bytes]],
+                     ) -> tuple[list[tuple[bytes | None, bytes]], BaseException | None]:
+    """Send and await ``records``; return those not acknowledged and the first error."""
+    futures: list[asyncio.Future[Any]] = []
+    try:
+        for key, value in records:
+            futures.append(await producer.send(topic, value=value, key=key))
+    except KafkaError as exc:  # not even queued (no metadata): these and the rest retry
+        results: list[Any] = [*await asyncio.gather(*futures, return_exceptions=True), exc]
+        results += [exc] * (len(records) - len(results))
+    else:
+        results = await asyncio.gather(*futures, return_exceptions=True)
+    failed = [rec for rec, res in zip(records, results, strict=True)
+              if isinstance(res, BaseException)]
+    first = next((res for res in results if isinstance(res, BaseException)), None)
+    return failed, first
+
+
+class Backoff:
+    """Capped exponential backoff (0.2 s doubling to 5 s) against a deadline."""
+
+    def __init__(self) -> None:
+        self.delay = 0.2
+
+    async def wait_or_raise(self, exc: BaseException, deadline: float) -> None:
+        if time.monotonic() + self.delay > deadline:
+            raise exc
+        log.warning("broker unreachable (%s): retrying in %.1f s", exc, self.delay)
+        await asyncio.sleep(self.delay)
+        self.delay = min(self.delay * 2, 5.0)
 
 
 def json_records(topic: str, payloads: Iterable[dict[str, Any]],

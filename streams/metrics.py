@@ -65,7 +65,8 @@ class Metrics:
         self.consumer_guard = Counter(
             "coldstream_consumer_guard",
             "Offset guard interventions, by reason (rewind: skipped offsets re-read; "
-            "undelivered: a batch cut short re-read; gap: offsets proven absent; "
+            "undelivered: a batch cut short re-read; stalled: a commit held by a record no "
+            "agent has, re-read; gap: offsets proven absent; "
             "log_start: nothing committed yet, read from the log start).",
             ["reason"], registry=r)
         self.ready = Gauge(

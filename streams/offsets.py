@@ -37,6 +37,10 @@ Gap = tuple[int, int]
 
 #: Longest wait for an orphaned fetch to finish (Faust fetches with a 1 s timeout).
 ORPHAN_WAIT_S = 5.0
+#: A commit held this long at one offset, with the agent idle at this many commit checks
+#: (one a second), is repaired by re-reading from that offset.
+STALL_S = 10.0
+STALL_IDLE_CHECKS = 3
 
 
 def next_commit(acked: Iterable[int], head: int | None, gaps: Iterable[Gap] = ()) -> int | None:
@@ -140,14 +144,16 @@ class GuardedConsumerMixin:
     """
 
     guard: OffsetGuard
-    #: Called with a reason ("rewind", "undelivered", "gap", "log_start") when the guard acts.
+    #: Called with a reason ("rewind", "undelivered", "stalled", "gap", "log_start") when the
+    #: guard acts.
     on_guard: Callable[[str], None] | None = None
     #: Test hook: discard this many non-empty fetch results after the client consumed them.
     drop_fetches: int = 0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.guard = OffsetGuard()
-        self._held_since: dict[Any, tuple[int | None, float]] = {}
+        self._held_since: dict[Any, tuple[int | None, float, int]] = {}
+        self._stalled: dict[Any, int] = {}
         super().__init__(*args, **kwargs)
 
     def _guarded(self, tp: Any) -> bool:
@@ -218,6 +224,10 @@ class GuardedConsumerMixin:
         deadline = time.monotonic() + ORPHAN_WAIT_S
         while getattr(thread, "in_flight", 0) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)  # a fetch whose caller was cancelled is still running
+        stalled, self._stalled = self._stalled, {}
+        for tp, head in stalled.items():
+            if tp in self.assignment():  # type: ignore[attr-defined]
+                await self._rewind(tp, head, "stalled")
         for tp, expected in list(self.guard.expect.items()):
             position = self._client_position(tp)
             if expected is None or position is None or position <= expected:
@@ -282,15 +292,29 @@ class GuardedConsumerMixin:
 
 
     def _held(self, tp: Any, head: int | None, acked: list[int]) -> None:
-        """Warn when one missing offset has held a partition's commit for 30 s: a stall."""
+        """The commit is held at ``head`` while later offsets are acknowledged. Normal for a
+        moment; if it lasts and the topic's agent has nothing in hand, the record at ``head``
+        is nowhere (dropped where we could not see it): schedule a re-read from it."""
         now = time.monotonic()
-        held_head, since = self._held_since.get(tp, (None, now))
+        held_head, since, idle = self._held_since.get(tp, (None, now, 0))
         if held_head != head:
-            self._held_since[tp] = (head, now)
-        elif now - since >= 30.0:
-            self._held_since[tp] = (head, now)
-            log.warning("%s: commit held at offset %s for 30 s: it was never acknowledged "
-                        "(%d later offsets were, from %d)", tp, head, len(acked), min(acked))
+            self._held_since[tp] = (head, now, 0)
+            return
+        if head is None or now - since < STALL_S:
+            return
+        idle = 0 if self._topic_busy(tp.topic) else idle + 1
+        self._held_since[tp] = (head, since, idle)
+        if idle >= STALL_IDLE_CHECKS:
+            log.warning("%s: commit held at offset %d for %.0f s with nothing in flight "
+                        "(%d later offsets acknowledged): re-reading from %d", tp, head,
+                        now - since, len(acked), head)
+            self._stalled[tp] = head
+            self._held_since[tp] = (head, now, 0)
+
+    def _topic_busy(self, topic: str) -> bool:
+        """An agent holds a record of ``topic`` it has not acknowledged yet."""
+        unacked = self._unacked_messages  # type: ignore[attr-defined]
+        return any(m.topic == topic for m in list(unacked))
 
 
 class GuardedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
