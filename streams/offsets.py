@@ -29,6 +29,8 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types.tuples import ack_lock
+from mode.utils.futures import notify
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +190,8 @@ class GuardedConsumerMixin:
         async for tp, message in super().getmany(timeout):  # type: ignore[misc]
             if tp in rewound:
                 continue  # re-read from the missing offset; the rest of this batch comes again
+            if self._guarded(tp) and tp not in self.guard.expect:
+                continue  # before this assignment's seek: that seek reads these again, in order
             if self._tracked(tp):
                 expected = self.guard.expect.get(tp)
                 verdict = self.guard.admit(tp, message.offset, strict=self._guarded(tp))
@@ -237,6 +241,27 @@ class GuardedConsumerMixin:
             log.info("%s: offsets %d-%d were fetched but never delivered: re-reading", tp,
                      expected, position - 1)
             await self._rewind(tp, expected, "undelivered")
+
+    def ack(self, message: Any) -> bool:
+        """Faust's streams acknowledge records they *skip* at a rebalance (flow suspended, or
+        fetched in an older generation) as if processed, and the rebalance then commits them.
+        Those acknowledgements are dropped here: the records are read again after the seek.
+        (An agent finishing a record during the rebalance loses its ack too: a harmless
+        replay.)"""
+        if self._guarded(message.tp) and self._skipping(message):
+            with ack_lock:
+                if message.acked:
+                    return False
+                message.acked = True
+                self._unacked_messages.discard(message)  # type: ignore[attr-defined]
+                notify(self._waiting_for_ack)  # type: ignore[attr-defined]
+            return False
+        return super().ack(message)  # type: ignore[misc]
+
+    def _skipping(self, message: Any) -> bool:
+        app = self.app  # type: ignore[attr-defined]
+        return (not app.flow_control.is_active()
+                or message.generation_id != app.consumer_generation_id)
 
     async def seek(self, partition: Any, offset: int) -> None:
         await super().seek(partition, offset)  # type: ignore[misc]

@@ -208,14 +208,26 @@ def candidates_for_song(store: VectorStore, cols: Collections, song: SongEvent,
 
 
 def new_user_state() -> dict[str, Any]:
-    return {"history": [], "counts": {}, "offsets": {}, "event_ids": [], "boundary": None}
+    return {"history": [], "counts": {}, "offsets": {}, "event_ids": [], "seen": [],
+            "boundary": None}
 
 
 def is_duplicate(state: dict[str, Any], event: InteractionEvent, partition: int,
                  offset: int) -> bool:
-    """Replays (same offset) and producer duplicates (same event_id) change nothing."""
+    """Replays (an offset already applied) and producer duplicates (same event_id) change
+    nothing.
+
+    Records can arrive out of order: a re-read after Faust dropped one (streams.offsets)
+    delivers it after later ones. So an offset below the watermark is a replay only if it is
+    among the recent offsets applied, or older than all of them (a replay beyond the window).
+    """
+    if event.event_id in state["event_ids"]:
+        return True
     last = state["offsets"].get(str(partition))
-    return (last is not None and offset <= last) or event.event_id in state["event_ids"]
+    if last is None or offset > last:
+        return False
+    seen = [o for p, o in state.get("seen", ()) if p == partition]
+    return not seen or offset in seen or offset < min(seen)
 
 
 def apply_interaction(state: dict[str, Any], event: InteractionEvent, partition: int,
@@ -225,11 +237,13 @@ def apply_interaction(state: dict[str, Any], event: InteractionEvent, partition:
     history.sort(key=lambda h: h[2])
     counts = dict(state["counts"])
     counts[event.action] = counts.get(event.action, 0) + 1
+    watermark = max(offset, state["offsets"].get(str(partition), -1))
     return {
         "history": history[-cfg.recent_items_per_user:],
         "counts": counts,
-        "offsets": {**state["offsets"], str(partition): offset},
+        "offsets": {**state["offsets"], str(partition): watermark},
         "event_ids": [*state["event_ids"], event.event_id][-cfg.recent_event_ids:],
+        "seen": [*state.get("seen", []), [partition, offset]][-cfg.recent_event_ids:],
         "boundary": state.get("boundary"),
     }
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.offsets import OffsetGuard, next_commit
+from streams import offsets
+from streams.offsets import GuardedConsumerMixin, OffsetGuard, next_commit
 
 TP = ("songs.new", 0)
 
@@ -99,3 +102,48 @@ def test_changelog_jumps_are_taken_as_compaction_gaps() -> None:
     assert guard.admit(TP, 0, strict=False) == "deliver"
     assert guard.admit(TP, 7, strict=False) == "deliver"
     assert guard.expect[TP] == 8
+
+
+class FakeMessage:
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+
+
+class HeldConsumer(GuardedConsumerMixin):
+    """Just the state the stall check reads; no broker."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._unacked_messages: set[FakeMessage] = set()
+
+
+class SongsTP(NamedTuple):
+    topic: str
+    partition: int
+
+
+def test_a_held_commit_is_re_read_only_when_no_agent_has_the_record(monkeypatch) -> None:
+    clock = [0.0]
+    monkeypatch.setattr(offsets.time, "monotonic", lambda: clock[0])
+    consumer, tp = HeldConsumer(), SongsTP("songs.new", 1)
+    busy = FakeMessage("songs.new")
+    consumer._unacked_messages.add(busy)  # the agent is working (e.g. a store outage)
+    for _ in range(30):
+        consumer._held(tp, 10, [20])
+        clock[0] += 1.0
+    assert consumer._stalled == {}
+    consumer._unacked_messages.discard(busy)  # idle: the record at 10 is nowhere
+    for _ in range(offsets.STALL_IDLE_CHECKS):
+        consumer._held(tp, 10, [20])
+        clock[0] += 1.0
+    assert consumer._stalled == {tp: 10}
+
+
+def test_a_moving_commit_is_never_taken_for_a_stall(monkeypatch) -> None:
+    clock = [0.0]
+    monkeypatch.setattr(offsets.time, "monotonic", lambda: clock[0])
+    consumer, tp = HeldConsumer(), SongsTP("songs.new", 1)
+    for head in range(40):
+        consumer._held(tp, head, [head + 1])
+        clock[0] += 1.0
+    assert consumer._stalled == {}

@@ -77,6 +77,32 @@ def test_user_state_dedupes_replays_and_duplicate_event_ids() -> None:
     assert not pipeline.is_duplicate(state, interaction("new", "x", "play", 9), 0, 5)
 
 
+def test_a_late_record_re_read_out_of_order_still_counts_once() -> None:
+    cfg = PipelineConfig()
+    state = pipeline.new_user_state()
+    for off in (10, 11, 13, 14):  # offset 12 was dropped on the way and is re-read later
+        state = pipeline.apply_interaction(state, interaction(f"e{off}", "s", "play", off),
+                                           partition=0, offset=off, cfg=cfg)
+    late = interaction("e12", "s", "play", 12)
+    assert not pipeline.is_duplicate(state, late, 0, 12)
+    state = pipeline.apply_interaction(state, late, partition=0, offset=12, cfg=cfg)
+    assert state["offsets"] == {"0": 14}  # the watermark never moves back
+    assert state["counts"] == {"play": 5}
+    assert pipeline.is_duplicate(state, late, 0, 12)  # and its replay changes nothing
+    assert pipeline.is_duplicate(state, interaction("x", "s", "play", 1), 0, 3)  # older: replay
+
+
+def test_offsets_older_than_the_window_are_replays() -> None:
+    cfg = PipelineConfig(recent_event_ids=4)
+    state = pipeline.new_user_state()
+    for off in range(10, 20, 2):
+        state = pipeline.apply_interaction(state, interaction(f"e{off}", "s", "play", off),
+                                           partition=0, offset=off, cfg=cfg)
+    assert [o for _, o in state["seen"]] == [12, 14, 16, 18]
+    assert pipeline.is_duplicate(state, interaction("old", "s", "play", 0), 0, 10)
+    assert not pipeline.is_duplicate(state, interaction("gap", "s", "play", 0), 0, 15)
+
+
 def test_engagers_keep_newest_positive_listeners_and_skips_withdraw() -> None:
     eng: list = []
     eng = pipeline.update_engagers(eng, interaction("1", "s", "collect", 1), limit=2)
