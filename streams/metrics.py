@@ -66,7 +66,8 @@ class Metrics:
             "coldstream_consumer_guard",
             "Offset guard interventions, by reason (rewind: skipped offsets re-read; "
             "undelivered: a batch cut short re-read; stalled: a commit held by a record no "
-            "agent has, re-read; gap: offsets proven absent; "
+            "agent has, re-read; skipped_ack: Faust acked a record it skipped, ignored; "
+            "gap: offsets proven absent; "
             "log_start: nothing committed yet, read from the log start).",
             ["reason"], registry=r)
         self.ready = Gauge(
