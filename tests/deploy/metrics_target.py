@@ -62,6 +62,8 @@ def record_samples(metrics: Metrics) -> None:
         pass
     metrics.consumer_lag.labels(topic="songs.new", partition="0").set(7)
     metrics.consumer_lag.labels(topic="interactions", partition="1").set(0)
+    metrics.consumer_guard.labels(reason="undelivered").inc(2)
+    metrics.consumer_guard.labels(reason="log_start").inc(4)
     metrics.model_swaps.labels(result="ok").inc()
     metrics.model_swaps.labels(result="refused").inc()
     metrics.model_swap_seconds.observe(12.0)
