@@ -286,11 +286,18 @@ class GuardedConsumerMixin:
         committed: Mapping[Any, int | None] = self._committed_offset  # type: ignore[attr-defined]
         fresh = [tp for tp in tps if committed[tp] is None]
         earliest = self.app.conf.consumer_auto_offset_reset == "earliest"  # type: ignore[attr-defined]
-        starts = await self.earliest_offsets(*fresh) if fresh and earliest else {}  # type: ignore[attr-defined]
+        starts: Mapping[Any, int] = {}
+        try:
+            if fresh and earliest:
+                starts = await self.earliest_offsets(*fresh)  # type: ignore[attr-defined]
+                for tp in fresh:
+                    await super().seek(tp, starts[tp])  # type: ignore[misc]
+                    self._report("log_start")
+        except Exception as exc:  # a rebalance raced us: its own seek comes next
+            log.warning("could not seek %d uncommitted partitions to their log start: %r",
+                        len(fresh), exc)
+            starts = {}
         for tp in tps:
-            if tp in starts:
-                await super().seek(tp, starts[tp])  # type: ignore[misc]
-                self._report("log_start")
             self.guard.start(tp, starts.get(tp, committed[tp]))
         log.info("positioned %s", ", ".join(f"{tp.topic}[{tp.partition}]@{self.guard.base[tp]}"
                                             for tp in sorted(tps)))

@@ -98,6 +98,8 @@ def test_kill_9_rounds_lose_nothing_and_duplicate_nothing(
         by_id.setdefault(c["candidate_id"], set()).add((c["song_id"], c["user_id"],
                                                         c["model_version"]))
     assert all(len(v) == 1 for v in by_id.values())  # duplicates only as identical ids
+    # songs that arrived after users existed all reached listeners (earlier ones had nobody)
+    assert {s["song_id"] for s in late} <= {c["song_id"] for c in cands}
 
 
 def test_records_dropped_behind_fausts_back_are_read_again(
