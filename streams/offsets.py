@@ -145,7 +145,8 @@ class OffsetGuard:
 class GuardedConsumerMixin:
     """Faust consumer overrides that route delivery and commits through an OffsetGuard.
 
-    Only partitions whose records agents acknowledge are guarded (not changelogs).
+    Partitions whose records agents acknowledge are guarded (delivery and commits); table
+    changelogs are tracked for delivery only (they are never committed).
     """
 
     guard: OffsetGuard
@@ -193,11 +194,12 @@ class GuardedConsumerMixin:
         async for tp, message in super().getmany(timeout):  # type: ignore[misc]
             if tp in rewound:
                 continue  # re-read from the missing offset; the rest of this batch comes again
-            if self._guarded(tp) and tp not in self.guard.expect:
+            guarded = self._guarded(tp)
+            if guarded and tp not in self.guard.expect:
                 continue  # before this assignment's seek: that seek reads these again, in order
-            if self._tracked(tp):
+            if guarded or self._is_changelog_tp(tp):  # type: ignore[attr-defined]
                 expected = self.guard.expect.get(tp)
-                verdict = self.guard.admit(tp, message.offset, strict=self._guarded(tp))
+                verdict = self.guard.admit(tp, message.offset, strict=guarded)
                 if verdict == OffsetGuard.REWIND and expected is not None:
                     log.info("%s: got offset %d but %d was never delivered: re-reading from %d",
                              tp, message.offset, expected, expected)
@@ -211,7 +213,9 @@ class GuardedConsumerMixin:
             yield tp, message
 
     async def _rewind(self, tp: Any, offset: int, reason: str) -> None:
-        await self.seek(tp, offset)  # type: ignore[attr-defined]
+        # Faust's seek, not ours: ours starts afresh and would forget the earlier re-reads
+        # that together prove a gap.
+        await super().seek(tp, offset)  # type: ignore[misc]
         self.guard.rewound(tp, offset)
         self._report(reason)
 
@@ -325,7 +329,6 @@ class GuardedConsumerMixin:
         self._acked_index[tp].difference_update(done)  # type: ignore[attr-defined]
         self.guard.committed(tp, offset)
         return offset
-
 
     def _held(self, tp: Any, head: int | None, acked: list[int]) -> None:
         """The commit is held at ``head`` while later offsets are acknowledged. Normal for a

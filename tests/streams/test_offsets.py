@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from types import SimpleNamespace
 from typing import NamedTuple
 
 from hypothesis import given
@@ -147,3 +149,38 @@ def test_a_moving_commit_is_never_taken_for_a_stall(monkeypatch) -> None:
         consumer._held(tp, head, [head + 1])
         clock[0] += 1.0
     assert consumer._stalled == {}
+
+
+class FaustSeek:
+    """Stands in for Faust's consumer below the mixin: records seeks, knows no changelogs."""
+
+    def __init__(self) -> None:
+        self.sought: list[int] = []
+        self.app = SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda t: True))
+
+    def _is_changelog_tp(self, tp: object) -> bool:
+        return False
+
+    async def seek(self, tp: object, offset: int) -> None:
+        self.sought.append(offset)
+
+
+class RewindingConsumer(GuardedConsumerMixin, FaustSeek):
+    pass
+
+
+def test_a_real_gap_is_accepted_after_two_rewinds_through_the_consumer() -> None:
+    """The consumer's own rewinds must keep the evidence between re-reads, or a real gap
+    (compaction, transaction markers) would be re-read forever."""
+    consumer, tp = RewindingConsumer(), SongsTP("songs.new", 0)
+    consumer.guard.start(tp, 3)
+    verdicts = []
+    for _ in range(3):
+        verdict = consumer.guard.admit(tp, 8)
+        verdicts.append(verdict)
+        if verdict != "rewind":
+            break
+        asyncio.run(consumer._rewind(tp, 3, "rewind"))
+        consumer.guard.fetched(tp, 8)  # the broker has nothing at 3..7
+    assert verdicts == ["rewind", "rewind", "gap"]
+    assert consumer.sought == [3, 3]
