@@ -36,16 +36,15 @@ async def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | No
     """
     deadline = time.monotonic() + retry_for
     backoff = Backoff()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, **client)
     while True:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
+                                    **client)
         try:
             await producer.start()
             break
         except KafkaError as exc:
             await producer.stop()
             await backoff.wait_or_raise(exc, deadline)
-            producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
-                                        **client)
     sent = 0
     try:
         it = iter(records)
