@@ -13,6 +13,7 @@ uses. Both it and ``kafka+guarded://`` (real clusters) carry the offset guard of
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -28,34 +29,64 @@ SCHEME = "tansu"
 KAFKA_SCHEME = "kafka+guarded"
 
 
-async def true_end_offsets(bootstrap: str | list[str], reported: Mapping[Any, int],
-                           **client: Any) -> dict[Any, int]:
-    """Correct under-reported end offsets by fetching each partition's newest batch.
+class EndOffsetUnavailable(RuntimeError):
+    """The newest batch of a partition could not be read back before the deadline.
 
-    ``reported`` maps TopicPartition-like keys to the broker's answer. Partitions reported as
-    empty (0) are empty for real: Tansu only errs once a batch exists.
+    Raised instead of returning the broker's under-reported answer: a wrong highwater makes
+    table recovery stop early (lost state) or fail its consistency check (a crash).
+    """
+
+
+#: Longest wait for the newest batch of every partition (loopback broker; normally ~10 ms).
+END_OFFSET_DEADLINE_S = 30.0
+
+
+async def true_end_offsets(bootstrap: str | list[str], reported: Mapping[Any, int],
+                           *, deadline_s: float = END_OFFSET_DEADLINE_S,
+                           **client: Any) -> dict[Any, int]:
+    """Correct under-reported end offsets by reading each partition's newest batch.
+
+    ``reported`` maps TopicPartition-like keys to the broker's answer, which Tansu gives as
+    *first offset of the newest batch + 1*: so a record exists at ``reported - 1`` and the
+    fetch that returns it returns its whole batch. We read until every partition has yielded
+    a record at or past that offset, with no timeout standing in for "done": the earlier
+    version stopped at its first empty ``getmany(timeout_ms=300)`` and returned the wrong
+    answer unchanged whenever the broker took longer than that (a busy broker during a
+    rebalance; see docs/reliability.md). Partitions reported as empty (0) are empty for real:
+    Tansu only errs once a batch exists. The answer is never below the truth at the time of
+    the call; records written meanwhile may raise it.
     """
     result = dict(reported)
-    todo = {tp: off for tp, off in reported.items() if off and off > 0}
+    todo = {TopicPartition(tp.topic, tp.partition): tp
+            for tp, off in reported.items() if off and off > 0}
     if not todo:
         return result
     consumer = aiokafka.AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-        auto_offset_reset="earliest", **client)
+        auto_offset_reset="earliest", fetch_max_wait_ms=FETCH_MAX_WAIT_MS, **client)
     await consumer.start()
     try:
-        tps = [TopicPartition(tp.topic, tp.partition) for tp in todo]
-        consumer.assign(tps)
-        for tp, off in todo.items():
-            consumer.seek(TopicPartition(tp.topic, tp.partition), off - 1)
-        while True:
-            batch = await consumer.getmany(timeout_ms=300)
-            if not any(batch.values()):
-                break
+        consumer.assign(list(todo))
+        for ktp, tp in todo.items():
+            consumer.seek(ktp, reported[tp] - 1)
+        pending = set(todo)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + deadline_s
+        while pending:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise EndOffsetUnavailable(
+                    f"newest batch not readable within {deadline_s:.0f}s for "
+                    + ", ".join(f"{k.topic}[{k.partition}]@{reported[todo[k]] - 1}"
+                                for k in sorted(pending)))
+            batch = await consumer.getmany(*pending, timeout_ms=int(min(left, 1.0) * 1000))
             for ktp, records in batch.items():
-                for key in todo:
-                    if key.topic == ktp.topic and key.partition == ktp.partition:
-                        result[key] = max(result[key], records[-1].offset + 1)
+                if not records:
+                    continue
+                tp = todo[ktp]
+                result[tp] = max(result[tp], records[-1].offset + 1)
+                if records[-1].offset >= reported[tp] - 1:
+                    pending.discard(ktp)
     finally:
         await consumer.stop()
     return result
