@@ -55,13 +55,30 @@ def worker() -> None:
 
 @app.command()
 def up() -> None:
-    """Broker, vector store and worker in the foreground (embedded unless configured)."""
+    """Broker, vector store and a supervised worker in the foreground (embedded unless
+    configured): a worker that dies is restarted with capped backoff."""
+    from contextlib import ExitStack
+
+    from . import supervisor as sup
+    from .worker import start_embedded_broker
+
     settings = settings_or_exit()
     setup_logging(settings.log_level)
     if settings.embedded_broker:
         typer.echo("starting embedded Tansu broker, Qdrant Edge store and one worker; "
                    "Ctrl-C stops everything")
-    run_or_explain(settings)
+    with ExitStack() as stack:
+        bootstrap = settings.kafka_bootstrap or start_embedded_broker(settings, stack)
+        env = sup.worker_env(bootstrap, settings.tansu_compat,
+                             settings.effective_session_timeout_s, settings.effective_heartbeat_s)
+        supervisor = sup.Supervisor(sup.worker_command(), env,
+                                    policy=sup.RestartPolicy(max_s=settings.restart_backoff_max_s))
+        port = supervisor.metrics.serve(settings.metrics_host, settings.supervisor_metrics_port)
+        if port:
+            typer.echo(f"supervisor metrics on http://{settings.metrics_host}:{port}/metrics")
+        sup.forward_signals(supervisor)
+        code = supervisor.run()
+    raise typer.Exit(code)
 
 
 @app.command()

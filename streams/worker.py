@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from contextlib import ExitStack, suppress
+from contextlib import ExitStack
 from pathlib import Path
 
 import faust
@@ -56,7 +56,10 @@ class ColdstreamWorker(faust.Worker):
 
 
 def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
-    """Run one worker in the foreground until SIGINT/SIGTERM; clean up everything it started."""
+    """Run one worker in the foreground until SIGINT/SIGTERM; clean up everything it started.
+
+    Exits non-zero (SystemExit) when the worker crashed, so a supervisor restarts it."""
+    code = 0
     with ExitStack() as stack:
         if bootstrap is None:
             bootstrap = settings.kafka_bootstrap or start_embedded_broker(settings, stack)
@@ -95,5 +98,9 @@ def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
 
         worker = ColdstreamWorker(app, metrics, loglevel=settings.log_level.upper(),
                                   quiet=True, override_logging=False)
-        with suppress(SystemExit):
+        try:
             worker.execute_from_commandline()
+        except SystemExit as exc:  # mode exits 0 on a signal, 1 after a crash
+            code = exc.code if isinstance(exc.code, int) else 1
+    if code:
+        raise SystemExit(code)  # after cleanup: a supervisor must see that it crashed
