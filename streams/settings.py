@@ -100,7 +100,7 @@ class Settings(BaseSettings):
     metrics_port: int = Field(9464, ge=0, description="0 disables the endpoint.")
     lag_interval_s: float = Field(10.0, gt=0, description="Consumer lag refresh period.")
     supervisor_metrics_port: int = Field(
-        9465, ge=0, description="`coldstream up`: the supervisor's /metrics (restarts); 0: off.")
+        9463, ge=0, description="`coldstream up`: the supervisor's /metrics (restarts); 0: off.")
     restart_backoff_max_s: float = Field(
         30.0, gt=0, description="`coldstream up`: longest wait before restarting a worker.")
     log_level: str = "info"

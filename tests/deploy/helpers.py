@@ -17,6 +17,7 @@ from prometheus_client.metrics_core import Metric
 
 from streams.metrics import Metrics
 from streams.settings import Settings
+from streams.supervisor import SupervisorMetrics
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -40,7 +41,8 @@ SCRAPE_SERIES = frozenset({"up", "scrape_duration_seconds", "scrape_samples_scra
 
 
 def families() -> list[Metric]:
-    return list(Metrics().registry.collect())
+    """The worker's series and those of the supervisor that `coldstream up` runs around it."""
+    return [*Metrics().registry.collect(), *SupervisorMetrics().registry.collect()]
 
 
 @cache
