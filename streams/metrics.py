@@ -62,6 +62,11 @@ class Metrics:
         self.consumer_lag = Gauge(
             "coldstream_consumer_lag", "End offset minus committed offset (messages).",
             ["topic", "partition"], registry=r)
+        self.table_stale = Counter(
+            "coldstream_table_stale_records",
+            "Changelog records skipped at table recovery because the key already had a newer "
+            "state (a late write from a member that lost its partitions).",
+            ["table"], registry=r)
         self.consumer_guard = Counter(
             "coldstream_consumer_guard",
             "Offset guard interventions, by reason (rewind: skipped offsets re-read; "

@@ -209,7 +209,7 @@ def candidates_for_song(store: VectorStore, cols: Collections, song: SongEvent,
 
 def new_user_state() -> dict[str, Any]:
     return {"history": [], "counts": {}, "offsets": {}, "event_ids": [], "seen": [],
-            "boundary": None}
+            "boundary": None, "applied": 0}
 
 
 def is_duplicate(state: dict[str, Any], event: InteractionEvent, partition: int,
@@ -245,6 +245,9 @@ def apply_interaction(state: dict[str, Any], event: InteractionEvent, partition:
         "event_ids": [*state["event_ids"], event.event_id][-cfg.recent_event_ids:],
         "seen": [*state.get("seen", []), [partition, offset]][-cfg.recent_event_ids:],
         "boundary": state.get("boundary"),
+        # events applied: only grows, so table recovery can tell a stale changelog record
+        # (streams.monotone_tables); states written before it existed count their actions
+        "applied": int(state.get("applied", sum(state["counts"].values()))) + 1,
     }
 
 

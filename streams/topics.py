@@ -7,6 +7,7 @@ from typing import Any
 
 import faust
 
+from .monotone_tables import Generation, MonotoneTable, user_generation
 from .settings import Settings
 
 USER_STATE_TABLE = "user_state"
@@ -47,9 +48,18 @@ def declare_topics(app: faust.App, s: Settings) -> Topics:
         dlq=topic(s.topic_dlq))
 
 
+#: Tables whose values carry a generation; their recovery skips stale records
+#: (streams.monotone_tables). song_engagers keeps last-write-wins: its list has no counter.
+GENERATIONS: dict[str, Generation] = {USER_STATE_TABLE: user_generation}
+
+
 def declare_tables(app: faust.App, s: Settings) -> Tables:
     def table(name: str) -> Any:
         # App defaults: str keys, JSON values (plain dicts/lists survive recovery as such).
-        return app.Table(name, key_type=str, partitions=s.partitions)
+        generation = GENERATIONS.get(name)
+        if generation is None:
+            return app.Table(name, key_type=str, partitions=s.partitions)
+        return app.tables.add(MonotoneTable(app, name=name, key_type=str, partitions=s.partitions,
+                                            beacon=app.tables.beacon, generation=generation))
 
     return Tables(user_state=table(USER_STATE_TABLE), song_engagers=table(SONG_ENGAGERS_TABLE))

@@ -16,6 +16,7 @@ from .broker import EmbeddedBroker, changelog_topics, client_config, ensure_topi
 from .context import WorkerContext
 from .lag import LagMonitor
 from .metrics import Metrics, serve
+from .monotone_tables import MonotoneTable
 from .settings import Settings
 from .stores import FaultInjectingStore, MeteredStore, open_store
 from .topics import TABLES
@@ -82,6 +83,8 @@ def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
         app = create_app(settings, ctx, bootstrap)
         app.consumer.on_guard = lambda reason: metrics.consumer_guard.labels(reason=reason).inc()
         app.consumer.drop_fetches = settings.test_drop_fetches
+        MonotoneTable.on_stale = (
+            lambda table, n: metrics.table_stale.labels(table=table).inc(n))
         lag = LagMonitor(bootstrap, settings.app_id, settings.input_topics(), metrics,
                          correct_end_offsets=settings.tansu_compat, **client_config(settings))
 
