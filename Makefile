@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint fmt bench clean
+.PHONY: demo test lint fmt bench clean soak-rebalance
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -19,6 +19,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -ra
+
+# 20 rebalance gauntlets in a row (kill -9 storm, join/leave, paused heartbeat): ~1 h on 2 cores.
+soak-rebalance: $(STAMP)
+	COLDSTREAM_REBALANCE_REPEAT=$${REPEAT:-20} $(BIN)/python -m pytest -x -v -m soak \
+		tests/streams/test_rebalance.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
