@@ -16,10 +16,13 @@ the plain last-write-wins rule.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
 import faust
+
+log = logging.getLogger(__name__)
 
 #: value -> its generation (None: no ordering known, last write wins).
 Generation = Callable[[Any], int | None]
@@ -77,7 +80,10 @@ class MonotoneTable(faust.Table):
 
     def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
         fresh, stale = fresh_records(batch, self.data, self.generation, self._to_key)
-        hook = MonotoneTable.on_stale  # the class's plain function, not a bound method
-        if stale and hook is not None:
-            hook(self.name, stale)
+        if stale:
+            log.info("%s: skipped %d stale changelog record(s) (older than the key's state)",
+                     self.name, stale)
+            hook = MonotoneTable.on_stale  # the class's plain function, not a bound method
+            if hook is not None:
+                hook(self.name, stale)
         super().apply_changelog_batch(fresh)
