@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from coldstream_data import load_source
+from coldstream_data.base import Dataset
+
 from .baselines import make_baseline
-from .datasets import load_source
-from .datasets.base import Dataset
 from .evaluate import KS, Recommender, evaluate, split_summary
 from .metrics import knn_purity, silhouette
 from .split import cold_item_split

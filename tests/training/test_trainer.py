@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from coldstream_data.base import Dataset
 from encoders.artifacts import ArtifactError, Registry
 from encoders.features import song_text
 from encoders.runtime import HistoryItem, load_model
 from training.baselines import RandomScorer
-from training.datasets.base import Dataset
 from training.evaluate import evaluate
 from training.publish import rollback, save, version_event
 from training.recommender import GatedRecommender
