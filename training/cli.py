@@ -27,8 +27,8 @@ def world(out: Path = typer.Argument(..., help="Folder to write the world into")
     import soundfile as sf
     from tqdm.auto import tqdm
 
-    from .datasets.music_world import generate_world, render_audio
-    from .datasets.own import write_own
+    from coldstream_data.music_world import generate_world, render_audio
+    from coldstream_data.own import write_own
 
     data = generate_world(size, seed=seed)
     if render:
@@ -85,9 +85,9 @@ def replay(source: str = typer.Argument(..., help="Data source, as for evaluate"
 
     from tqdm.auto import tqdm
 
-    from .datasets import load_source
-    from .replay import replay as replay_events
-    from .replay import write_jsonl
+    from coldstream_data import load_source
+    from coldstream_data.replay import replay as replay_events
+    from coldstream_data.replay import write_jsonl
 
     data = load_source(source)
     end = int(time.time() * 1000) if end_now else None
@@ -103,7 +103,7 @@ def convert(kind: str = typer.Argument(..., help="lastfm-1k | music4all"),
             fmt: str = typer.Option("csv", help="csv | parquet (parquet needs pyarrow)")
             ) -> None:
     """Convert a public dump into the own-data format."""
-    from .datasets.converters import convert as run_convert
+    from coldstream_data.converters import convert as run_convert
 
     console.print(f"wrote {run_convert(kind, source, out, fmt=fmt)}")
 
@@ -142,7 +142,8 @@ def train(dataset: str = typer.Option("world:demo", help="As for evaluate"),
     """Train the towers; evaluate on the cold split; train on everything; publish."""
     from dataclasses import replace
 
-    from .datasets import load_source
+    from coldstream_data import load_source
+
     from .evaluate import evaluate as run_eval
     from .publish import announce, save
     from .recommender import VARIANTS
@@ -179,7 +180,7 @@ def train(dataset: str = typer.Option("world:demo", help="As for evaluate"),
                   f"in {reg.path(manifest.version)}")
     if bootstrap:
         event = announce(reg, manifest, bootstrap, topic)
-        console.print(f"sent {topic} event {event['event_id']}")
+        console.print(f"sent {topic} event {event.event_id}")
 
 
 @app.command()
@@ -194,9 +195,10 @@ def ablate(dataset: str = typer.Option("world:demo", help="As for evaluate"),
     """The ablation table: trained variants and baselines on one cold split."""
     import time
 
+    from coldstream_data import load_source
+
     from . import report
     from .baselines import make_baseline
-    from .datasets import load_source
     from .evaluate import evaluate as run_eval
     from .evaluate import split_summary
     from .recommender import make_variant
