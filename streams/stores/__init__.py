@@ -4,6 +4,7 @@
   :class:`Where` and paging helpers;
 * :mod:`.edge` - :class:`EdgeStore`, Qdrant Edge in-process (the embedded default);
 * :mod:`.qdrant` - :class:`QdrantClientStore`, qdrant-client against a server or local mode;
+* :mod:`.wrapper` - :class:`StoreWrapper`, the explicit interface routed through one method;
 * :mod:`.metered` - :class:`MeteredStore`, timing and error translation around either;
 * :mod:`.faults` - a test hook, imported only when ``COLDSTREAM_TEST_STORE_FAULTS`` is set.
 """
