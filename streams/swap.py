@@ -21,8 +21,12 @@ from encoders.runtime import LoadedModel, SongInput
 
 from . import pipeline
 from .audio import load_song_audio
+from .broker import client_config
+from .client import consume
 from .context import WorkerContext
+from .dlq import error_kind
 from .errors import EventError, ModelArtifactError
+from .events import ModelVersionEvent, decode
 from .pipeline import Collections, SongVectorCache
 from .settings import Settings
 from .stores import Hit, Point, VectorStore, chunks, scroll_all
@@ -201,11 +205,6 @@ class ModelSwapper:
 
 async def watch_announcements(swapper: ModelSwapper, topic: str) -> None:
     """Every worker (not one per group) hears model.versions: a plain consumer."""
-    from .broker import client_config
-    from .client import consume
-    from .dlq import error_kind
-    from .events import ModelVersionEvent, decode
-
     ctx = swapper.ctx
     s = ctx.settings
     async for rec in consume(ctx.bootstrap, topic, from_beginning=False, **client_config(s)):
