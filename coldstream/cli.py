@@ -8,16 +8,23 @@ Each package keeps its own Typer app; they are merged with Typer's public ``add_
 
 from __future__ import annotations
 
+import importlib
+
 import typer
 
-from bench.cli import app as bench_app
 from streams.cli import app as streams_app
-from training.cli import app as training_app
+
+#: Offline command sets; an image built without one still runs the worker.
+OPTIONAL = ("training.cli", "bench.cli")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Coldstream: get brand-new songs to the right listeners in seconds.")
-for part in (streams_app, training_app, bench_app):
-    app.add_typer(part)
+app.add_typer(streams_app)
+for module in OPTIONAL:
+    try:
+        app.add_typer(importlib.import_module(module).app)
+    except ImportError as exc:  # pragma: no cover - a partial install
+        typer.echo(f"{module} commands unavailable: {exc}", err=True)
 
 
 def main() -> None:
