@@ -86,7 +86,7 @@ def test_export_reload_serve_with_parity(trained: tuple, tiny_world: Dataset,
     # A second version records its parent; rollback returns to the first.
     second = save(reg, result, {})
     assert second.parent == first.version and reg.current() == second.version
-    assert version_event(reg, second)["uri"].endswith(second.version)
+    assert version_event(reg, second).uri.endswith(second.version)
     assert rollback(reg) == first.version and reg.current() == first.version
 
     # A corrupted graph is refused with a clear error.
