@@ -5,11 +5,11 @@ default), so songs/s is per core. Audio includes the numpy log-mel front end on 
 which both paths share; the tower alone is reported too, since that is what ONNX replaces.
 """
 
-# Every lambda below is called at once, inside its own loop iteration.
-# ruff: noqa: B023
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,69 +40,115 @@ def clip(seconds: float = 30.0, sr: int = 16_000, seed: int = 0) -> np.ndarray:
     return (0.2 * wave * env + 0.02 * rng.standard_normal(t.size)).astype(np.float32)
 
 
-def run(mode: Mode, batches: list[int] | None = None, models: Path = DEFAULT_MODELS,
-        min_seconds: float | None = None) -> Report:
+@dataclass
+class Bench:
+    """What every batch size shares: both towers on both runtimes, tokenizer, clips, mels."""
+
+    enc: Any
+    tok: Any
+    text_torch: Any
+    audio_torch: Any
+    waves: list[np.ndarray]
+    mels: list[np.ndarray]
+    min_seconds: float
+
+    def per_s(self, fn: Callable[[], Any], b: int) -> float:
+        """Items per second of ``fn`` on a batch of ``b`` (median of repeated timings)."""
+        return b / float(np.median(timed(fn, self.min_seconds)))
+
+
+def set_up(models: Path, n_clips: int, min_seconds: float) -> tuple[Bench, Any]:
+    """Load the ONNX model (one thread) and its torch-eager twins; returns (bench, model)."""
     import torch
     from tokenizers import Tokenizer
 
-    from encoders.features import log_mel, pad_frames
+    from encoders.features import log_mel
     from encoders.modules import MeanPooledText, SpectralSummary
     from encoders.provisional import load_minilm
 
-    batches = batches or ([1, 8, 32, 64] if mode == "quick" else [1, 2, 4, 8, 16, 32, 64])
-    min_seconds = min_seconds if min_seconds is not None else (1.0 if mode == "quick" else 3.0)
-    start = time.perf_counter()
     torch.set_num_threads(1)
     model = loaded(models, threads=1)
-    enc = model.songs
     folder = Path(models) / (model.version)
-    rep = Report("encoders", mode, {"threads": 1, "clip_seconds": 30, "batches": batches,
-                                    "model": model.version})
     if not folder.exists():  # Registry.path knows the real layout
         from .models import registry
         folder = registry(models).path(model.version)
     tok = Tokenizer.from_file(str(folder / model.manifest.text.tokenizer))
     tok.enable_truncation(model.manifest.text.max_length)
     tok.enable_padding()
-    text_torch = MeanPooledText(load_minilm()).eval()
-    audio_torch = SpectralSummary().eval()
-    mel_cfg = enc.audio.mel
-    waves = [clip(seed=i) for i in range(max(batches))]
-    front = timed(lambda: log_mel(waves[0], mel_cfg), min_seconds / 2)
-    mel_s = float(np.median(front))
+    waves = [clip(seed=i) for i in range(n_clips)]
+    mels = [log_mel(w, model.songs.audio.mel) for w in waves]
+    return Bench(model.songs, tok, MeanPooledText(load_minilm()).eval(),
+                 SpectralSummary().eval(), waves, mels, min_seconds), model
+
+
+def text_rates(bench: Bench, texts: list[str]) -> tuple[float, float]:
+    """Text tower, songs/s: (ONNX, torch)."""
+    import torch
+
+    b = len(texts)
+    e = bench.tok.encode_batch(texts)
+    ids = torch.tensor([x.ids for x in e])
+    mask = torch.tensor([x.attention_mask for x in e])
+    with torch.inference_mode():
+        t_torch = bench.per_s(lambda: bench.text_torch(ids, mask), b)
+    return bench.per_s(lambda: bench.enc.text.encode(texts), b), t_torch
+
+
+def audio_tower_rates(bench: Bench, b: int) -> tuple[float, float]:
+    """Audio tower alone (log-mel done), songs/s: (ONNX, torch)."""
+    import torch
+
+    from encoders.features import pad_frames
+
+    mels = bench.mels[:b]
+    frames, fmask = pad_frames(mels, bench.enc.audio.mel.n_mels)
+    ft, fm = torch.from_numpy(frames), torch.from_numpy(fmask)
+    with torch.inference_mode():
+        a_torch = bench.per_s(lambda: bench.audio_torch(ft, fm), b)
+    return bench.per_s(lambda: bench.enc.audio.encode_features(mels), b), a_torch
+
+
+def song_rates(bench: Bench, texts: list[str]) -> tuple[float, float]:
+    """The whole item tower as the worker calls it (tokenise, text, log-mel, audio, fuse),
+    songs/s: (ONNX, torch)."""
+    import torch
+
+    from encoders.features import log_mel, pad_frames
+    from encoders.runtime import SongInput
+
+    b, mel_cfg, waves = len(texts), bench.enc.audio.mel, bench.waves
+    songs = [SongInput(texts[i], waves[i]) for i in range(b)]
+
+    def torch_song() -> Any:
+        enc_t = bench.tok.encode_batch(texts)
+        with torch.inference_mode():
+            tv = bench.text_torch(torch.tensor([x.ids for x in enc_t]),
+                                  torch.tensor([x.attention_mask for x in enc_t]))
+            fr, fmk = pad_frames([log_mel(w, mel_cfg) for w in waves[:b]], mel_cfg.n_mels)
+            av = bench.audio_torch(torch.from_numpy(fr), torch.from_numpy(fmk))
+        return torch.cat([tv, av], dim=1)
+
+    return bench.per_s(lambda: bench.enc.encode(songs), b), bench.per_s(torch_song, b)
+
+
+def run(mode: Mode, batches: list[int] | None = None, models: Path = DEFAULT_MODELS,
+        min_seconds: float | None = None) -> Report:
+    from encoders.features import log_mel
+
+    batches = batches or ([1, 8, 32, 64] if mode == "quick" else [1, 2, 4, 8, 16, 32, 64])
+    min_seconds = min_seconds if min_seconds is not None else (1.0 if mode == "quick" else 3.0)
+    start = time.perf_counter()
+    bench, model = set_up(models, max(batches), min_seconds)
+    rep = Report("encoders", mode, {"threads": 1, "clip_seconds": 30, "batches": batches,
+                                    "model": model.version})
+    mel_cfg = bench.enc.audio.mel
+    mel_s = float(np.median(timed(lambda: log_mel(bench.waves[0], mel_cfg), min_seconds / 2)))
     rep.extra["log_mel_ms_per_clip"] = mel_s * 1e3
-    mels = [log_mel(w, mel_cfg) for w in waves]
-
-    def per_s(samples: list[float], b: int) -> float:
-        return b / float(np.median(samples))
-
     for b in batches:
         texts = [TEXTS[i % len(TEXTS)] for i in range(b)]
-        e = tok.encode_batch(texts)
-        ids = torch.tensor([x.ids for x in e])
-        mask = torch.tensor([x.attention_mask for x in e])
-        with torch.inference_mode():
-            t_torch = per_s(timed(lambda: text_torch(ids, mask), min_seconds), b)
-            frames, fmask = pad_frames(mels[:b], mel_cfg.n_mels)
-            ft, fm = torch.from_numpy(frames), torch.from_numpy(fmask)
-            a_torch = per_s(timed(lambda: audio_torch(ft, fm), min_seconds), b)
-        t_onnx = per_s(timed(lambda: enc.text.encode(texts), min_seconds), b)
-        a_onnx = per_s(timed(lambda: enc.audio.encode_features(mels[:b]), min_seconds), b)
-        # the whole item tower as the worker calls it: tokenise, text, log-mel, audio, fuse
-        from encoders.runtime import SongInput
-        songs = [SongInput(texts[i], waves[i]) for i in range(b)]
-        song_onnx = per_s(timed(lambda: enc.encode(songs), min_seconds), b)
-
-        def torch_song(texts: list[str] = texts, b: int = b) -> Any:
-            enc_t = tok.encode_batch(texts)
-            with torch.inference_mode():
-                tv = text_torch(torch.tensor([x.ids for x in enc_t]),
-                                torch.tensor([x.attention_mask for x in enc_t]))
-                fr, fmk = pad_frames([log_mel(w, mel_cfg) for w in waves[:b]], mel_cfg.n_mels)
-                av = audio_torch(torch.from_numpy(fr), torch.from_numpy(fmk))
-            return torch.cat([tv, av], dim=1)
-
-        song_torch = per_s(timed(torch_song, min_seconds), b)
+        t_onnx, t_torch = text_rates(bench, texts)
+        a_onnx, a_torch = audio_tower_rates(bench, b)
+        song_onnx, song_torch = song_rates(bench, texts)
         rep.rows.append({
             "batch": b, "text_onnx/s": t_onnx, "text_torch/s": t_torch,
             "text_x": ratio(t_onnx, t_torch), "audio_tower_onnx/s": a_onnx,
@@ -111,6 +157,11 @@ def run(mode: Mode, batches: list[int] | None = None, models: Path = DEFAULT_MOD
             "song_onnx/s": song_onnx, "song_torch/s": song_torch,
             "song_x": ratio(song_onnx, song_torch)})
     rep.seconds = time.perf_counter() - start
+    add_goals(rep, mel_s)
+    return rep
+
+
+def add_goals(rep: Report, mel_s: float) -> None:
     best = max(rep.rows, key=lambda r: r["song_onnx/s"])
     rep.goal("ONNX vs torch, text tower (best batch)", ">= 2x",
              max(r["text_x"] for r in rep.rows), lambda v: v >= 2)
@@ -124,7 +175,6 @@ def run(mode: Mode, batches: list[int] | None = None, models: Path = DEFAULT_MOD
                      "by both paths)")
     rep.notes.append("song_*: tokenise + text tower + log-mel + audio tower (+ fuse), "
                      "the whole item tower as the worker calls it")
-    return rep
 
 
 def song_rate(rep: Report) -> dict[str, Any]:

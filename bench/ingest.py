@@ -9,8 +9,6 @@ rate comes from its own ``coldstream_events_total`` counter over time.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -19,12 +17,11 @@ import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from streams.broker import EmbeddedBroker, ensure_topics
 from streams.events import InteractionEvent, decode
 
 from . import live
 from .common import Mode, Report, ratio
-from .models import DEFAULT_MODELS, loaded
+from .models import DEFAULT_MODELS
 
 
 def interactions(cat: live.Catalogue, n: int, seed: int = 0, start: int = 0) -> list[bytes]:
@@ -103,6 +100,39 @@ def rate(samples: list[tuple[float, float]], base: float = 0.0) -> tuple[float |
     return (v1 - v0) / (t1 - t0) if t1 > t0 else None, v1
 
 
+def baselines(rep: Report, bs: str, topic: str, values: list[bytes]) -> float:
+    """Producing, and raw aiokafka consuming with and without decoding; returns raw events/s."""
+    n = len(values)
+    produce_s = asyncio.run(produce_all(bs, topic, values))
+    raw_s = asyncio.run(raw_consume(bs, topic, n))
+    dec_s = asyncio.run(raw_consume(bs, topic, n, work="decode"))
+    raw = n / raw_s
+    rep.rows.append({"path": "produce (aiokafka, acks=all)", "events": n,
+                     "events/s": n / produce_s, "x_raw": ratio(n / produce_s, raw)})
+    rep.rows.append({"path": "raw aiokafka consume (baseline)", "events": n,
+                     "events/s": raw, "x_raw": 1.0})
+    rep.rows.append({"path": "raw consume + decode/validate", "events": n,
+                     "events/s": n / dec_s, "x_raw": ratio(n / dec_s, raw)})
+    return raw
+
+
+def worker_rates(rep: Report, worker: live.Worker, t: dict[str, str], n: int,
+                 raw: float) -> None:
+    """The same events through the worker's two agents, as they drain the backlog."""
+    samples = follow(worker, t["interactions"], n, timeout=max(120, n / 50))
+    w_rate, reached = rate(samples)
+    by_song = follow(worker, t["by_song"], n, timeout=30)
+    rep.rows.append({"path": "worker: interactions agent", "events": int(reached),
+                     "events/s": w_rate, "x_raw": ratio(w_rate, raw)})
+    e_rate, e_reached = rate(by_song)
+    rep.rows.append({"path": "worker: engagement agent (by_song)",
+                     "events": int(e_reached), "events/s": e_rate,
+                     "x_raw": ratio(e_rate, raw)})
+    rep.extra["worker_stages"] = live.stage_table(worker.samples())
+    rep.extra["store_ops"] = live.stage_table(worker.samples(),
+                                              "coldstream_vector_store_seconds")
+
+
 def run(mode: Mode, n: int | None = None, n_songs: int | None = None,
         n_users: int | None = None, rates: list[int] | None = None,
         models: Path = DEFAULT_MODELS) -> Report:
@@ -113,46 +143,17 @@ def run(mode: Mode, n: int | None = None, n_songs: int | None = None,
     rep = Report("ingest", mode, {"events": n, "songs": n_songs, "users": n_users,
                                   "partitions": 4, "event_bytes": None})
     start = time.perf_counter()
-    model = loaded(models)
-    tmp = Path(tempfile.mkdtemp(prefix="coldstream-bench-ingest-"))
-    t = live.topics("bi")
-    try:
-        cat = live.build_catalogue(model, n_songs, n_users)
-        rep.extra.update(cat.seconds, **live.write_catalogue(cat, model, tmp / "data"))
-        values = interactions(cat, n)
+    with live.live_stage(rep, models, "bi", n_songs, n_users) as st:
+        values = interactions(st.cat, n)
         rep.params["event_bytes"] = int(np.mean([len(v) for v in values]))
-        with EmbeddedBroker(log_path=tmp / "tansu.log") as broker:
-            bs = broker.bootstrap
-            asyncio.run(ensure_topics(bs, list(t.values()), 4))
-            produce_s = asyncio.run(produce_all(bs, t["interactions"], values))
-            raw_s = asyncio.run(raw_consume(bs, t["interactions"], n))
-            dec_s = asyncio.run(raw_consume(bs, t["interactions"], n, work="decode"))
-            raw = n / raw_s
-            rep.rows.append({"path": "produce (aiokafka, acks=all)", "events": n,
-                             "events/s": n / produce_s, "x_raw": ratio(n / produce_s, raw)})
-            rep.rows.append({"path": "raw aiokafka consume (baseline)", "events": n,
-                             "events/s": raw, "x_raw": 1.0})
-            rep.rows.append({"path": "raw consume + decode/validate", "events": n,
-                             "events/s": n / dec_s, "x_raw": ratio(n / dec_s, raw)})
-            worker = live.Worker(bs, models, tmp / "data", "bi").start()
-            try:
-                samples = follow(worker, t["interactions"], n, timeout=max(120, n / 50))
-                w_rate, reached = rate(samples)
-                by_song = follow(worker, t["by_song"], n, timeout=30)
-                rep.rows.append({"path": "worker: interactions agent", "events": int(reached),
-                                 "events/s": w_rate, "x_raw": ratio(w_rate, raw)})
-                e_rate, e_reached = rate(by_song)
-                rep.rows.append({"path": "worker: engagement agent (by_song)",
-                                 "events": int(e_reached), "events/s": e_rate,
-                                 "x_raw": ratio(e_rate, raw)})
-                rep.extra["worker_stages"] = live.stage_table(worker.samples())
-                rep.extra["store_ops"] = live.stage_table(worker.samples(),
-                                                          "coldstream_vector_store_seconds")
-                rep.extra["events_per_s_curve"] = paced(worker, bs, t, cat, rates, n)
-            finally:
-                worker.stop()
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        raw = baselines(rep, st.bootstrap, st.topics["interactions"], values)
+        worker = live.Worker(st.bootstrap, models, st.tmp / "data", "bi").start()
+        try:
+            worker_rates(rep, worker, st.topics, n, raw)
+            rep.extra["events_per_s_curve"] = paced(worker, st.bootstrap, st.topics, st.cat,
+                                                    rates, n)
+        finally:
+            worker.stop()
     for p in rep.extra.get("events_per_s_curve", []):
         rep.rows.append({"path": f"paced {p['offered/s']}/s for {p['seconds']:.0f} s",
                          "events": p["events"], "events/s": p["achieved/s"],
@@ -160,9 +161,9 @@ def run(mode: Mode, n: int | None = None, n_songs: int | None = None,
                          "drain_s": p["drain_s"]})
     worker_row = next(r for r in rep.rows if r["path"].startswith("worker: interactions"))
     rep.goal("worker vs raw consumer", ">= 0.5x", worker_row["x_raw"], lambda v: v >= 0.5)
-    st = rep.extra.get("worker_stages", {})
+    st_means = rep.extra.get("worker_stages", {})
     rep.notes.append("worker stage means (ms): " + ", ".join(
-        f"{k} {v['mean_ms']:.2f}" for k, v in sorted(st.items())))
+        f"{k} {v['mean_ms']:.2f}" for k, v in sorted(st_means.items())))
     rep.seconds = time.perf_counter() - start
     return rep
 

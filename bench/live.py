@@ -9,8 +9,12 @@ way real catalogues are.
 
 from __future__ import annotations
 
-import os
+import asyncio
+import shutil
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,10 +24,14 @@ import orjson
 
 from encoders.runtime import HistoryItem, LoadedModel, SongInput
 from streams import pipeline
+from streams.broker import EmbeddedBroker, ensure_topics
 from streams.events import SongEvent
 from streams.ids import song_point_id, user_point_id
 from streams.process import WorkerProcess, make_worker
 from streams.stores import EdgeStore, Point
+
+from .common import Report
+from .models import loaded
 
 GENRES = {
     "jazz": "smooth jazz piano trio with brushed drums and a walking upright bass",
@@ -171,9 +179,9 @@ def topics(prefix: str) -> dict[str, str]:
 
 def Worker(bootstrap: str, models: Path, data_dir: Path, prefix: str,  # noqa: N802
            audio_root: Path | None = None, extra_env: dict[str, str] | None = None,
-           fetch_wait_ms: int | None = None) -> WorkerProcess:
+           ) -> WorkerProcess:
     """``coldstream worker`` against our broker (the same launcher as the tests and the demo),
-    quiet, optionally through ``bench.fastfetch``."""
+    quiet. Its consumers use the short fetch long-poll of :mod:`streams.compat`."""
     extra = {"COLDSTREAM_LOG_LEVEL": "warning", **(extra_env or {})}
     if audio_root is not None:
         extra["COLDSTREAM_AUDIO_ROOTS"] = orjson.dumps([str(audio_root)]).decode()
@@ -182,11 +190,6 @@ def Worker(bootstrap: str, models: Path, data_dir: Path, prefix: str,  # noqa: N
     worker.data_dir = Path(data_dir)
     worker.env["COLDSTREAM_DATA_DIR"] = str(data_dir)
     worker.log_path = Path(data_dir).parent / f"{prefix}-worker.log"
-    if fetch_wait_ms is not None:
-        worker.module = "bench.fastfetch"
-        worker.env["COLDSTREAM_BENCH_FETCH_WAIT_MS"] = str(fetch_wait_ms)
-        worker.env["PYTHONPATH"] = os.pathsep.join(
-            [str(Path(__file__).resolve().parent.parent), worker.env.get("PYTHONPATH", "")])
     return worker
 
 
@@ -212,3 +215,32 @@ def stage_table(samples: dict[tuple[str, tuple], float],
             le = next((b for b, c in bs if cnt and c >= cnt * q / 100), float("inf"))
             d[f"p{q}_le_ms"] = le * 1e3
     return out
+
+
+@dataclass
+class Stage:
+    """What a live scenario runs on: a temp folder, a catalogue already in the worker's store,
+    an embedded broker with the scenario's topics."""
+
+    tmp: Path
+    model: LoadedModel
+    cat: Catalogue
+    bootstrap: str
+    topics: dict[str, str]
+
+
+@contextmanager
+def live_stage(rep: Report, models: Path, prefix: str, n_songs: int, n_users: int,
+               extra_topics: tuple[str, ...] = ()) -> Iterator[Stage]:
+    """The set-up the live scenarios share; removes everything it made on exit."""
+    model = loaded(models)
+    tmp = Path(tempfile.mkdtemp(prefix=f"coldstream-bench-{prefix}-"))
+    names = topics(prefix)
+    try:
+        cat = build_catalogue(model, n_songs, n_users)
+        rep.extra.update(cat.seconds, **write_catalogue(cat, model, tmp / "data"))
+        with EmbeddedBroker(log_path=tmp / "tansu.log") as broker:
+            asyncio.run(ensure_topics(broker.bootstrap, [*names.values(), *extra_topics], 4))
+            yield Stage(tmp, model, cat, broker.bootstrap, names)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,14 +1,14 @@
 """Thin agent loops: consume, call pipeline steps through the worker context, produce.
 
-Every loop goes through :func:`guarded`, so a bad event is dead-lettered with its reason and
-the stream goes on. Effects are written before the event is acknowledged (Faust commits an
-offset only after the agent moved past it and the producer was flushed): at-least-once, with
-deterministic ids and offset/event-id de-duplication making replays harmless.
+Every loop goes through :func:`guarded` (one event) or :func:`guarded_batch` (a batch), so a
+bad event is dead-lettered with its reason, every event is counted by outcome, and the stream
+goes on. Effects are written before the event is acknowledged (Faust commits an offset only
+after the agent moved past it and the producer was flushed): at-least-once, with deterministic
+ids and offset/event-id de-duplication making replays harmless.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import weakref
@@ -23,25 +23,88 @@ from faust import streams as faust_streams
 from . import pipeline
 from .context import WorkerContext
 from .dlq import send_to_dlq
-from .errors import EventError
+from .errors import DecodeError, EventError
 from .events import InteractionEvent, SongEvent, decode, encode, now_ms
+from .swap import ModelSwapper, follow_current, watch_announcements
 from .topics import Tables, Topics
 
 log = logging.getLogger(__name__)
 
+Decoder = Callable[[WorkerContext, Any], Any]
+Handler = Callable[[Any, Any], Awaitable[str]]
+BatchHandler = Callable[[list[tuple[Any, Any]]], Awaitable[list[str]]]
 
-async def guarded(ctx: WorkerContext, topics: Topics, event: Any,
-                  handler: Callable[[Any], Awaitable[str]]) -> None:
+
+# ---------------------------------------------------------------------------------------------
+# The guarded path: decode, handle under the gate, count, dead-letter failures
+# ---------------------------------------------------------------------------------------------
+
+
+async def dead_letter_event(ctx: WorkerContext, topics: Topics, event: Any,
+                            exc: BaseException) -> None:
+    topic = event.message.topic
+    record = await send_to_dlq(topics.dlq, event, exc)
+    ctx.metrics.events.labels(topic=topic, outcome="dlq").inc()
+    ctx.metrics.dlq.labels(topic=topic, kind=record.error_kind).inc()
+
+
+async def guarded(ctx: WorkerContext, topics: Topics, event: Any, decoder: Decoder,
+                  handler: Handler) -> None:
+    """Decode and handle one event; any failure dead-letters it and the stream goes on."""
     topic = event.message.topic
     try:
+        value = decoder(ctx, event)
         async with ctx.gate:
-            outcome = await handler(event)
+            outcome = await handler(event, value)
         ctx.metrics.events.labels(topic=topic, outcome=outcome).inc()
     except EventError as exc:
         await dead_letter_event(ctx, topics, event, exc)
     except Exception as exc:  # a bug must not stop the stream: dead-letter and go on
         log.exception("unexpected failure on %s", topic)
         await dead_letter_event(ctx, topics, event, exc)
+
+
+async def guarded_batch(ctx: WorkerContext, topics: Topics, events: list[Any],
+                        decoder: Decoder, handler: BatchHandler) -> None:
+    """Decode each event (bad ones to the DLQ), then handle the valid ones together."""
+    valid = []
+    for event in events:
+        try:
+            valid.append((event, decoder(ctx, event)))
+        except EventError as exc:
+            await dead_letter_event(ctx, topics, event, exc)
+    if not valid:
+        return
+    try:
+        async with ctx.gate:
+            outcomes = await handler(valid)
+    except Exception as exc:  # a bug must not stop the stream: dead-letter the batch
+        log.exception("unexpected failure on a batch of %s", valid[0][0].message.topic)
+        for event, _ in valid:
+            await dead_letter_event(ctx, topics, event, exc)
+        return
+    for (event, _), outcome in zip(valid, outcomes, strict=True):
+        ctx.metrics.events.labels(topic=event.message.topic, outcome=outcome).inc()
+
+
+def decoder_for(model: type) -> Decoder:
+    """Decode and validate one record against the event contract, timed as ``decode``."""
+    def decode_timed(ctx: WorkerContext, event: Any) -> Any:
+        with ctx.metrics.stage("decode"):
+            return decode(event.value, model, max_bytes=ctx.settings.max_event_bytes)
+
+    return decode_timed
+
+
+def decode_refresh(ctx: WorkerContext, event: Any) -> str:
+    """``{"user_id": ...}`` on the internal refresh topic (only this worker writes it)."""
+    try:
+        user_id = orjson.loads(event.value)["user_id"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        raise DecodeError("refresh record is not {\"user_id\": ...}") from None
+    if not isinstance(user_id, str):
+        raise DecodeError(f"refresh user_id is {type(user_id).__name__}, not a string")
+    return user_id
 
 
 @contextmanager
@@ -59,53 +122,31 @@ def acting_for(event: Any) -> Iterator[None]:
         faust_streams._current_event.reset(token)
 
 
-def decode_timed(ctx: WorkerContext, event: Any, model: type) -> Any:
-    """Decode and validate one record, timed as the ``decode`` stage."""
-    with ctx.metrics.stage("decode"):
-        return decode(event.value, model, max_bytes=ctx.settings.max_event_bytes)
+# ---------------------------------------------------------------------------------------------
+# Handlers
+# ---------------------------------------------------------------------------------------------
 
 
-async def guarded_batch(ctx: WorkerContext, topics: Topics, events: list[Any], model: type,
-                        handler: Callable[[list[tuple[Any, Any]]], Awaitable[list[str]]],
-                        ) -> None:
-    """Decode each event (bad ones to the DLQ), then handle the valid ones together."""
-    m = ctx.metrics
-    valid = []
-    for event in events:
-        try:
-            valid.append((event, decode_timed(ctx, event, model)))
-        except EventError as exc:
-            await dead_letter_event(ctx, topics, event, exc)
-    if not valid:
-        return
-    try:
-        async with ctx.gate:
-            outcomes = await handler(valid)
-    except Exception as exc:  # a bug must not stop the stream: dead-letter the batch
-        log.exception("unexpected failure on a batch of %s", valid[0][0].message.topic)
-        for event, _ in valid:
-            await dead_letter_event(ctx, topics, event, exc)
-        return
-    for (event, _), outcome in zip(valid, outcomes, strict=True):
-        m.events.labels(topic=event.message.topic, outcome=outcome).inc()
+class Agents:
+    """The worker's handlers, with their dependencies explicit (no closure over them)."""
 
+    def __init__(self, ctx: WorkerContext, swapper: ModelSwapper, topics: Topics,
+                 tables: Tables) -> None:
+        self.ctx = ctx
+        self.swapper = swapper
+        self.topics = topics
+        self.tables = tables
 
-async def dead_letter_event(ctx: WorkerContext, topics: Topics, event: Any,
-                            exc: BaseException) -> None:
-    topic = event.message.topic
-    await send_to_dlq(topics.dlq, event, exc)
-    ctx.metrics.events.labels(topic=topic, outcome="dlq").inc()
-    kind = exc.kind if isinstance(exc, EventError) else "internal"
-    ctx.metrics.dlq.labels(topic=topic, kind=kind).inc()
+    async def update_users(self, states: dict[str, dict[str, Any]]) -> dict[str, float]:
+        self.swapper.note_updated(states)  # a swap in progress recomputes them at the switch
+        return await self.ctx.run(pipeline.refresh_users, self.ctx.serving(), states,
+                                  self.ctx.metrics)
 
-
-def register_agents(app: faust.App, ctx: WorkerContext, topics: Topics, tables: Tables) -> None:
-    s, m = ctx.settings, ctx.metrics
-
-    async def on_song(event: Any) -> str:
-        song: SongEvent = decode_timed(ctx, event, SongEvent)
-        engagers = tables.song_engagers.get(song.song_id) or []  # co-partitioned with songs
-        candidates = await ctx.run(ctx.process_song, song, engagers)
+    async def on_song(self, event: Any, song: SongEvent) -> str:
+        ctx, m, topics = self.ctx, self.ctx.metrics, self.topics
+        engagers = self.tables.song_engagers.get(song.song_id) or []  # co-partitioned
+        candidates = await ctx.run(pipeline.process_song, ctx.serving(), song, engagers,
+                                   ctx.cfg, ctx.settings, m)
         start = time.perf_counter()
         for cand in candidates:
             await topics.candidates.send(key=cand.user_id.encode(), value=encode(cand))
@@ -124,149 +165,122 @@ def register_agents(app: faust.App, ctx: WorkerContext, topics: Topics, tables: 
         log.info("song %s -> %d candidates", song.song_id, len(candidates))
         return "ok"
 
-    async def on_interactions(batch: list[tuple[Any, InteractionEvent]]) -> list[str]:
+    async def on_interactions(self, batch: list[tuple[Any, InteractionEvent]]) -> list[str]:
         """A batch of interactions: one vector fetch and one upsert for all touched users.
 
         A song not indexed yet (its songs.new may still be in flight) stays in the history and
         counts towards the user's vector once the song is known.
         """
+        table = self.tables.user_state
         pending: dict[str, dict[str, Any]] = {}
         last: dict[str, Any] = {}
         outcomes, forwards = [], []
         for event, ev in batch:
             msg = event.message
-            state = (pending.get(ev.user_id) or tables.user_state.get(ev.user_id)
-                     or pipeline.new_user_state())
+            state = pending.get(ev.user_id) or table.get(ev.user_id) or pipeline.new_user_state()
             if pipeline.is_duplicate(state, ev, msg.partition, msg.offset):
                 outcomes.append("duplicate")
                 continue
             pending[ev.user_id] = pipeline.apply_interaction(state, ev, msg.partition,
-                                                             msg.offset, ctx.cfg)
+                                                             msg.offset, self.ctx.cfg)
             last[ev.user_id] = event
             forwards.append((ev.song_id, event.value))
             outcomes.append("ok")
         if pending:
-            boundaries = await ctx.run(ctx.update_users, pending)
+            boundaries = await self.update_users(pending)
             for user_id, state in pending.items():
                 state["boundary"] = boundaries[user_id]
                 with acting_for(last[user_id]):
-                    tables.user_state[user_id] = state
+                    table[user_id] = state
         for song_id, value in forwards:
-            await topics.interactions_by_song.send(key=song_id.encode(), value=value)
+            await self.topics.interactions_by_song.send(key=song_id.encode(), value=value)
         return outcomes
 
-    async def on_engagements(batch: list[tuple[Any, InteractionEvent]]) -> list[str]:
+    async def on_engagements(self, batch: list[tuple[Any, InteractionEvent]]) -> list[str]:
         """Newest listeners per song; one payload write per changed song in the batch."""
+        table = self.tables.song_engagers
         changed: dict[str, list[list[Any]]] = {}
         last: dict[str, Any] = {}
         for event, ev in batch:
             before = changed.get(ev.song_id)
             if before is None:
-                before = tables.song_engagers.get(ev.song_id) or []
-            after = pipeline.update_engagers(before, ev, ctx.cfg.engagers_per_song)
+                before = table.get(ev.song_id) or []
+            after = pipeline.update_engagers(before, ev, self.ctx.cfg.engagers_per_song)
             if after != before:
                 changed[ev.song_id] = after
                 last[ev.song_id] = event
         if changed:
-            await ctx.run(ctx.write_engagers, changed)
+            await self.ctx.run(pipeline.write_known_engagers, self.ctx.serving(), changed)
             for song_id, engagers in changed.items():
                 with acting_for(last[song_id]):
-                    tables.song_engagers[song_id] = engagers
+                    table[song_id] = engagers
         return ["ok"] * len(batch)
 
-    async def on_refresh(events: list[Any]) -> None:
-        """Recompute users from their unchanged state (their songs' vectors became known)."""
-        last: dict[str, Any] = {}
-        for event in events:
-            try:
-                user_id = orjson.loads(event.value)["user_id"]
-            except (orjson.JSONDecodeError, KeyError, TypeError):
-                continue  # internal topic: only this worker writes it
-            if user_id in tables.user_state:
-                last[user_id] = event
-        if not last:
-            return
-        async with ctx.gate:
-            states = {u: tables.user_state[u] for u in last}
-            boundaries = await ctx.run(ctx.update_users, states)
+    async def on_refresh(self, batch: list[tuple[Any, str]]) -> list[str]:
+        """Recompute users from their unchanged state (their songs' vectors became known).
+
+        A user with no state on this worker has nothing to recompute ("skipped").
+        """
+        table = self.tables.user_state
+        last = {user_id: event for event, user_id in batch if user_id in table}
+        if last:
+            states = {u: table[u] for u in last}
+            boundaries = await self.update_users(states)
             for user_id, state in states.items():
                 with acting_for(last[user_id]):
-                    tables.user_state[user_id] = {**state, "boundary": boundaries[user_id]}
+                    table[user_id] = {**state, "boundary": boundaries[user_id]}
+        return ["ok" if user_id in last else "skipped" for _, user_id in batch]
 
-    async def refresh_agent(stream: Any) -> None:
+
+# ---------------------------------------------------------------------------------------------
+# Wiring
+# ---------------------------------------------------------------------------------------------
+
+
+def per_event_agent(app: faust.App, ctx: WorkerContext, topics: Topics, topic: Any, name: str,
+                    decoder: Decoder, handler: Handler) -> None:
+    async def agent(stream: Any) -> None:
+        async for event in stream.events():
+            await guarded(ctx, topics, event, decoder, handler)
+
+    agent.__name__ = agent.__qualname__ = name
+    app.agent(topic, name=f"coldstream.{name}")(agent)
+
+
+def batch_agent(app: faust.App, ctx: WorkerContext, topics: Topics, topic: Any, name: str,
+                decoder: Decoder, handler: BatchHandler) -> None:
+    """Events acknowledged only after the whole batch's effects are written."""
+    s = ctx.settings
+
+    async def agent(stream: Any) -> None:
         async for events in stream.take_events(s.batch_max_events, s.batch_window_s):
-            await on_refresh(events)
+            await guarded_batch(ctx, topics, events, decoder, handler)
 
-    app.agent(topics.user_refresh, name="coldstream.user_refresh")(refresh_agent)
+    agent.__name__ = agent.__qualname__ = name
+    app.agent(topic, name=f"coldstream.{name}")(agent)
 
-    def loop(topic: Any, name: str, handler: Callable[[Any], Awaitable[str]]) -> None:
-        async def agent(stream: Any) -> None:
-            async for event in stream.events():
-                await guarded(ctx, topics, event, handler)
 
-        agent.__name__ = name
-        agent.__qualname__ = name
-        app.agent(topic, name=f"coldstream.{name}")(agent)
+def register_agents(app: faust.App, ctx: WorkerContext, topics: Topics,
+                    tables: Tables) -> Agents:
+    """The four stream agents, the model-version watcher and its fallback timer."""
+    swapper = ModelSwapper(ctx, tables.user_state)
+    agents = Agents(ctx, swapper, topics, tables)
+    interaction = decoder_for(InteractionEvent)
+    per_event_agent(app, ctx, topics, topics.songs, "songs", decoder_for(SongEvent),
+                    agents.on_song)
+    batch_agent(app, ctx, topics, topics.interactions, "interactions", interaction,
+                agents.on_interactions)
+    batch_agent(app, ctx, topics, topics.interactions_by_song, "engagement", interaction,
+                agents.on_engagements)
+    batch_agent(app, ctx, topics, topics.user_refresh, "user_refresh", decode_refresh,
+                agents.on_refresh)
 
-    def batch_loop(topic: Any, name: str, model: type,
-                   handler: Callable[[list[tuple[Any, Any]]], Awaitable[list[str]]]) -> None:
-        """Events acknowledged only after the whole batch's effects are written."""
-        async def agent(stream: Any) -> None:
-            async for events in stream.take_events(s.batch_max_events, s.batch_window_s):
-                await guarded_batch(ctx, topics, events, model, handler)
-
-        agent.__name__ = name
-        agent.__qualname__ = name
-        app.agent(topic, name=f"coldstream.{name}")(agent)
-
-    def user_states(ids: Any) -> dict[str, Any]:
-        """Snapshot of local users' table state (all, or the given ids); event loop only."""
-        table = tables.user_state
-        if ids is None:
-            return dict(table.items())
-        return {k: table[k] for k in ids if k in table}
-
-    async def adopt(version: str, why: str) -> None:
-        if s.model_version:
-            log.info("model %s announced (%s) but this worker is pinned to %s", version, why,
-                     s.model_version)
-            return
-        if version in ctx.refused_versions or ctx.swapping:
-            return
-        log.info("adopting model %s (%s)", version, why)
-        await ctx.swap_to(version, user_states)
-
-    @app.task
     async def watch_model_versions() -> None:
-        """Every worker (not one per group) hears model.versions: a plain consumer."""
-        from .broker import client_config
-        from .client import consume
-        from .events import ModelVersionEvent
+        await watch_announcements(swapper, topics.model_versions.get_topic_name())
 
-        async for rec in consume(ctx.bootstrap, topics.model_versions.get_topic_name(),
-                                 from_beginning=False, **client_config(s)):
-            try:
-                announced = decode(rec.value, ModelVersionEvent, max_bytes=s.max_event_bytes)
-            except EventError as exc:
-                log.warning("bad model.versions event at offset %d: %s", rec.offset, exc)
-                m.dlq.labels(topic=rec.topic, kind=exc.kind).inc()
-                continue
-            # The registry's CURRENT pointer decides (promote/rollback move it); the event
-            # only says "look now", so a stale or unpromoted announcement cannot flip-flop.
-            current = ctx.registry.current()
-            if current != announced.version:
-                log.warning("model.versions announced %s but CURRENT is %s: following CURRENT",
-                            announced.version, current)
-            if current and ctx.model and current != ctx.model.version:
-                asyncio.ensure_future(adopt(current, "model.versions event"))
-
-    @app.timer(15.0)
     async def follow_current_pointer() -> None:
-        """Fallback for a missed event: the registry's CURRENT pointer is the truth."""
-        current = await asyncio.get_running_loop().run_in_executor(None, ctx.registry.current)
-        if current and ctx.model and current != ctx.model.version:
-            await adopt(current, "CURRENT pointer")
+        await follow_current(swapper)
 
-    loop(topics.songs, "songs", on_song)
-    batch_loop(topics.interactions, "interactions", InteractionEvent, on_interactions)
-    batch_loop(topics.interactions_by_song, "engagement", InteractionEvent, on_engagements)
+    app.task(watch_model_versions)
+    app.timer(15.0)(follow_current_pointer)
+    return agents

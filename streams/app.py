@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import ssl
 from typing import Any
 
 import faust
 
 from . import compat
 from .agents import register_agents
+from .broker import client_config
 from .context import WorkerContext
 from .settings import Settings
 from .topics import declare_tables, declare_topics
@@ -21,21 +21,13 @@ def broker_url(settings: Settings, bootstrap: str) -> str:
 
 
 def credentials(settings: Settings) -> Any:
-    """SASL/TLS settings passed through to Faust (and so to aiokafka)."""
-    protocol = settings.kafka_security_protocol.upper()
-    context = None
-    if protocol.endswith("SSL"):
-        context = ssl.create_default_context(
-            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None)
-        if settings.kafka_ssl_certfile:
-            context.load_cert_chain(str(settings.kafka_ssl_certfile),
-                                    str(settings.kafka_ssl_keyfile or "") or None)
-    if protocol.startswith("SASL"):
-        password = (settings.kafka_sasl_password.get_secret_value()
-                    if settings.kafka_sasl_password else "")
+    """Faust's form of :func:`streams.broker.client_config`: same rules, same defaults."""
+    cfg = client_config(settings)
+    context = cfg.get("ssl_context")
+    if "sasl_mechanism" in cfg:
         return faust.SASLCredentials(
-            username=settings.kafka_sasl_username or "", password=password,
-            mechanism=settings.kafka_sasl_mechanism or "PLAIN", ssl_context=context)
+            username=cfg["sasl_plain_username"], password=cfg["sasl_plain_password"],
+            mechanism=cfg["sasl_mechanism"], ssl_context=context)
     if context is not None:
         return faust.SSLCredentials(context)
     return None

@@ -17,6 +17,7 @@ import numpy as np
 from encoders.features import resample, to_mono
 
 from .errors import AudioDecodeError, AudioNotAllowed, AudioTooLarge
+from .settings import Settings
 
 
 def resolve_audio_path(uri: str, roots: Sequence[Path], schemes: Sequence[str]) -> Path:
@@ -86,3 +87,11 @@ def load_audio(path: Path, sample_rate: int, max_bytes: int, max_seconds: float,
     if not np.isfinite(wave).all():
         raise AudioDecodeError("audio contains NaN or infinite samples")
     return resample(wave, sr, sample_rate)
+
+
+def load_song_audio(uri: str, sample_rate: int, settings: Settings) -> np.ndarray:
+    """An event's ``audio_uri`` -> mono samples at ``sample_rate``, within the configured
+    roots, schemes and limits (the one place both serving and re-embedding read audio)."""
+    path = resolve_audio_path(uri, settings.audio_roots, settings.audio_schemes)
+    return load_audio(path, sample_rate, settings.audio_max_bytes, settings.audio_max_seconds,
+                      settings.audio_max_decode_s)

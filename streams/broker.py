@@ -119,14 +119,20 @@ class EmbeddedBroker:
 
 
 def client_config(settings: Settings) -> dict[str, Any]:
-    """Security settings passed straight to aiokafka clients (SASL/TLS for real clusters)."""
-    cfg: dict[str, Any] = {"security_protocol": settings.kafka_security_protocol}
-    if settings.kafka_sasl_mechanism:
-        cfg["sasl_mechanism"] = settings.kafka_sasl_mechanism
-        cfg["sasl_plain_username"] = settings.kafka_sasl_username
-        if settings.kafka_sasl_password is not None:
-            cfg["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
-    if settings.kafka_security_protocol.endswith("SSL"):
+    """Security settings for aiokafka clients (SASL/TLS for real clusters).
+
+    The one rule for every Kafka client of the project: the Faust app's credentials
+    (:func:`streams.app.credentials`), the admin client, the CLI, the lag monitor and
+    ``training.publish`` all derive theirs from this. SASL without a mechanism means PLAIN.
+    """
+    protocol = settings.kafka_security_protocol.upper()
+    cfg: dict[str, Any] = {"security_protocol": protocol}
+    if protocol.startswith("SASL"):
+        password = settings.kafka_sasl_password
+        cfg["sasl_mechanism"] = settings.kafka_sasl_mechanism or "PLAIN"
+        cfg["sasl_plain_username"] = settings.kafka_sasl_username or ""
+        cfg["sasl_plain_password"] = password.get_secret_value() if password else ""
+    if protocol.endswith("SSL"):
         from aiokafka.helpers import create_ssl_context
 
         cfg["ssl_context"] = create_ssl_context(

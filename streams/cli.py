@@ -1,4 +1,7 @@
-"""The ``coldstream`` command line: up, worker, demo, produce, tail (and training commands)."""
+"""The serving commands of ``coldstream``: up, worker, demo, produce, tail, schemas.
+
+:mod:`coldstream.cli` adds the training and bench commands; this package never imports them.
+"""
 
 from __future__ import annotations
 
@@ -156,27 +159,8 @@ def schemas(
         typer.echo(f"wrote {path}")
 
 
-def mount_commands(module: str) -> None:
-    """Offline commands live in ``training`` (world, evaluate, train, models...) and ``bench``;
-    the CLI is the composition root that exposes them under one ``coldstream`` command."""
-    import importlib
-
-    try:
-        other = importlib.import_module(module).app
-    except ImportError as exc:  # pragma: no cover - a broken optional dependency
-        typer.echo(f"{module} commands unavailable: {exc}", err=True)
-        return
-    known = {c.name or c.callback.__name__ for c in app.registered_commands if c.callback}
-    for command in other.registered_commands:
-        name = command.name or (command.callback.__name__ if command.callback else None)
-        if name and name.replace("_", "-") not in known:
-            app.registered_commands.append(command)
-    app.registered_groups.extend(other.registered_groups)
-
-
 def main() -> None:
-    mount_commands("training.cli")
-    mount_commands("bench.cli")
+    """The serving commands alone (the full ``coldstream`` command is :mod:`coldstream.cli`)."""
     app()
 
 

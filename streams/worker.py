@@ -18,7 +18,7 @@ from .lag import LagMonitor
 from .metrics import Metrics, serve
 from .monotone_tables import MonotoneTable
 from .settings import Settings
-from .stores import FaultInjectingStore, MeteredStore, open_store
+from .stores import MeteredStore, open_store
 from .topics import TABLES
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,8 @@ def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
         metrics.build.info({"version": "0.1.0"})
         backend = open_store(settings)
         if settings.test_store_faults:
+            from .stores.faults import FaultInjectingStore
+
             log.warning("TEST HOOK: injecting vector-store faults (%s)", settings.test_store_faults)
             backend = FaultInjectingStore(backend, settings.test_store_faults)
         store = MeteredStore(backend, metrics)

@@ -20,7 +20,7 @@ from typing import Protocol
 import numpy as np
 from scipy import sparse
 
-from .datasets.base import Dataset
+from coldstream_data.base import Dataset
 
 
 class ItemEncoder(Protocol):
@@ -228,7 +228,7 @@ class WorldAudioEncoder:
     def encode(self, data: Dataset) -> np.ndarray:
         from tqdm.auto import tqdm
 
-        from .datasets.music_world import render_audio
+        from coldstream_data.music_world import render_audio
 
         if "audio_seed" not in data.catalogue:
             raise ValueError("audio baseline needs a music-world catalogue (renderable songs)")

@@ -4,7 +4,7 @@ runnable as ``python -m training.cli``."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -16,19 +16,27 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Datasets, replay and the cold-start benchmark.", no_args_is_help=True)
 console = Console()
 
+ALL_BASELINES = "random,popularity,tag-popularity,item-knn-cf,tag-knn,tfidf-knn,minilm-knn"
+#: ``--registry`` of the train and models commands.
+RegistryOpt = Annotated[Path | None, typer.Option(
+    "--registry", help="Model registry folder (default COLDSTREAM_MODEL_DIR or "
+    ".coldstream/models)")]
+
 
 @app.command()
-def world(out: Path = typer.Argument(..., help="Folder to write the world into"),
-          size: str = typer.Option("demo", help="tiny | demo | large"),
-          seed: int = typer.Option(0),
-          render: int = typer.Option(0, help="Also render this many songs' audio as WAV"),
-          seconds: float = typer.Option(10.0, help="Length of rendered clips")) -> None:
+def world(
+    out: Annotated[Path, typer.Argument(help="Folder to write the world into")],
+    size: Annotated[str, typer.Option(help="tiny | demo | large")] = "demo",
+    seed: int = 0,
+    render: Annotated[int, typer.Option(help="Also render this many songs' audio as WAV")] = 0,
+    seconds: Annotated[float, typer.Option(help="Length of rendered clips")] = 10.0,
+) -> None:
     """Generate a seeded music world in the own-data format (+ truth.npz, world.json)."""
     import soundfile as sf
     from tqdm.auto import tqdm
 
-    from .datasets.music_world import generate_world, render_audio
-    from .datasets.own import write_own
+    from coldstream_data.music_world import generate_world, render_audio
+    from coldstream_data.own import write_own
 
     data = generate_world(size, seed=seed)
     if render:
@@ -46,17 +54,19 @@ def world(out: Path = typer.Argument(..., help="Folder to write the world into")
 
 
 @app.command()
-def evaluate(dataset: str = typer.Option("ml-100k", help="ml-100k | dslabs-movielens | "
-                                          "world:demo[:seed] | folder | lastfm-1k:PATH ..."),
-             baselines: str = typer.Option(
-                 "random,popularity,tag-popularity,item-knn-cf,tag-knn,tfidf-knn,minilm-knn",
-                 help="Comma-separated baseline names (audio-knn: music worlds only)"),
-             cold_frac: float = typer.Option(0.2), val_frac: float = typer.Option(0.1),
-             seed: int = typer.Option(0),
-             max_users: int | None = typer.Option(None, help="Sample users for big datasets"),
-             out: Path = typer.Option(Path("reports"), help="Folder for JSON + Markdown + PNG"),
-             embedding_map: str = typer.Option("tsne", help="2-D item map: tsne | pca | none")
-             ) -> None:
+def evaluate(
+    dataset: Annotated[str, typer.Option(help="ml-100k | dslabs-movielens | "
+                                         "world:demo[:seed] | folder | lastfm-1k:PATH ...")
+                       ] = "ml-100k",
+    baselines: Annotated[str, typer.Option(
+        help="Comma-separated baseline names (audio-knn: music worlds only)")] = ALL_BASELINES,
+    cold_frac: float = 0.2,
+    val_frac: float = 0.1,
+    seed: int = 0,
+    max_users: Annotated[int | None, typer.Option(help="Sample users for big datasets")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for JSON + Markdown + PNG")] = Path("reports"),
+    embedding_map: Annotated[str, typer.Option(help="2-D item map: tsne | pca | none")] = "tsne",
+) -> None:
     """Run the cold-start benchmark and print the cold-item table."""
     from . import report
 
@@ -76,18 +86,19 @@ def evaluate(dataset: str = typer.Option("ml-100k", help="ml-100k | dslabs-movie
 
 
 @app.command()
-def replay(source: str = typer.Argument(..., help="Data source, as for evaluate"),
-           out: Path = typer.Option(Path("events.jsonl"), help="JSONL output"),
-           end_now: bool = typer.Option(False, help="Shift timestamps so the last is now")
-           ) -> None:
+def replay(
+    source: Annotated[str, typer.Argument(help="Data source, as for evaluate")],
+    out: Annotated[Path, typer.Option(help="JSONL output")] = Path("events.jsonl"),
+    end_now: Annotated[bool, typer.Option(help="Shift timestamps so the last is now")] = False,
+) -> None:
     """Write songs.new + interactions events (topic, key, value per line) in time order."""
     import time
 
     from tqdm.auto import tqdm
 
-    from .datasets import load_source
-    from .replay import replay as replay_events
-    from .replay import write_jsonl
+    from coldstream_data import load_source
+    from coldstream_data.replay import replay as replay_events
+    from coldstream_data.replay import write_jsonl
 
     data = load_source(source)
     end = int(time.time() * 1000) if end_now else None
@@ -97,13 +108,14 @@ def replay(source: str = typer.Argument(..., help="Data source, as for evaluate"
 
 
 @app.command()
-def convert(kind: str = typer.Argument(..., help="lastfm-1k | music4all"),
-            source: Path = typer.Argument(..., help="The dump's file or folder"),
-            out: Path = typer.Argument(..., help="Folder for catalogue.csv + interactions.csv"),
-            fmt: str = typer.Option("csv", help="csv | parquet (parquet needs pyarrow)")
-            ) -> None:
+def convert(
+    kind: Annotated[str, typer.Argument(help="lastfm-1k | music4all")],
+    source: Annotated[Path, typer.Argument(help="The dump's file or folder")],
+    out: Annotated[Path, typer.Argument(help="Folder for catalogue.csv + interactions.csv")],
+    fmt: Annotated[str, typer.Option(help="csv | parquet (parquet needs pyarrow)")] = "csv",
+) -> None:
     """Convert a public dump into the own-data format."""
-    from .datasets.converters import convert as run_convert
+    from coldstream_data.converters import convert as run_convert
 
     console.print(f"wrote {run_convert(kind, source, out, fmt=fmt)}")
 
@@ -118,35 +130,48 @@ def model_registry(registry: Path | None) -> Registry:
                                                     ".coldstream/models")))
 
 
+def cold_split_metrics(data: Any, cfg: Any, variant: str, seed: int) -> dict[str, float]:
+    """Train on a cold-item split and measure the held-out cold items (the published metrics)."""
+    from .evaluate import evaluate as run_eval
+    from .recommender import GatedRecommender
+    from .split import cold_item_split
+
+    split = cold_item_split(data, seed=seed)
+    rec = GatedRecommender(cfg, name=f"coldstream[{variant}]", progress=True)
+    seg = run_eval(data, split, rec, segments=("cold",), seed=seed)["segments"]["cold"]
+    return {f"cold_{k}": float(seg[k]) for k in
+            ("recall@10", "recall@20", "ndcg@20", "hit@20", "precision@20")}
+
+
 @app.command()
-def train(dataset: str = typer.Option("world:demo", help="As for evaluate"),
-          epochs: int = typer.Option(6, help="Joint (CF) epochs, after the alignment epochs"),
-          align_epochs: int = typer.Option(3, help="CLIP audio-text epochs (audio data only)"),
-          seed: int = typer.Option(0),
-          variant: str = typer.Option("full", help="full | no-contrastive | no-boundary | "
-                                      "audio-only | text-only | no-tokens"),
-          registry: Path | None = typer.Option(None, help="Model registry folder "
-                                               "(default COLDSTREAM_MODEL_DIR or "
-                                               ".coldstream/models)"),
-          publish: bool = typer.Option(True, help="Write a version and make it current"),
-          bootstrap: str | None = typer.Option(None, help="Kafka bootstrap: also send a "
-                                               "model.versions event"),
-          topic: str = typer.Option("model.versions"),
-          resume: bool = typer.Option(False, help="Continue from the last checkpoint"),
-          run_dir: Path = typer.Option(Path(".coldstream/runs"), help="Checkpoints + curve"),
-          device: str = typer.Option("auto", help="auto (CUDA if present) | cpu | cuda"),
-          evaluate_split: bool = typer.Option(True, "--evaluate/--no-evaluate",
-                                              help="Measure cold metrics on a held-out "
-                                              "split first (trains twice)"),
-          ) -> None:
+def train(
+    dataset: Annotated[str, typer.Option(help="As for evaluate")] = "world:demo",
+    epochs: Annotated[int, typer.Option(
+        help="Joint (CF) epochs, after the alignment epochs")] = 6,
+    align_epochs: Annotated[int, typer.Option(
+        help="CLIP audio-text epochs (audio data only)")] = 3,
+    seed: int = 0,
+    variant: Annotated[str, typer.Option(help="full | no-contrastive | no-boundary | "
+                                         "audio-only | text-only | no-tokens")] = "full",
+    registry: RegistryOpt = None,
+    publish: Annotated[bool, typer.Option(help="Write a version and make it current")] = True,
+    bootstrap: Annotated[str | None, typer.Option(
+        help="Kafka bootstrap: also send a model.versions event")] = None,
+    topic: str = "model.versions",
+    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint")] = False,
+    run_dir: Annotated[Path, typer.Option(help="Checkpoints + curve")] = Path(".coldstream/runs"),
+    device: Annotated[str, typer.Option(help="auto (CUDA if present) | cpu | cuda")] = "auto",
+    evaluate_split: Annotated[bool, typer.Option(
+        "--evaluate/--no-evaluate",
+        help="Measure cold metrics on a held-out split first (trains twice)")] = True,
+) -> None:
     """Train the towers; evaluate on the cold split; train on everything; publish."""
     from dataclasses import replace
 
-    from .datasets import load_source
-    from .evaluate import evaluate as run_eval
+    from coldstream_data import load_source
+
     from .publish import announce, save
     from .recommender import VARIANTS
-    from .split import cold_item_split
     from .tasks import TrainConfig
     from .train import plot_curve
     from .train import train as fit
@@ -158,13 +183,7 @@ def train(dataset: str = typer.Option("world:demo", help="As for evaluate"),
     data = load_source(dataset)
     metrics: dict[str, float] = {}
     if evaluate_split:
-        from .recommender import GatedRecommender
-
-        split = cold_item_split(data, seed=seed)
-        rec = GatedRecommender(cfg, name=f"coldstream[{variant}]", progress=True)
-        seg = run_eval(data, split, rec, segments=("cold",), seed=seed)["segments"]["cold"]
-        metrics = {f"cold_{k}": float(seg[k]) for k in
-                   ("recall@10", "recall@20", "ndcg@20", "hit@20", "precision@20")}
+        metrics = cold_split_metrics(data, cfg, variant, seed)
         console.print(f"cold split: {metrics}")
     name = f"{dataset.replace(':', '-').replace('/', '_')}-{variant}-s{seed}"
     result = fit(data, cfg, device=device, checkpoint_dir=run_dir / name, resume=resume,
@@ -179,24 +198,26 @@ def train(dataset: str = typer.Option("world:demo", help="As for evaluate"),
                   f"in {reg.path(manifest.version)}")
     if bootstrap:
         event = announce(reg, manifest, bootstrap, topic)
-        console.print(f"sent {topic} event {event['event_id']}")
+        console.print(f"sent {topic} event {event.event_id}")
 
 
 @app.command()
-def ablate(dataset: str = typer.Option("world:demo", help="As for evaluate"),
-           variants: str = typer.Option("full,no-contrastive,no-boundary,audio-only,text-only,"
-                                        "no-tokens"),
-           baselines: str = typer.Option("random,popularity,tag-popularity,item-knn-cf,"
-                                         "tag-knn,tfidf-knn,minilm-knn"),
-           epochs: int | None = typer.Option(None, help="Joint epochs (default: TrainConfig)"),
-           seed: int = typer.Option(0),
-           out: Path = typer.Option(Path("reports"), help="Folder for JSON + Markdown")) -> None:
+def ablate(
+    dataset: Annotated[str, typer.Option(help="As for evaluate")] = "world:demo",
+    variants: str = "full,no-contrastive,no-boundary,audio-only,text-only,no-tokens",
+    baselines: str = ALL_BASELINES,
+    epochs: Annotated[int | None, typer.Option(
+        help="Joint epochs (default: TrainConfig)")] = None,
+    seed: int = 0,
+    out: Annotated[Path, typer.Option(help="Folder for JSON + Markdown")] = Path("reports"),
+) -> None:
     """The ablation table: trained variants and baselines on one cold split."""
     import time
 
+    from coldstream_data import load_source
+
     from . import report
     from .baselines import make_baseline
-    from .datasets import load_source
     from .evaluate import evaluate as run_eval
     from .evaluate import split_summary
     from .recommender import make_variant
@@ -218,34 +239,18 @@ def ablate(dataset: str = typer.Option("world:demo", help="As for evaluate"),
         results.append(res)
     rep = {"dataset": dataset, "summary": data.summary(), "split": split_summary(split),
            "protocol": {"seed": seed, "epochs": epochs}, "results": results}
-    out.mkdir(parents=True, exist_ok=True)
-    stem = f"ablation-{dataset.replace(':', '-').replace('/', '_')}"
-    js, md = out / f"{stem}.json", out / f"{stem}.md"
-    import json
-
-    js.write_text(json.dumps(rep, indent=1, default=float))
-    gated = [r for r in results if "delivery_gated" in r["segments"]["cold"]]
-    lines = ["", "**cold delivery through the boundary tower** (score >= boundary)", "",
-             "| model | deliveries | " + " | ".join(report.DELIVERY_METRICS) + " |",
-             "|---" * (len(report.DELIVERY_METRICS) + 2) + "|"]
-    for r in gated:
-        d = r["segments"]["cold"]["delivery_gated"]
-        lines.append(f"| {r['model']} | {d.get('deliveries', 0):.0f} | "
-                     + " | ".join(f"{d[k]:.3f}" for k in report.DELIVERY_METRICS) + " |")
-    md.write_text(report.markdown(rep, segments=("cold", "warm"))
-                  + ("\n".join(lines) + "\n" if gated else ""))
+    js, md = report.write_ablation(rep, out)
     console.print(f"wrote {js} and {md}")
 
 
 models_app = typer.Typer(help="List, promote and roll back model versions.",
                          no_args_is_help=True)
 app.add_typer(models_app, name="models")
-RegistryOpt = typer.Option(None, "--registry", help="Default: COLDSTREAM_MODEL_DIR or "
-                           ".coldstream/models")
+
 
 
 @models_app.command("list")
-def models_list(registry: Path | None = RegistryOpt) -> None:
+def models_list(registry: RegistryOpt = None) -> None:
     """Every version with its parent, cold recall@20 and whether it is current."""
     reg = model_registry(registry)
     current = reg.current()
@@ -265,7 +270,7 @@ def models_list(registry: Path | None = RegistryOpt) -> None:
 
 
 @models_app.command("promote")
-def models_promote(version: str, registry: Path | None = RegistryOpt) -> None:
+def models_promote(version: str, registry: RegistryOpt = None) -> None:
     """Make VERSION current (refused if its files are missing or corrupt)."""
     reg = model_registry(registry)
     reg.promote(version)
@@ -273,7 +278,7 @@ def models_promote(version: str, registry: Path | None = RegistryOpt) -> None:
 
 
 @models_app.command("rollback")
-def models_rollback(registry: Path | None = RegistryOpt) -> None:
+def models_rollback(registry: RegistryOpt = None) -> None:
     """Make the current version's parent current again."""
     from .publish import rollback
 

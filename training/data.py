@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from coldstream_data.base import ACTIONS, Dataset
 from encoders.artifacts import UserSpec
 from encoders.features import MelConfig, hashed_bow, log_mel, song_text
 from encoders.runtime import DAY_MS
 
 from .baselines import MiniLMEncoder
-from .datasets.base import ACTIONS, Dataset
 
 CACHE = Path(".coldstream/cache")
 AUDIO_SECONDS = 3.0
@@ -85,7 +85,7 @@ def audio_mels(data: Dataset, mel: MelConfig, seconds: float = AUDIO_SECONDS,
     if path.exists():
         out = np.load(path).astype(np.float32)
     else:
-        from .datasets.music_world import render_audio
+        from coldstream_data.music_world import render_audio
 
         rows = data.catalogue.to_dict("records")
         out = np.stack([log_mel(render_audio(r, mel.sample_rate, seconds), mel)[:frames]

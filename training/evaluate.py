@@ -19,7 +19,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from tqdm.auto import tqdm
 
-from .datasets.base import Dataset, Interactions
+from coldstream_data.base import Dataset, Interactions
+
 from .metrics import delivery_metrics, ranking_metrics, topk_random_ties
 from .split import Split
 

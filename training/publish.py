@@ -1,7 +1,9 @@
 """Publishing: write a version atomically, make it current, announce it on ``model.versions``.
 
-The event is plain JSON sent with aiokafka (no ``streams`` import: training and the worker
-share only the contract): {schema_version: 1, event_id, version, uri, created_at, metrics}.
+The announcement is the contract's :class:`~streams.events.ModelVersionEvent`, sent with the
+project's one producer (:func:`streams.client.produce`) and Kafka security settings
+(:func:`streams.broker.client_config`, read from ``COLDSTREAM_KAFKA_*``). Training imports only
+that client side of ``streams``, never the worker.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ import time
 import uuid
 from typing import Any
 
-import orjson
-
 from encoders.artifacts import Manifest, Registry, new_version
+from streams.broker import client_config
+from streams.client import produce
+from streams.events import ModelVersionEvent, encode
+from streams.settings import load_settings
 
 from .export import write_version
 from .train import TrainResult
@@ -34,30 +38,23 @@ def save(registry: Registry, result: TrainResult, metrics: dict[str, float],
     return manifest
 
 
-def version_event(registry: Registry, manifest: Manifest) -> dict[str, Any]:
-    return {"schema_version": 1, "event_id": uuid.uuid4().hex, "version": manifest.version,
-            "uri": str(registry.path(manifest.version).resolve()),
-            "created_at": int(time.time() * 1000),
-            "metrics": {k: float(v) for k, v in manifest.metrics.items()}}
+def version_event(registry: Registry, manifest: Manifest) -> ModelVersionEvent:
+    return ModelVersionEvent(
+        schema_version=1, event_id=uuid.uuid4().hex, version=manifest.version,
+        uri=str(registry.path(manifest.version).resolve()), created_at=int(time.time() * 1000),
+        metrics={k: float(v) for k, v in manifest.metrics.items()})
 
 
-async def _send(bootstrap: str, topic: str, event: dict[str, Any]) -> None:
-    from aiokafka import AIOKafkaProducer
+def announce(registry: Registry, manifest: Manifest, bootstrap: str, topic: str = TOPIC,
+             client: dict[str, Any] | None = None) -> ModelVersionEvent:
+    """Send the ``model.versions`` event; returns what was sent.
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await producer.start()
-    try:
-        await producer.send_and_wait(topic, orjson.dumps(event),
-                                     key=event["version"].encode())
-    finally:
-        await producer.stop()
-
-
-def announce(registry: Registry, manifest: Manifest, bootstrap: str,
-             topic: str = TOPIC) -> dict[str, Any]:
-    """Send the ``model.versions`` event; returns what was sent."""
+    ``client``: aiokafka security settings; by default those of the ``COLDSTREAM_*``
+    environment, like every other client of the project.
+    """
     event = version_event(registry, manifest)
-    asyncio.run(_send(bootstrap, topic, event))
+    client = client_config(load_settings()) if client is None else client
+    asyncio.run(produce(bootstrap, topic, [(event.version.encode(), encode(event))], **client))
     return event
 
 

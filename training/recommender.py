@@ -10,7 +10,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from .datasets.base import Dataset
+from coldstream_data.base import Dataset
+
 from .tasks import TrainConfig
 from .train import TrainResult, train
 

@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from coldstream_data import load_source
+from coldstream_data.base import Dataset
+
 from .baselines import make_baseline
-from .datasets import load_source
-from .datasets.base import Dataset
 from .evaluate import KS, Recommender, evaluate, split_summary
 from .metrics import knn_purity, silhouette
 from .split import cold_item_split
@@ -205,4 +206,33 @@ def write(report: dict[str, Any], out_dir: str | Path, plots: bool = True
     js.write_text(json.dumps({k: v for k, v in report.items() if not k.startswith("_")},
                              indent=2))
     md.write_text(markdown(report))
+    return js, md
+
+
+def delivery_markdown(results: list[dict[str, Any]]) -> list[str]:
+    """The cold delivery table of models with a boundary tower (none: no lines)."""
+    gated = [r for r in results if "delivery_gated" in r["segments"]["cold"]]
+    if not gated:
+        return []
+    lines = ["", "**cold delivery through the boundary tower** (score >= boundary)", "",
+             "| model | deliveries | " + " | ".join(DELIVERY_METRICS) + " |",
+             "|---" * (len(DELIVERY_METRICS) + 2) + "|"]
+    for r in gated:
+        d = r["segments"]["cold"]["delivery_gated"]
+        lines.append(f"| {r['model']} | {d.get('deliveries', 0):.0f} | "
+                     + " | ".join(f"{d[k]:.3f}" for k in DELIVERY_METRICS) + " |")
+    return lines
+
+
+def write_ablation(report: dict[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
+    """``ablation-<dataset>.json`` and ``.md``: the cold and warm tables, then cold delivery
+    through the boundary tower for the variants that have one."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"ablation-{report['dataset'].replace(':', '-').replace('/', '_')}"
+    js, md = out / f"{stem}.json", out / f"{stem}.md"
+    js.write_text(json.dumps(report, indent=1, default=float))
+    lines = delivery_markdown(report["results"])
+    md.write_text(markdown(report, segments=("cold", "warm"))
+                  + ("\n".join(lines) + "\n" if lines else ""))
     return js, md

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .datasets.base import Dataset, Interactions
+from coldstream_data.base import Dataset, Interactions
 
 
 @dataclass(frozen=True)

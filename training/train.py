@@ -16,11 +16,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from coldstream_data.base import Dataset
 from encoders.artifacts import UserSpec
 from encoders.features import MelConfig
 
 from . import data as data_mod
-from .datasets.base import Dataset
 from .tasks import Tasks, Towers, TrainConfig
 
 

@@ -97,3 +97,17 @@ def test_scroll_visits_every_point_once(store: VectorStore) -> None:
     assert sorted(seen) == sorted(p.payload["song_id"] for p in pts)
     with_vec = next(iter(scroll_all(store, "songs", page=5, with_vector=True)))
     assert with_vec.vector is not None and with_vec.vector.shape == (8,)
+
+
+def test_fault_hook_fails_calls_but_never_set_up(tmp_path: Path) -> None:
+    from streams.stores.faults import FaultInjectingStore
+
+    metrics = Metrics()
+    store = MeteredStore(FaultInjectingStore(EdgeStore(tmp_path), "error_rate=1"), metrics)
+    store.ensure_collection("songs", 8, {})  # set-up is never faulted
+    assert store.collections() == ["songs"]
+    with pytest.raises(StoreError, match="injected vector-store fault #1 in upsert"):
+        store.upsert("songs", points(1))
+    assert metrics.registry.get_sample_value("coldstream_vector_store_errors_total",
+                                             {"op": "upsert"}) == 1
+    store.close()

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from coldstream_data.music_world import generate_world
+from coldstream_data.replay import replay
 from encoders.artifacts import Registry
 from streams.broker import EmbeddedBroker
-from training.datasets.music_world import generate_world
-from training.replay import replay
 
 from .test_worker import send, wait_for
 from .workers import make_worker

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from training.datasets.base import Dataset
-from training.datasets.music_world import generate_world
+from coldstream_data.base import Dataset
+from coldstream_data.music_world import generate_world
 
 
 @pytest.fixture(scope="session")

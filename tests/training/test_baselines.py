@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from coldstream_data.base import Dataset
 from training.baselines import TagPopularityScorer, WorldAudioEncoder, make_baseline
-from training.datasets.base import Dataset
 from training.metrics import knn_purity
 from training.split import cold_item_split
 

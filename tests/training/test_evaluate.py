@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from coldstream_data.base import Dataset, Interactions, make_catalogue
 from training.baselines import (
     ConstantScorer,
     ContentKNN,
@@ -11,7 +12,6 @@ from training.baselines import (
     TagEncoder,
     TfidfEncoder,
 )
-from training.datasets.base import Dataset, Interactions, make_catalogue
 from training.evaluate import Recommender, evaluate
 from training.split import cold_item_split
 

@@ -39,6 +39,6 @@ def test_announce_sends_a_valid_model_versions_event(broker: EmbeddedBroker,
     ensure_topics_sync(broker.bootstrap, [topic], partitions=1)
     sent = announce(reg, manifest, broker.bootstrap, topic)
     event = decode(asyncio.run(_first(broker.bootstrap, topic)), ModelVersionEvent)
-    assert event.version == "v1" and event.event_id == sent["event_id"]
+    assert event.version == "v1" and event.event_id == sent.event_id
     assert Path(event.uri) == reg.path("v1").resolve()
     assert event.metrics == {"cold_recall@20": 0.4}

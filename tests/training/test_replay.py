@@ -3,8 +3,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from training.datasets.base import Dataset, Interactions, make_catalogue
-from training.replay import replay, write_jsonl
+from coldstream_data.base import Dataset, Interactions, make_catalogue
+from coldstream_data.replay import replay, write_jsonl
 
 events = pytest.importorskip("streams.events")
 

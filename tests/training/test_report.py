@@ -54,3 +54,17 @@ def test_no_labels_no_embedding_section(tiny_report, tmp_path):
     js, md = report.write(rep, tmp_path)
     assert "embedding quality" not in md.read_text()
     assert json.loads(js.read_text())["plots"] == ["world-tiny-metrics.png"]
+
+
+def test_delivery_markdown_lists_only_gated_models() -> None:
+    from training.report import DELIVERY_METRICS, delivery_markdown
+
+    gated = {"deliveries": 12, **{k: 0.5 for k in DELIVERY_METRICS}}
+    results = [{"model": "random", "segments": {"cold": {}}},
+               {"model": "coldstream[full]", "segments": {"cold": {"delivery_gated": gated}}}]
+    lines = delivery_markdown(results)
+    rows = [line for line in lines if line.startswith("| coldstream")]
+    assert rows == ["| coldstream[full] | 12 | " + " | ".join(["0.500"] * len(DELIVERY_METRICS))
+                    + " |"]
+    assert not any("random" in line for line in lines)
+    assert delivery_markdown(results[:1]) == []

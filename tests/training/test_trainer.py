@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from coldstream_data.base import Dataset
 from encoders.artifacts import ArtifactError, Registry
 from encoders.features import song_text
 from encoders.runtime import HistoryItem, load_model
 from training.baselines import RandomScorer
-from training.datasets.base import Dataset
 from training.evaluate import evaluate
 from training.publish import rollback, save, version_event
 from training.recommender import GatedRecommender
@@ -86,7 +86,7 @@ def test_export_reload_serve_with_parity(trained: tuple, tiny_world: Dataset,
     # A second version records its parent; rollback returns to the first.
     second = save(reg, result, {})
     assert second.parent == first.version and reg.current() == second.version
-    assert version_event(reg, second)["uri"].endswith(second.version)
+    assert version_event(reg, second).uri.endswith(second.version)
     assert rollback(reg) == first.version and reg.current() == first.version
 
     # A corrupted graph is refused with a clear error.

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.datasets.audio import decode_audio, load_immich_music, load_singularity_music
+from coldstream_data.audio import decode_audio, load_immich_music, load_singularity_music
 
 
 def test_immich_clips_are_listed_and_opus_decodes():

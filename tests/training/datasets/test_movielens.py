@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.datasets.base import ACTION_CODE
-from training.datasets.movielens import load_dslabs_movielens, load_ml100k, rating_to_action
+from coldstream_data.base import ACTION_CODE
+from coldstream_data.movielens import load_dslabs_movielens, load_ml100k, rating_to_action
 
 
 def test_rating_to_action_keeps_four_and_up_positive():

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.datasets.base import ACTIONS
-from training.datasets.music_world import SIZES, generate_world, render_audio, world_config
+from coldstream_data.base import ACTIONS
+from coldstream_data.music_world import SIZES, generate_world, render_audio, world_config
 
 
 def test_same_seed_same_world_and_other_seed_differs(tiny_world):

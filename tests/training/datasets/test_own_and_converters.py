@@ -3,9 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.datasets.base import ACTION_CODE
-from training.datasets.converters import LASTFM_FILE, convert, load_lastfm1k, load_music4all
-from training.datasets.own import load_dir, load_own, write_own
+from coldstream_data.base import ACTION_CODE
+from coldstream_data.converters import LASTFM_FILE, convert, load_lastfm1k, load_music4all
+from coldstream_data.own import load_dir, load_own, write_own
 
 
 def test_own_csv_round_trip_keeps_everything(tiny_world, tmp_path):

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from .datasets.base import ACTIONS, Dataset
+from .base import ACTIONS, Dataset
 
 SCHEMA_VERSION = 1
 SONGS_TOPIC = "songs.new"

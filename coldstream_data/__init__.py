@@ -1,4 +1,5 @@
-"""Data sources, all returning one :class:`Dataset` shape; :func:`load_source` picks by name."""
+"""Data sources shared by serving (the demo) and training, all returning one :class:`Dataset`
+shape; :func:`load_source` picks by name. Depends on neither `streams` nor `training`."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""The composition root: the one ``coldstream`` command (see :mod:`coldstream.cli`)."""

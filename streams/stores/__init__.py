@@ -1,0 +1,32 @@
+"""The vector store: one small interface, two backends of the real Qdrant engine.
+
+* :mod:`.base` - the interface (:class:`VectorStore`), :class:`Point`, :class:`Hit`,
+  :class:`Where` and paging helpers;
+* :mod:`.edge` - :class:`EdgeStore`, Qdrant Edge in-process (the embedded default);
+* :mod:`.qdrant` - :class:`QdrantClientStore`, qdrant-client against a server or local mode;
+* :mod:`.wrapper` - :class:`StoreWrapper`, the explicit interface routed through one method;
+* :mod:`.metered` - :class:`MeteredStore`, timing and error translation around either;
+* :mod:`.faults` - a test hook, imported only when ``COLDSTREAM_TEST_STORE_FAULTS`` is set.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Hit, Point, VectorStore, Where, chunks, make_hit, scroll_all
+from .edge import EdgeStore
+from .metered import MeteredStore
+from .qdrant import QdrantClientStore
+
+__all__ = ["EdgeStore", "Hit", "MeteredStore", "Point", "QdrantClientStore", "VectorStore",
+           "Where", "chunks", "make_hit", "open_store", "scroll_all"]
+
+
+def open_store(settings: Any) -> VectorStore:
+    """The backend the settings ask for: server URL, local mode path, or embedded Edge."""
+    if settings.qdrant_url:
+        key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+        return QdrantClientStore(url=settings.qdrant_url, api_key=key)
+    if settings.qdrant_local_path:
+        return QdrantClientStore(path=settings.qdrant_local_path)
+    return EdgeStore(settings.data_dir / "qdrant")
