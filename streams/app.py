@@ -40,6 +40,7 @@ def create_app(settings: Settings, ctx: WorkerContext, bootstrap: str) -> faust.
         broker=broker_url(settings, bootstrap),
         broker_credentials=credentials(settings),
         store="memory://",
+        datadir=str(settings.data_dir / "faust"),  # not the working directory
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         topic_allow_declare=settings.create_topics,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import threading
 import time
@@ -196,12 +197,24 @@ def run_scenario(broker: EmbeddedBroker, registry: Registry, tmp: Path, prefix: 
                 worker = disturb(worker, tmp, peers)
                 time.sleep(10)  # the membership changes settle while songs keep coming
             # the worker serving now is the one that lived through the rebalances
-            assert_consistent(worker, registry, bs, prefix, plays, feed, peers)
+            try:
+                assert_consistent(worker, registry, bs, prefix, plays, feed, peers)
+            except AssertionError:
+                keep_logs(tmp, prefix)
+                raise
         finally:
             if worker.process is not None and worker.process.poll() is None:
                 assert worker.stop() == 0
         if disturb is kill_storm:  # one member wrote everything: its users collection agrees
             assert_users_collection(worker, registry, plays + feed.plays)
+
+
+def keep_logs(tmp: Path, prefix: str) -> None:
+    """Copy every member's log to build/test-logs/ (pytest prunes its temp dirs)."""
+    dest = Path(__file__).resolve().parents[2] / "build" / "test-logs" / prefix
+    dest.mkdir(parents=True, exist_ok=True)
+    for log in tmp.glob("*/worker.log"):
+        shutil.copy(log, dest / f"{log.parent.name}.log")
 
 
 def assert_users_collection(worker: WorkerProcess, registry: Registry,
