@@ -39,8 +39,8 @@ from streams.process import WorkerProcess
 from streams.stores import EdgeStore
 from streams.topics import GENERATIONS, SONG_ENGAGERS_TABLE, USER_STATE_TABLE
 
-from .test_reliability import drained
-from .test_worker import interaction, read_all, send, song
+from .test_reliability import drained, stable_candidates
+from .test_worker import interaction, send, song
 from .workers import make_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -121,12 +121,7 @@ def assert_consistent(worker: WorkerProcess, registry: Registry, bs: str, prefix
     assert worker.process.poll() is None, worker.log()
     assert "We experienced a crash" not in worker.log_path.read_text(errors="replace")
 
-    cands = [orjson.loads(v) for v in read_all(bs, f"{prefix}.candidates", idle=1.0)]
-    by_id: dict[str, set] = {}
-    for c in cands:
-        by_id.setdefault(c["candidate_id"], set()).add((c["song_id"], c["user_id"],
-                                                        c["model_version"]))
-    assert all(len(v) == 1 for v in by_id.values())  # duplicates only as identical ids
+    cands = stable_candidates(bs, f"{prefix}.candidates")
     reached = {c["song_id"] for c in cands}
     missing = {s["song_id"] for s in feed.songs if s["song_id"] not in reached}
     # A peer has an embedded store of its own (no Qdrant server here, see test_scale_out):

@@ -43,6 +43,18 @@ def drained(worker: WorkerProcess, topics: list[str], settle: float = 2.0,
     raise TimeoutError(f"lag did not drain: {lags}\n{worker.log()}")
 
 
+def stable_candidates(bootstrap: str, topic: str) -> list[dict]:
+    """Every candidate on ``topic``, after checking that a repeated ``candidate_id`` always
+    names the same (song, user, model version): duplicates only as identical ids."""
+    cands = [orjson.loads(v) for v in read_all(bootstrap, topic, idle=1.0)]
+    by_id: dict[str, set] = {}
+    for c in cands:
+        by_id.setdefault(c["candidate_id"], set()).add((c["song_id"], c["user_id"],
+                                                        c["model_version"]))
+    assert all(len(v) == 1 for v in by_id.values())
+    return cands
+
+
 def test_kill_9_rounds_lose_nothing_and_duplicate_nothing(
         broker: EmbeddedBroker, model_registry: Registry, tmp_path: Path) -> None:
     bs, p = broker.bootstrap, "crash"
@@ -92,12 +104,7 @@ def test_kill_9_rounds_lose_nothing_and_duplicate_nothing(
         assert got == dict(per_user)  # every interaction counted exactly once
     finally:
         store.close()
-    cands = [orjson.loads(v) for v in read_all(bs, f"{p}.candidates", idle=1.0)]
-    by_id: dict[str, set] = {}
-    for c in cands:
-        by_id.setdefault(c["candidate_id"], set()).add((c["song_id"], c["user_id"],
-                                                        c["model_version"]))
-    assert all(len(v) == 1 for v in by_id.values())  # duplicates only as identical ids
+    cands = stable_candidates(bs, f"{p}.candidates")
     # songs that arrived after users existed all reached listeners (earlier ones had nobody)
     assert {s["song_id"] for s in late} <= {c["song_id"] for c in cands}
 
