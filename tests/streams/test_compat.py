@@ -145,3 +145,29 @@ def test_shim_fails_loudly_rather_than_under_report(broker: EmbeddedBroker) -> N
     asyncio.run(ensure_topics(broker.bootstrap, ["compat.missing"], partitions=1))
     with pytest.raises(EndOffsetUnavailable, match=r"compat.missing\[0\]@41"):
         asyncio.run(true_end_offsets(broker.bootstrap, {tp: 42}, deadline_s=1.0))
+
+
+def test_fetch_responses_carry_the_true_highwater(broker: EmbeddedBroker) -> None:
+    """Faust's other end-offset path, ``consumer.highwater(tp)`` (its stream monitor), reads
+    the highwater of fetch responses: Tansu gets that one right, so it needs no shim."""
+    async def run() -> tuple[int, int | None]:
+        await ensure_topics(broker.bootstrap, ["compat.hw"], partitions=1)
+        for batch in range(3):
+            await produce(broker.bootstrap, "compat.hw",
+                          [(b"k", b"v%d-%d" % (batch, i)) for i in range(5)])
+        tp = TopicPartition("compat.hw", 0)
+        consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=None,
+                                    auto_offset_reset="earliest", fetch_max_wait_ms=20)
+        await consumer.start()
+        try:
+            consumer.assign([tp])
+            seen = 0
+            while seen < 15:
+                seen += sum(len(r) for r in (await consumer.getmany(timeout_ms=1000)).values())
+            return (await consumer.end_offsets([tp]))[tp], consumer.highwater(tp)
+        finally:
+            await consumer.stop()
+
+    listed, fetched = asyncio.run(run())
+    assert fetched == 15
+    assert listed < 15  # ListOffsets is the path that needs true_end_offsets
