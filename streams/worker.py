@@ -9,16 +9,20 @@ from pathlib import Path
 
 import faust
 
+from encoders.artifacts import ArtifactError
 from encoders.provisional import ensure_model
 
 from .app import create_app
 from .broker import EmbeddedBroker, changelog_topics, client_config, ensure_topics
+from .codecs import disable_codecs
 from .context import WorkerContext
+from .errors import ModelArtifactError
 from .lag import LagMonitor
 from .metrics import Metrics, serve
 from .settings import Settings
 from .stores import FaultInjectingStore, MeteredStore, open_store
 from .topics import TABLES
+from .versions import check_client_versions
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +61,11 @@ class ColdstreamWorker(faust.Worker):
 
 def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
     """Run one worker in the foreground until SIGINT/SIGTERM; clean up everything it started."""
+    untested = check_client_versions(settings.allow_untested_client_versions)
+    if untested:
+        log.warning("running on untested client versions (allowed by setting): %s", untested)
+    if settings.test_without_codecs:
+        disable_codecs(settings.test_without_codecs)
     with ExitStack() as stack:
         if bootstrap is None:
             bootstrap = settings.kafka_bootstrap or start_embedded_broker(settings, stack)
@@ -71,7 +80,10 @@ def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
         ctx = WorkerContext(settings, store, metrics)
         ctx.bootstrap = bootstrap
         stack.callback(ctx.close)
-        version = settings.model_version or ensure_model(ctx.registry)
+        try:
+            version = settings.model_version or ensure_model(ctx.registry)
+        except ArtifactError as exc:  # e.g. no model and no [train] extra to build one
+            raise ModelArtifactError(str(exc)) from None
         ctx.load(version)
         port = serve(metrics, settings.metrics_host, settings.metrics_port)
         if port:
@@ -79,6 +91,7 @@ def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
         app = create_app(settings, ctx, bootstrap)
         app.consumer.on_guard = lambda reason: metrics.consumer_guard.labels(reason=reason).inc()
         app.consumer.drop_fetches = settings.test_drop_fetches
+        app.consumer.on_unreadable = metrics.unreadable
         lag = LagMonitor(bootstrap, settings.app_id, settings.input_topics(), metrics,
                          correct_end_offsets=settings.tansu_compat, **client_config(settings))
 
