@@ -32,8 +32,9 @@ class UntestedClientVersions(ColdstreamError):
     kind = "untested_versions"
 
 
-def installed(lookup: Callable[[str], str] = version) -> dict[str, str | None]:
+def installed(lookup: Callable[[str], str] | None = None) -> dict[str, str | None]:
     """Installed version of each pinned distribution (None when it is missing)."""
+    lookup = lookup or version
     found: dict[str, str | None] = {}
     for name in PROVEN:
         try:
@@ -48,7 +49,7 @@ def mismatches(found: Mapping[str, str | None]) -> dict[str, str | None]:
 
 
 def check_client_versions(allow_untested: bool,
-                          lookup: Callable[[str], str] = version) -> dict[str, str | None]:
+                          lookup: Callable[[str], str] | None = None) -> dict[str, str | None]:
     """Raise :class:`UntestedClientVersions` unless the proven versions are installed.
 
     With ``allow_untested`` the mismatches are returned (the caller logs a warning) instead.
