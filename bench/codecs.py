@@ -113,13 +113,28 @@ def cpu_cost(values: list[bytes], per_batch: int) -> dict[str, dict[str, float]]
     return out
 
 
-def run(mode: Mode, n_new: int | None = None, rate: float = 5.0, n_songs: int | None = None,
-        n_users: int | None = None, models: Path = DEFAULT_MODELS) -> Report:
+async def candidate_values(bs: str, topic: str) -> list[bytes]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bs, group_id=None,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        values: list[bytes] = []
+        for _ in range(10):
+            for records in (await consumer.getmany(timeout_ms=300)).values():
+                values += [r.value for r in records]
+        return values
+    finally:
+        await consumer.stop()
+
+
+def run(mode: Mode, n_new: int | None = None, rate: float = 2.0, n_songs: int | None = None,
+        n_users: int | None = None, models: Path = DEFAULT_MODELS, rounds: int = 2) -> Report:
     n_new = n_new or (20 if mode == "quick" else 100)
     n_songs = n_songs or (2_000 if mode == "quick" else 20_000)
     n_users = n_users or (1_000 if mode == "quick" else 10_000)
     default = Settings().kafka_compression
-    rep = Report("codecs", mode, {"new_songs_per_codec": n_new, "rate_per_s": rate,
+    rep = Report("codecs", mode, {"new_songs_per_codec": n_new * rounds, "rounds": rounds,
+                                  "rate_per_s": rate,
                                   "catalogue_songs": n_songs, "users": n_users,
                                   "default": default, "input": "text-only new songs"})
     start = time.perf_counter()
@@ -129,54 +144,48 @@ def run(mode: Mode, n_new: int | None = None, rate: float = 5.0, n_songs: int | 
     out_wire: dict[str, dict[str, int]] = {}
     in_lat: dict[str, list[float]] = {}
     values: list[bytes] = []
+    orders = [list(CODECS), list(reversed(CODECS))][:rounds]  # interleaved: drift cancels
     try:
         cat = live.build_catalogue(model, n_songs, n_users)
         rep.extra.update(live.write_catalogue(cat, model, tmp / "data"))
         with EmbeddedBroker(log_path=tmp / "tansu.log") as broker:
             bs = broker.bootstrap
-            for codec in CODECS:  # 1. the worker's own output codec
-                prefix = f"co{codec}"
-                t = live.topics(prefix)
-                worker = live.Worker(bs, models, tmp / "data", prefix,
-                                     extra_env={"COLDSTREAM_KAFKA_COMPRESSION": codec})
-                worker.start()
-                try:
-                    news = [(ev["song_id"], orjson.dumps(ev)) for ev in (
-                        live.song_event(i, i % len(live.GENRES), new=True, prefix=f"{prefix}-")
-                        for i in range(n_new))]
-                    sent, got = asyncio.run(paced_round_trip(bs, t["songs"], t["candidates"],
-                                                             news, rate))
-                finally:
-                    worker.stop()
-                out_lat[codec] = [got[k] - sent[k] for k in got]
-                out_wire[codec] = asyncio.run(read_wire(bs, t["candidates"])).get(codec, {})
-                if codec == "none":
-                    async def grab(topic: str = t["candidates"]) -> list[bytes]:
-                        c = AIOKafkaConsumer(topic, bootstrap_servers=bs, group_id=None,
-                                             auto_offset_reset="earliest")
-                        await c.start()
-                        try:
-                            got_values: list[bytes] = []
-                            for _ in range(10):
-                                for recs in (await c.getmany(timeout_ms=300)).values():
-                                    got_values += [r.value for r in recs]
-                            return got_values
-                        finally:
-                            await c.stop()
-                    values = asyncio.run(grab())
+            for r, order in enumerate(orders):  # 1. the worker's own output codec
+                for codec in order:
+                    prefix = f"co{r}{codec}"
+                    t = live.topics(prefix)
+                    worker = live.Worker(bs, models, tmp / "data", prefix,
+                                         extra_env={"COLDSTREAM_KAFKA_COMPRESSION": codec})
+                    worker.start()
+                    try:
+                        news = [(ev["song_id"], orjson.dumps(ev)) for ev in (
+                            live.song_event(i, i % len(live.GENRES), new=True,
+                                            prefix=f"{prefix}-") for i in range(n_new))]
+                        sent, got = asyncio.run(paced_round_trip(
+                            bs, t["songs"], t["candidates"], news, rate))
+                    finally:
+                        worker.stop()
+                    out_lat.setdefault(codec, []).extend(got[k] - sent[k] for k in got)
+                    wire = asyncio.run(read_wire(bs, t["candidates"])).get(codec, {})
+                    total = out_wire.setdefault(codec, {"batches": 0, "records": 0, "bytes": 0})
+                    for key, value in wire.items():
+                        total[key] += value
+                    if codec == "none" and not values:
+                        values = asyncio.run(candidate_values(bs, t["candidates"]))
             prefix = "ci"  # 2. producers' codecs into one worker at the default
             t = live.topics(prefix)
             worker = live.Worker(bs, models, tmp / "data", prefix)
             worker.start()
             try:
-                for codec in CODECS:
-                    news = [(ev["song_id"], orjson.dumps(ev)) for ev in (
-                        live.song_event(i, i % len(live.GENRES), new=True,
-                                        prefix=f"ci-{codec}-") for i in range(n_new))]
-                    sent, got = asyncio.run(paced_round_trip(
-                        bs, t["songs"], t["candidates"], news, rate,
-                        compression=None if codec == "none" else codec))
-                    in_lat[codec] = [got[k] - sent[k] for k in got]
+                for r, order in enumerate(orders):
+                    for codec in order:
+                        news = [(ev["song_id"], orjson.dumps(ev)) for ev in (
+                            live.song_event(i, i % len(live.GENRES), new=True,
+                                            prefix=f"ci{r}-{codec}-") for i in range(n_new))]
+                        sent, got = asyncio.run(paced_round_trip(
+                            bs, t["songs"], t["candidates"], news, rate,
+                            compression=None if codec == "none" else codec))
+                        in_lat.setdefault(codec, []).extend(got[k] - sent[k] for k in got)
             finally:
                 worker.stop()
             in_wire = asyncio.run(read_wire(bs, t["songs"]))

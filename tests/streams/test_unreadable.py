@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import re
+import struct
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.consumer.fetcher import READ_UNCOMMITTED, PartitionRecords
 from aiokafka.errors import CorruptRecordException, RecordTooLargeError, UnsupportedCodecError
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from aiokafka.record.memory_records import MemoryRecords
 from aiokafka.structs import TopicPartition
 
 from encoders.artifacts import Registry
@@ -138,3 +143,35 @@ def test_an_unlocatable_error_is_raised_not_swallowed() -> None:
         UnreadableBatches().stop(FakeClient(), CorruptRecordException("Invalid CRC - ?"))
     assert [cause_of(e) for e in (UnsupportedCodecError(), CorruptRecordException(),
                                   RecordTooLargeError())] == ["codec", "corrupt", "too_large"]
+
+
+def batch(base: int, n: int) -> bytearray:
+    builder = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=0,
+                                        producer_id=-1, producer_epoch=-1, base_sequence=-1,
+                                        batch_size=1 << 20)
+    for i in range(n):
+        builder.append(i, timestamp=None, key=b"k", value=b"v%d" % i, headers=[])
+    raw = bytearray(builder.build())
+    struct.pack_into(">q", raw, 0, base)  # the broker assigns the base offset
+    return raw
+
+
+def test_a_corrupt_batch_is_located_at_its_first_offset_by_the_real_record_reader() -> None:
+    """aiokafka's own record iterator meets a CRC mismatch in the second batch of a fetch;
+    the partition stops at that batch, after the two good records before it."""
+    tp = TopicPartition("interactions", 1)
+    bad = batch(12, 2)
+    bad[-1] ^= 0xFF  # a flipped bit in the last record: the CRC no longer matches
+    records = PartitionRecords(tp, MemoryRecords(bytes(batch(10, 2) + bad)), [], 10, None,
+                               None, True, READ_UNCOMMITTED)
+    client = FakeClient()
+    client._fetcher._records[tp] = SimpleNamespace(_partition_records=records)
+    got = []
+    with pytest.raises(CorruptRecordException) as caught:
+        for record in records:
+            got.append(record.offset)
+    assert got == [10, 11]
+    event = UnreadableBatches().stop(client, caught.value)
+    assert (event.partition, event.offset, event.cause) == (1, 12, "corrupt")
+    assert client.sought == {tp: 12} and client.paused == {tp}
+    assert tp not in client._fetcher._records  # the broken fetch is dropped, not retried
