@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     )
     heartbeat_interval_s: float | None = Field(None, description="Default 1 s embedded, 3 s.")
     kafka_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
-        "lz4", description="Codec of the worker's own producers (candidates, DLQ, internal "
+        "zstd", description="Codec of the worker's own producers (candidates, DLQ, internal "
         "topics, changelogs). Input topics accept every codec whatever this says.")
     allow_untested_client_versions: bool = Field(
         False, description="Run although faust-streaming, mode-streaming or aiokafka differ "
