@@ -19,8 +19,10 @@ import jsonschema
 import orjson
 import pytest
 
+from bench.codecs import read_wire
 from encoders.artifacts import Registry
 from streams.broker import EmbeddedBroker, ensure_topics
+from streams.settings import Settings
 
 from .test_worker import interaction, song
 from .workers import make_worker
@@ -101,6 +103,9 @@ def test_librdkafka_producers_with_every_codec_reach_a_librdkafka_ranker(
     finally:
         watcher.close()
         assert worker.stop() == 0, worker.log()
+    # the worker's own output is compressed with COLDSTREAM_KAFKA_COMPRESSION (default zstd)
+    wire = asyncio.run(read_wire(bs, topics["candidates"]))
+    assert set(wire) == {Settings().kafka_compression} == {"zstd"}, wire
     record_property("first_candidate_ms", latency_ms)
     print(f"\nfirst candidate (ms) per producer codec: {latency_ms}")
 

@@ -74,3 +74,10 @@ def test_readme_settings_table_is_generated_from_the_settings() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     table = settings_table()
     assert table in readme, f"README's settings table is stale; paste this:\n{table}"
+
+
+def test_worker_output_compression_is_zstd_by_default_and_none_means_uncompressed() -> None:
+    assert Settings().producer_compression == "zstd"
+    assert Settings(kafka_compression="none").producer_compression is None
+    with pytest.raises(ValueError, match="kafka_compression"):
+        Settings(kafka_compression="brotli")
