@@ -22,11 +22,13 @@ SCENARIOS = {
     "scaling_users": "candidate generation cost vs number of users",
     "ingest": "interactions through a worker vs raw aiokafka; events/s curve",
     "new_song": "new song with 30 s audio -> first candidate latency, per-stage breakdown",
+    "codecs": "Kafka codecs: candidates' bytes on the wire and latency per worker codec; "
+              "producer codecs into one worker",
 }
 
 
 def run_one(name: str, mode: Mode, models: Path, done: dict[str, Report]) -> Report:
-    from . import encoders, ingest, latency, search, swap
+    from . import codecs, encoders, ingest, latency, search, swap
 
     if name == "encoders":
         return encoders.run(mode, models=models)
@@ -41,6 +43,8 @@ def run_one(name: str, mode: Mode, models: Path, done: dict[str, Report]) -> Rep
         return ingest.run(mode, models=models)
     if name == "new_song":
         return latency.run(mode, models=models)
+    if name == "codecs":
+        return codecs.run(mode, models=models)
     raise typer.BadParameter(f"unknown scenario {name!r}; one of {', '.join(SCENARIOS)}")
 
 

@@ -25,6 +25,7 @@ from .models import DEFAULT_MODELS
 async def paced_round_trip(bs: str, send_topic: str, recv_topic: str,
                            values: list[tuple[str, bytes]], rate: float,
                            settle: float = 10.0, fetch_wait_ms: int = 10,
+                           compression: str | None = None,
                            ) -> tuple[dict[str, float], dict[str, float]]:
     """Send (id, value) at ``rate``/s; return send times and first-arrival times by id.
 
@@ -33,7 +34,8 @@ async def paced_round_trip(bs: str, send_topic: str, recv_topic: str,
     consumer = AIOKafkaConsumer(recv_topic, bootstrap_servers=bs, group_id=None,
                                 enable_auto_commit=False, auto_offset_reset="earliest",
                                 fetch_max_wait_ms=fetch_wait_ms)
-    producer = AIOKafkaProducer(bootstrap_servers=bs, acks=1, linger_ms=0)
+    producer = AIOKafkaProducer(bootstrap_servers=bs, acks=1, linger_ms=0,
+                                compression_type=compression)
     await consumer.start()
     await producer.start()
     sent: dict[str, float] = {}

@@ -12,19 +12,35 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from .artifacts import AudioSpec, FusionSpec, Manifest, Registry, TextSpec, UserSpec
+from .artifacts import (
+    ArtifactError,
+    AudioSpec,
+    FusionSpec,
+    Manifest,
+    Registry,
+    TextSpec,
+    UserSpec,
+)
 from .artifacts import write_manifest as _write_manifest
-from .export import export_onnx
 from .features import MelConfig
-from .modules import MeanPooledText, SpectralSummary
+
+if TYPE_CHECKING:  # torch is the [train] extra: a serving worker never imports it
+    import torch
 
 log = logging.getLogger(__name__)
 
 PROVISIONAL_VERSION = "v0-provisional"
 TEXT_DIM = 384
+#: What to run when there is no model and torch is missing (one line, shown to the operator).
+NEEDS_TRAIN = ("no published model in {path}, and building the provisional one (MiniLM "
+               "exported to ONNX) needs the training extra: run  pip install 'coldstream[train]'"
+               "  once, or publish a model there (coldstream train / coldstream models promote)")
+
+
+class ProvisionalNeedsTraining(ArtifactError):
+    """No model to serve, and the exporter's dependencies (torch) are not installed."""
 
 
 def minilm_dir() -> Path:
@@ -45,6 +61,10 @@ def load_minilm() -> torch.nn.Module:
 
 
 def export_text_tower(module: torch.nn.Module, folder: Path, name: str = "text.onnx") -> str:
+    import torch
+
+    from .export import export_onnx
+
     example = {"input_ids": torch.randint(1000, 5000, (2, 12)),
                "attention_mask": torch.ones(2, 12, dtype=torch.int64)}
     example["attention_mask"][1, 8:] = 0
@@ -56,6 +76,10 @@ def export_text_tower(module: torch.nn.Module, folder: Path, name: str = "text.o
 
 def export_audio_tower(module: torch.nn.Module, folder: Path, n_mels: int,
                        name: str = "audio.onnx") -> str:
+    import torch
+
+    from .export import export_onnx
+
     example = {"logmel": torch.randn(2, 40, n_mels), "mask": torch.ones(2, 40)}
     example["mask"][1, 30:] = 0
     export_onnx(module, example, folder / name, "audio_vector",
@@ -65,6 +89,10 @@ def export_audio_tower(module: torch.nn.Module, folder: Path, n_mels: int,
 
 def build_provisional(registry: Registry, version: str = PROVISIONAL_VERSION) -> Manifest:
     """Export both towers, write the manifest, publish atomically and make it current."""
+    try:
+        from .modules import MeanPooledText, SpectralSummary
+    except ImportError as exc:
+        raise ProvisionalNeedsTraining(NEEDS_TRAIN.format(path=registry.root)) from exc
     start = time.perf_counter()
     mel = MelConfig()
     with registry.staging(version) as folder:

@@ -49,6 +49,7 @@ def create_app(settings: Settings, ctx: WorkerContext, bootstrap: str) -> faust.
         broker_heartbeat_interval=settings.effective_heartbeat_s,
         broker_commit_every=100,
         broker_commit_interval=1.0,
+        producer_compression_type=settings.producer_compression,  # candidates, DLQ, changelogs
         consumer_auto_offset_reset="earliest",
         web_enabled=False,
         autodiscover=False,

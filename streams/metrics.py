@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client import start_http_server as _start_http_server
@@ -75,6 +76,16 @@ class Metrics:
             "gap: offsets proven absent; "
             "log_start: nothing committed yet, read from the log start).",
             ["reason"], registry=r)
+        self.unreadable_batches = Counter(
+            "coldstream_unreadable_batches",
+            "Fetched batches the worker could not read, by topic and cause (codec: its "
+            "library is missing; corrupt: CRC mismatch; too_large: over the fetch limit). "
+            "The partition stops there; nothing is skipped.",
+            ["topic", "cause"], registry=r)
+        self.unreadable_partitions = Gauge(
+            "coldstream_unreadable_partitions",
+            "Partitions stopped at a batch the worker cannot read, by topic (until restart).",
+            ["topic"], registry=r)
         self.ready = Gauge(
             "coldstream_worker_ready", "1 once tables are recovered and agents consume.",
             registry=r)
@@ -98,6 +109,11 @@ class Metrics:
             yield
         finally:
             self.stage_seconds.labels(stage=name).observe(time.perf_counter() - start)
+
+    def unreadable(self, event: Any, stopped_in_topic: int) -> None:
+        """A partition stopped at an unreadable batch (streams.unreadable)."""
+        self.unreadable_batches.labels(topic=event.topic, cause=event.cause).inc()
+        self.unreadable_partitions.labels(topic=event.topic).set(stopped_in_topic)
 
     @contextmanager
     def store_call(self, op: str) -> Iterator[None]:

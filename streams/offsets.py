@@ -35,6 +35,8 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
 
+from .unreadable import UNREADABLE, UnreadableBatches
+
 log = logging.getLogger(__name__)
 
 #: ``(start, end)``: offsets ``start <= o < end`` that the broker has no record for.
@@ -155,6 +157,9 @@ class GuardedConsumerMixin:
     on_guard: Callable[[str], None] | None = None
     #: Test hook: discard this many non-empty fetch results after the client consumed them.
     drop_fetches: int = 0
+    #: Called with (Unreadable, stopped partitions of its topic) when a partition stops at a
+    #: batch it cannot read (streams.unreadable).
+    on_unreadable: Callable[[Any, int], None] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.guard = OffsetGuard()
@@ -363,10 +368,23 @@ class GuardedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
     in_flight = 0
 
-    async def _fetch_records(self, *args: Any, **kwargs: Any) -> Any:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.unreadable = UnreadableBatches()
+        self.unreadable.on_stop = self._unreadable_stopped
+
+    def _unreadable_stopped(self, event: Any, stopped: int) -> None:
+        report = getattr(self.consumer, "on_unreadable", None)  # set once the app is built
+        if report is not None:
+            report(event, stopped)
+
+    async def _fetch_records(self, consumer: Any, *args: Any, **kwargs: Any) -> Any:
         self.in_flight += 1
         try:
-            return await super()._fetch_records(*args, **kwargs)
+            return await super()._fetch_records(consumer, *args, **kwargs)
+        except UNREADABLE as exc:  # stop that partition and alert (streams.unreadable)
+            self.unreadable.stop(consumer, exc)
+            return {}
         finally:
             self.in_flight -= 1
 

@@ -45,6 +45,12 @@ class Settings(BaseSettings):
         None, description="Consumer session timeout; default 6 s embedded, 30 s external."
     )
     heartbeat_interval_s: float | None = Field(None, description="Default 1 s embedded, 3 s.")
+    kafka_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
+        "zstd", description="Codec of the worker's own producers (candidates, DLQ, internal "
+        "topics, changelogs). Input topics accept every codec whatever this says.")
+    allow_untested_client_versions: bool = Field(
+        False, description="Run although faust-streaming, mode-streaming or aiokafka differ "
+        "from the versions the offset guard was proven on (streams/versions.py).")
 
     topic_songs: str = "songs.new"
     topic_interactions: str = "interactions"
@@ -69,6 +75,9 @@ class Settings(BaseSettings):
     test_drop_fetches: int = Field(
         0, ge=0, description="Test hook: discard this many fetched batches behind Faust's back "
         "(as a fetch orphaned by a rebalance does), to prove the offset guard re-reads them.")
+    test_without_codecs: tuple[str, ...] = Field(
+        (), description="Test hook: codecs (snappy, lz4, zstd) the worker's Kafka client "
+        "behaves as if their library were missing, to prove unreadable batches stop and alert.")
     data_dir: Path = Field(Path(".coldstream"), description="Embedded state: vectors, models.")
 
     # --- Models ------------------------------------------------------------------------------
@@ -115,6 +124,11 @@ class Settings(BaseSettings):
         if self.broker_compat == "auto":
             return self.embedded_broker
         return self.broker_compat == "tansu"
+
+    @property
+    def producer_compression(self) -> str | None:
+        """The codec as Faust/aiokafka spell it (None: uncompressed)."""
+        return None if self.kafka_compression == "none" else self.kafka_compression
 
     @property
     def models_path(self) -> Path:

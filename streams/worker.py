@@ -9,17 +9,21 @@ from pathlib import Path
 
 import faust
 
+from encoders.artifacts import ArtifactError
 from encoders.provisional import ensure_model
 
 from .app import create_app
 from .broker import EmbeddedBroker, changelog_topics, client_config, ensure_topics
+from .codecs import disable_codecs
 from .context import WorkerContext
+from .errors import ModelArtifactError
 from .lag import LagMonitor
 from .metrics import Metrics, serve
 from .monotone_tables import MonotoneTable
 from .settings import Settings
 from .stores import MeteredStore, open_store
 from .topics import TABLES
+from .versions import check_client_versions
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +64,11 @@ def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
     """Run one worker in the foreground until SIGINT/SIGTERM; clean up everything it started.
 
     Exits non-zero (SystemExit) when the worker crashed, so a supervisor restarts it."""
+    untested = check_client_versions(settings.allow_untested_client_versions)
+    if untested:
+        log.warning("running on untested client versions (allowed by setting): %s", untested)
+    if settings.test_without_codecs:
+        disable_codecs(settings.test_without_codecs)
     code = 0
     with ExitStack() as stack:
         if bootstrap is None:
@@ -77,7 +86,10 @@ def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
         ctx = WorkerContext(settings, store, metrics)
         ctx.bootstrap = bootstrap
         stack.callback(ctx.close)
-        version = settings.model_version or ensure_model(ctx.registry)
+        try:
+            version = settings.model_version or ensure_model(ctx.registry)
+        except ArtifactError as exc:  # e.g. no model and no [train] extra to build one
+            raise ModelArtifactError(str(exc)) from None
         ctx.load(version)
         port = serve(metrics, settings.metrics_host, settings.metrics_port)
         if port:
@@ -87,6 +99,7 @@ def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
         app.consumer.drop_fetches = settings.test_drop_fetches
         MonotoneTable.on_stale = (
             lambda table, n: metrics.table_stale.labels(table=table).inc(n))
+        app.consumer.on_unreadable = metrics.unreadable
         lag = LagMonitor(bootstrap, settings.app_id, settings.input_topics(), metrics,
                          correct_end_offsets=settings.tansu_compat, **client_config(settings))
 

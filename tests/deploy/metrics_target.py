@@ -65,6 +65,8 @@ def record_samples(metrics: Metrics) -> None:
     metrics.consumer_guard.labels(reason="undelivered").inc(2)
     metrics.consumer_guard.labels(reason="log_start").inc(4)
     metrics.table_stale.labels(table="user_state").inc(1)
+    metrics.unreadable_batches.labels(topic="songs.new", cause="codec").inc()
+    metrics.unreadable_partitions.labels(topic="songs.new").set(1)
     metrics.model_swaps.labels(result="ok").inc()
     metrics.model_swaps.labels(result="refused").inc()
     metrics.model_swap_seconds.observe(12.0)

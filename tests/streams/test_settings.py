@@ -57,3 +57,27 @@ def test_dead_letters_carry_the_reason_not_the_settings() -> None:
     letter = dead_letter(b"x" * 10, "songs.new", 2, 41, StoreError("boom"))
     assert letter.error_kind == "store" and letter.source_offset == 41
     assert letter.original_size == 10
+
+
+def settings_table() -> str:
+    """The README's settings table, as generated from the Settings fields."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = "unset" if field.default is None else str(field.default)
+        rows.append(f"| `COLDSTREAM_{name.upper()}` | `{default}` | {field.description or ''} |")
+    return "\n".join(rows) + "\n"
+
+
+def test_readme_settings_table_is_generated_from_the_settings() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = settings_table()
+    assert table in readme, f"README's settings table is stale; paste this:\n{table}"
+
+
+def test_worker_output_compression_is_zstd_by_default_and_none_means_uncompressed() -> None:
+    assert Settings().producer_compression == "zstd"
+    assert Settings(kafka_compression="none").producer_compression is None
+    with pytest.raises(ValueError, match="kafka_compression"):
+        Settings(kafka_compression="brotli")
