@@ -18,6 +18,7 @@ import struct
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
@@ -127,93 +128,113 @@ async def candidate_values(bs: str, topic: str) -> list[bytes]:
         await consumer.stop()
 
 
+def new_songs(prefix: str, n: int) -> list[tuple[str, bytes]]:
+    return [(ev["song_id"], orjson.dumps(ev)) for ev in (
+        live.song_event(i, i % len(live.GENRES), new=True, prefix=prefix) for i in range(n))]
+
+
+@dataclass
+class OutputRuns:
+    """The worker's own output codec: first-candidate latency and candidate bytes per codec."""
+
+    latency: dict[str, list[float]] = field(default_factory=dict)
+    wire: dict[str, dict[str, int]] = field(default_factory=dict)
+    values: list[bytes] = field(default_factory=list)  # uncompressed candidates, for CPU cost
+
+
+def measure_output(bs: str, models: Path, data: Path, orders: list[list[str]], n_new: int,
+                   rate: float) -> OutputRuns:
+    out = OutputRuns()
+    for r, order in enumerate(orders):
+        for codec in order:
+            prefix = f"co{r}{codec}"
+            t = live.topics(prefix)
+            worker = live.Worker(bs, models, data, prefix,
+                                 extra_env={"COLDSTREAM_KAFKA_COMPRESSION": codec})
+            worker.start()
+            try:
+                sent, got = asyncio.run(paced_round_trip(
+                    bs, t["songs"], t["candidates"], new_songs(f"{prefix}-", n_new), rate))
+            finally:
+                worker.stop()
+            out.latency.setdefault(codec, []).extend(got[k] - sent[k] for k in got)
+            wire = asyncio.run(read_wire(bs, t["candidates"])).get(codec, {})
+            total = out.wire.setdefault(codec, {"batches": 0, "records": 0, "bytes": 0})
+            for key, value in wire.items():
+                total[key] += value
+            if codec == "none" and not out.values:
+                out.values = asyncio.run(candidate_values(bs, t["candidates"]))
+    return out
+
+
+def measure_input(bs: str, models: Path, data: Path, orders: list[list[str]], n_new: int,
+                  rate: float) -> tuple[dict[str, list[float]], dict[str, dict[str, int]]]:
+    """Producers' codecs into one worker at the default: latency and song bytes per codec."""
+    prefix = "ci"
+    t = live.topics(prefix)
+    latency: dict[str, list[float]] = {}
+    worker = live.Worker(bs, models, data, prefix)
+    worker.start()
+    try:
+        for r, order in enumerate(orders):
+            for codec in order:
+                sent, got = asyncio.run(paced_round_trip(
+                    bs, t["songs"], t["candidates"], new_songs(f"ci{r}-{codec}-", n_new), rate,
+                    compression=None if codec == "none" else codec))
+                latency.setdefault(codec, []).extend(got[k] - sent[k] for k in got)
+    finally:
+        worker.stop()
+    return latency, asyncio.run(read_wire(bs, t["songs"]))
+
+
+def codec_rows(what: str, latency: dict[str, list[float]], wire: dict[str, dict[str, int]],
+               counts_candidates: bool) -> list[dict]:
+    """One row per codec with same-run ratios against ``none``."""
+    base = wire.get("none", {})
+    base_per = ratio(base.get("bytes"), base.get("records"))
+    base_p50 = ms(latency.get("none", []))["p50_ms"]
+    rows = []
+    for codec in CODECS:
+        w, lat = wire.get(codec, {}), ms(latency.get(codec, []))
+        per = ratio(w.get("bytes"), w.get("records"))
+        rows.append({"what": f"{what} {codec}",
+                     "candidates": w.get("records") if counts_candidates else None,
+                     "batches": w.get("batches"), "bytes": w.get("bytes"),
+                     "bytes_per_candidate": per, "x_bytes": ratio(per, base_per),
+                     **lat, "x_p50": ratio(lat["p50_ms"], base_p50)})
+    return rows
+
+
 def run(mode: Mode, n_new: int | None = None, rate: float = 2.0, n_songs: int | None = None,
         n_users: int | None = None, models: Path = DEFAULT_MODELS, rounds: int = 2) -> Report:
     n_new = n_new or (20 if mode == "quick" else 100)
     n_songs = n_songs or (2_000 if mode == "quick" else 20_000)
     n_users = n_users or (1_000 if mode == "quick" else 10_000)
-    default = Settings().kafka_compression
     rep = Report("codecs", mode, {"new_songs_per_codec": n_new * rounds, "rounds": rounds,
                                   "rate_per_s": rate,
                                   "catalogue_songs": n_songs, "users": n_users,
-                                  "default": default, "input": "text-only new songs"})
+                                  "default": Settings().kafka_compression,
+                                  "input": "text-only new songs"})
     start = time.perf_counter()
     model = loaded(models)
     tmp = Path(tempfile.mkdtemp(prefix="coldstream-bench-codecs-"))
-    out_lat: dict[str, list[float]] = {}
-    out_wire: dict[str, dict[str, int]] = {}
-    in_lat: dict[str, list[float]] = {}
-    values: list[bytes] = []
     orders = [list(CODECS), list(reversed(CODECS))][:rounds]  # interleaved: drift cancels
     try:
         cat = live.build_catalogue(model, n_songs, n_users)
         rep.extra.update(live.write_catalogue(cat, model, tmp / "data"))
         with EmbeddedBroker(log_path=tmp / "tansu.log") as broker:
-            bs = broker.bootstrap
-            for r, order in enumerate(orders):  # 1. the worker's own output codec
-                for codec in order:
-                    prefix = f"co{r}{codec}"
-                    t = live.topics(prefix)
-                    worker = live.Worker(bs, models, tmp / "data", prefix,
-                                         extra_env={"COLDSTREAM_KAFKA_COMPRESSION": codec})
-                    worker.start()
-                    try:
-                        news = [(ev["song_id"], orjson.dumps(ev)) for ev in (
-                            live.song_event(i, i % len(live.GENRES), new=True,
-                                            prefix=f"{prefix}-") for i in range(n_new))]
-                        sent, got = asyncio.run(paced_round_trip(
-                            bs, t["songs"], t["candidates"], news, rate))
-                    finally:
-                        worker.stop()
-                    out_lat.setdefault(codec, []).extend(got[k] - sent[k] for k in got)
-                    wire = asyncio.run(read_wire(bs, t["candidates"])).get(codec, {})
-                    total = out_wire.setdefault(codec, {"batches": 0, "records": 0, "bytes": 0})
-                    for key, value in wire.items():
-                        total[key] += value
-                    if codec == "none" and not values:
-                        values = asyncio.run(candidate_values(bs, t["candidates"]))
-            prefix = "ci"  # 2. producers' codecs into one worker at the default
-            t = live.topics(prefix)
-            worker = live.Worker(bs, models, tmp / "data", prefix)
-            worker.start()
-            try:
-                for r, order in enumerate(orders):
-                    for codec in order:
-                        news = [(ev["song_id"], orjson.dumps(ev)) for ev in (
-                            live.song_event(i, i % len(live.GENRES), new=True,
-                                            prefix=f"ci{r}-{codec}-") for i in range(n_new))]
-                        sent, got = asyncio.run(paced_round_trip(
-                            bs, t["songs"], t["candidates"], news, rate,
-                            compression=None if codec == "none" else codec))
-                        in_lat.setdefault(codec, []).extend(got[k] - sent[k] for k in got)
-            finally:
-                worker.stop()
-            in_wire = asyncio.run(read_wire(bs, t["songs"]))
+            out = measure_output(broker.bootstrap, models, tmp / "data", orders, n_new, rate)
+            in_lat, in_wire = measure_input(broker.bootstrap, models, tmp / "data", orders,
+                                            n_new, rate)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    base = out_wire.get("none", {})
-    base_per = ratio(base.get("bytes"), base.get("records"))
-    base_p50 = ms(out_lat.get("none", []))["p50_ms"]
-    for codec in CODECS:
-        w, lat = out_wire.get(codec, {}), ms(out_lat.get(codec, []))
-        per = ratio(w.get("bytes"), w.get("records"))
-        rep.rows.append({"what": f"worker output {codec}", "candidates": w.get("records"),
-                         "batches": w.get("batches"), "bytes": w.get("bytes"),
-                         "bytes_per_candidate": per, "x_bytes": ratio(per, base_per),
-                         **lat, "x_p50": ratio(lat["p50_ms"], base_p50)})
-    in_base = ratio(in_wire.get("none", {}).get("bytes"), in_wire.get("none", {}).get("records"))
-    in_p50 = ms(in_lat.get("none", []))["p50_ms"]
-    for codec in CODECS:
-        w, lat = in_wire.get(codec, {}), ms(in_lat.get(codec, []))
-        per = ratio(w.get("bytes"), w.get("records"))
-        rep.rows.append({"what": f"producer input {codec}", "candidates": None,
-                         "batches": w.get("batches"), "bytes": w.get("bytes"),
-                         "bytes_per_candidate": per, "x_bytes": ratio(per, in_base),
-                         **lat, "x_p50": ratio(lat["p50_ms"], in_p50)})
-    if values:
+    rep.rows += codec_rows("worker output", out.latency, out.wire, counts_candidates=True)
+    rep.rows += codec_rows("producer input", in_lat, in_wire, counts_candidates=False)
+    if out.values:
+        base = out.wire.get("none", {})
         per_batch = max(1, round(ratio(base.get("records"), base.get("batches")) or 1))
-        rep.extra["cpu_per_batch"] = {"records": per_batch, **cpu_cost(values, per_batch)}
-        rep.extra["cpu_per_batch_50"] = cpu_cost(values, min(50, len(values)))
+        rep.extra["cpu_per_batch"] = {"records": per_batch, **cpu_cost(out.values, per_batch)}
+        rep.extra["cpu_per_batch_50"] = cpu_cost(out.values, min(50, len(out.values)))
     rep.notes.append("bytes: whole v2 record batches as fetched (headers included); "
                      "bytes_per_candidate of the input rows is per song")
     rep.seconds = time.perf_counter() - start
