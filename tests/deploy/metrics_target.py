@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 
 from streams.metrics import STAGES, Metrics, serve
+from streams.supervisor import SupervisorMetrics
 
 MODEL_VERSION = "v-test-1"
 #: Instant-query results the integration test expects (PromQL selector -> value).
@@ -75,9 +76,16 @@ def record_samples(metrics: Metrics) -> None:
     metrics.build.info({"version": "0.1.0"})
 
 
+def record_supervisor_samples(sup: SupervisorMetrics) -> None:
+    """`coldstream up`'s supervisor series (served on their own port in real life)."""
+    sup.restarts.labels(reason="exit:1").inc()
+    sup.up.set(1)
+
+
 def main(argv: list[str]) -> None:
     metrics = Metrics()
     record_samples(metrics)
+    record_supervisor_samples(SupervisorMetrics(metrics.registry))
     port = serve(metrics, "127.0.0.1", int(argv[1]))
     print(f"serving {port}", flush=True)
     sys.stdin.read()  # block until the parent closes our stdin (or dies)
