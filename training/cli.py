@@ -120,7 +120,8 @@ def model_registry(registry: Path | None) -> Registry:
 
 @app.command()
 def train(dataset: str = typer.Option("world:demo", help="As for evaluate"),
-          epochs: int = typer.Option(6, help="Joint (CF) epochs, after the alignment epochs"),
+          epochs: int = typer.Option(12, help="Most joint (CF) epochs, after the alignment "
+                                     "epochs; early stopping on validation picks fewer"),
           align_epochs: int = typer.Option(3, help="CLIP audio-text epochs (audio data only)"),
           seed: int = typer.Option(0),
           variant: str = typer.Option("full", help="full | no-contrastive | no-boundary | "
@@ -136,17 +137,26 @@ def train(dataset: str = typer.Option("world:demo", help="As for evaluate"),
           run_dir: Path = typer.Option(Path(".coldstream/runs"), help="Checkpoints + curve"),
           device: str = typer.Option("auto", help="auto (CUDA if present) | cpu | cuda"),
           evaluate_split: bool = typer.Option(True, "--evaluate/--no-evaluate",
-                                              help="Measure cold metrics on a held-out "
-                                              "split first (trains twice)"),
+                                              help="Measure cold metrics on held-out "
+                                              "splits first (one training per seed)"),
+          seeds: int = typer.Option(5, help="Seeds measured (seed .. seed+N-1): split and "
+                                    "init; reported as mean ± sd"),
+          tune: bool = typer.Option(False, help="Also pick the token cutoff and teacher "
+                                    "weight on validation (3x the training time)"),
           ) -> None:
-    """Train the towers; evaluate on the cold split; train on everything; publish."""
+    """Train the towers; measure them over seeds; train on everything; publish.
+
+    The measurement is the honest protocol: for each of ``--seeds`` seeds, a fresh cold-item
+    split and a fresh model early-stopped on that split's validation items (never the cold
+    test), then one cold-test measurement; the result is printed as mean ± sd. The published
+    model is trained on all data for the median of the selected epoch counts.
+    """
     from dataclasses import replace
 
     from .datasets import load_source
-    from .evaluate import evaluate as run_eval
+    from .protocol import over_seeds
     from .publish import announce, save
-    from .recommender import VARIANTS
-    from .split import cold_item_split
+    from .recommender import VARIANTS, make_variant
     from .tasks import TrainConfig
     from .train import plot_curve
     from .train import train as fit
@@ -157,15 +167,29 @@ def train(dataset: str = typer.Option("world:demo", help="As for evaluate"),
                   **VARIANTS[variant])
     data = load_source(dataset)
     metrics: dict[str, float] = {}
-    if evaluate_split:
-        from .recommender import GatedRecommender
+    if evaluate_split and seeds > 0:
+        def model(s: int):  # noqa: ANN202
+            return make_variant(variant, epochs=epochs, seed=s, align_epochs=align_epochs,
+                                tune=tune)
 
-        split = cold_item_split(data, seed=seed)
-        rec = GatedRecommender(cfg, name=f"coldstream[{variant}]", progress=True)
-        seg = run_eval(data, split, rec, segments=("cold",), seed=seed)["segments"]["cold"]
-        metrics = {f"cold_{k}": float(seg[k]) for k in
-                   ("recall@10", "recall@20", "ndcg@20", "hit@20", "precision@20")}
-        console.print(f"cold split: {metrics}")
+        def show(r: dict) -> None:
+            c = r["segments"]["cold"]
+            console.print(f"seed {r['seed']}: cold recall@20 {c['recall@20']:.3f} "
+                          f"ndcg@20 {c['ndcg@20']:.3f} (best epoch {r.get('best_epoch')}, "
+                          f"{r['wall_s']} s)", markup=False, soft_wrap=True)
+
+        rep = over_seeds(data, model, list(range(seed, seed + seeds)), on_result=show)
+        metrics = seed_metrics(rep)
+        console.print(seed_line(rep), markup=False, soft_wrap=True)
+        best = sorted(r["best_epoch"] for r in rep["runs"] if "best_epoch" in r)
+        if best:
+            cfg = replace(cfg, epochs=best[len(best) // 2])
+            if tune and rep["runs"][0].get("chosen"):
+                console.print("selected on validation: "
+                              + ", ".join(str(r.get("chosen")) for r in rep["runs"]),
+                              markup=False)
+        console.print(f"final model: {cfg.epochs} joint epochs (median selected on "
+                      "validation)", markup=False, soft_wrap=True)
     name = f"{dataset.replace(':', '-').replace('/', '_')}-{variant}-s{seed}"
     result = fit(data, cfg, device=device, checkpoint_dir=run_dir / name, resume=resume,
                  progress=True)
@@ -187,54 +211,67 @@ def ablate(dataset: str = typer.Option("world:demo", help="As for evaluate"),
            variants: str = typer.Option("full,no-contrastive,no-boundary,audio-only,text-only,"
                                         "no-tokens"),
            baselines: str = typer.Option("random,popularity,tag-popularity,item-knn-cf,"
-                                         "tag-knn,tfidf-knn,minilm-knn"),
-           epochs: int | None = typer.Option(None, help="Joint epochs (default: TrainConfig)"),
-           seed: int = typer.Option(0),
+                                         "tag-knn,tfidf-knn,minilm-knn,dropoutnet,heater,"
+                                         "clcrec,aldi"),
+           epochs: int | None = typer.Option(None, help="Most joint epochs (default: "
+                                             "TrainConfig; early stopping picks fewer)"),
+           seed: int = typer.Option(0, help="First seed"),
+           seeds: int = typer.Option(5, help="Seeds (split + init); tables are mean ± sd"),
+           tune: bool = typer.Option(False, help="Tune the trained variants on validation "
+                                     "(3 candidates, the baselines' budget)"),
            out: Path = typer.Option(Path("reports"), help="Folder for JSON + Markdown")) -> None:
-    """The ablation table: trained variants and baselines on one cold split."""
-    import time
+    """The ablation table: trained variants and baselines, mean ± sd over seeds."""
+    import json
 
     from . import report
     from .baselines import make_baseline
     from .datasets import load_source
-    from .evaluate import evaluate as run_eval
-    from .evaluate import split_summary
+    from .protocol import over_seeds
     from .recommender import make_variant
-    from .split import cold_item_split
 
     data = load_source(dataset)
-    split = cold_item_split(data, seed=seed)
-    models = [make_baseline(b.strip(), seed=seed) for b in baselines.split(",") if b.strip()]
-    models += [make_variant(v.strip(), epochs=epochs, seed=seed) for v in variants.split(",")
-               if v.strip()]
-    results = []
-    for m in models:
-        t0 = time.perf_counter()
-        res = run_eval(data, split, m, segments=("cold", "warm"), seed=seed)  # type: ignore[arg-type]
-        res["wall_s"] = round(time.perf_counter() - t0, 2)
-        console.print(f"{res['model']}: cold recall@20 "
-                      f"{res['segments']['cold']['recall@20']:.3f} ({res['wall_s']} s)",
-                      markup=False)
-        results.append(res)
-    rep = {"dataset": dataset, "summary": data.summary(), "split": split_summary(split),
-           "protocol": {"seed": seed, "epochs": epochs}, "results": results}
+    makers = [(b.strip(), lambda s, b=b.strip(): make_baseline(b, seed=s))
+              for b in baselines.split(",") if b.strip()]
+    makers += [(v.strip(), lambda s, v=v.strip(): make_variant(v, epochs=epochs, seed=s,
+                                                               tune=tune))
+               for v in variants.split(",") if v.strip()]
     out.mkdir(parents=True, exist_ok=True)
     stem = f"ablation-{dataset.replace(':', '-').replace('/', '_')}"
     js, md = out / f"{stem}.json", out / f"{stem}.md"
-    import json
-
-    js.write_text(json.dumps(rep, indent=1, default=float))
-    gated = [r for r in results if "delivery_gated" in r["segments"]["cold"]]
-    lines = ["", "**cold delivery through the boundary tower** (score >= boundary)", "",
-             "| model | deliveries | " + " | ".join(report.DELIVERY_METRICS) + " |",
-             "|---" * (len(report.DELIVERY_METRICS) + 2) + "|"]
-    for r in gated:
-        d = r["segments"]["cold"]["delivery_gated"]
-        lines.append(f"| {r['model']} | {d.get('deliveries', 0):.0f} | "
-                     + " | ".join(f"{d[k]:.3f}" for k in report.DELIVERY_METRICS) + " |")
-    md.write_text(report.markdown(rep, segments=("cold", "warm"))
-                  + ("\n".join(lines) + "\n" if gated else ""))
+    results = []
+    for _, make in makers:
+        rep = over_seeds(data, make, list(range(seed, seed + seeds)))
+        console.print(seed_line(rep), markup=False, soft_wrap=True)
+        results.append(rep)
+        doc = {"dataset": dataset, "summary": data.summary(),
+               "protocol": {"seeds": list(range(seed, seed + seeds)), "epochs": epochs,
+                            "tune": tune, "selection": "validation items only"},
+               "results": results}
+        js.write_text(json.dumps(doc, indent=1, default=float))  # written as it goes
+        md.write_text(report.seed_markdown(doc))
     console.print(f"wrote {js} and {md}")
+
+
+def seed_metrics(rep: dict) -> dict[str, float]:
+    """Manifest metrics: mean, sd and seed count of the cold headline metrics."""
+    out: dict[str, float] = {}
+    for k in ("recall@10", "recall@20", "ndcg@20", "hit@20", "precision@20"):
+        st = rep["summary"]["cold"][k]
+        out[f"cold_{k}"] = st["mean"]
+        out[f"cold_{k}_sd"] = st["sd"]
+    out["seeds"] = float(len(rep["runs"]))
+    return out
+
+
+def seed_line(rep: dict) -> str:
+    """One line: cold Recall@20 and NDCG@20 as mean ± sd over the seeds."""
+    from .protocol import mean_sd
+
+    c = rep["summary"]["cold"]
+    n = len(rep["runs"])
+    return (f"{rep['model']} over {n} seed{'s' if n > 1 else ''}: cold recall@20 "
+            f"{mean_sd(c['recall@20'])}, ndcg@20 {mean_sd(c['ndcg@20'])}, "
+            f"{rep['summary']['wall_s']['mean']:.0f} s per run")
 
 
 models_app = typer.Typer(help="List, promote and roll back model versions.",

@@ -11,6 +11,7 @@ from dataclasses import replace
 import numpy as np
 
 from .datasets.base import Dataset
+from .selection import Tuned, ValidationView
 from .tasks import TrainConfig
 from .train import TrainResult, train
 
@@ -26,7 +27,12 @@ VARIANTS: dict[str, dict] = {
 
 
 class TrainedRecommender:
-    """Trains on ``fit``'s training view, then scores with the learned vectors."""
+    """Trains on ``fit``'s training view, then scores with the learned vectors.
+
+    Given a validation view, the joint epochs early-stop on its NDCG@20.
+    """
+
+    wants_validation = True
 
     def __init__(self, cfg: TrainConfig | None = None, name: str = "coldstream",
                  progress: bool = False, device: str = "auto") -> None:
@@ -34,8 +40,9 @@ class TrainedRecommender:
         self.device = device
         self.result: TrainResult | None = None
 
-    def fit(self, train_data: Dataset) -> None:
-        self.result = train(train_data, self.cfg, device=self.device, progress=self.progress)
+    def fit(self, train_data: Dataset, validation: ValidationView | None = None) -> None:
+        self.result = train(train_data, self.cfg, device=self.device, progress=self.progress,
+                            validation=validation)
         self.items, self.users, self.bounds = self.result.tasks.embed_all()
 
     def score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -49,13 +56,33 @@ class GatedRecommender(TrainedRecommender):
         return self.bounds[users]
 
 
+#: The model's selection budget (same size as every baseline's grid in
+#: ``training.coldstart.GRIDS``): token cutoff and teacher weight, picked on validation.
+MODEL_GRID: list[dict] = [
+    {"token_min_items": 10},
+    {"token_min_items": 3},
+    {"token_min_items": 10, "teacher_weight": 1.0},
+]
+
+
 def make_variant(variant: str, epochs: int | None = None, seed: int = 0,
-                 progress: bool = False) -> TrainedRecommender:
-    """A name from :data:`VARIANTS` (full, no-contrastive, no-boundary, audio-only, ...)."""
+                 progress: bool = False, align_epochs: int | None = None,
+                 tune: bool = False) -> TrainedRecommender | Tuned:
+    """A name from :data:`VARIANTS` (full, no-contrastive, no-boundary, audio-only, ...);
+    with ``tune`` a :class:`Tuned` over :data:`MODEL_GRID` (selected on validation)."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose from {sorted(VARIANTS)}")
     cfg = replace(TrainConfig(seed=seed), **VARIANTS[variant])
     if epochs is not None:
         cfg = replace(cfg, epochs=epochs)
+    if align_epochs is not None and cfg.align_epochs:
+        cfg = replace(cfg, align_epochs=align_epochs)
     cls = TrainedRecommender if cfg.boundary_weight == 0 else GatedRecommender
-    return cls(cfg, name=f"coldstream[{variant}]", progress=progress)
+    name = f"coldstream[{variant}]"
+    if not tune:
+        return cls(cfg, name=name, progress=progress)
+    grid = [g for g in MODEL_GRID if cfg.bow_buckets or "token_min_items" not in g
+            or g == MODEL_GRID[0]]
+    return Tuned(name, [lambda g=g: cls(replace(cfg, **g), name=name, progress=progress)
+                        for g in grid],
+                 [",".join(f"{k}={v}" for k, v in g.items()) for g in grid])

@@ -46,6 +46,10 @@ class TrainConfig:
     contrastive_weight: float = 0.2
     mask_p: float = 0.2
     noise: float = 0.05
+    patience: int = 2  # early stopping on validation NDCG@20 (when a validation view is given)
+    whole_history: bool = True  # BPR targets from every training positive, not the last 50
+    teacher_weight: float = 0.0  # distil BPR-MF item-item similarities into the item tower
+    teacher_temperature: float = 0.1
 
     def dict(self) -> dict:
         return asdict(self)
@@ -83,7 +87,15 @@ class Tasks:
         self.hist_items = torch.from_numpy(data.hist_items).to(device)
         self.hist_w = torch.from_numpy(data.hist_weights).to(device)
         self.hist_pos = torch.from_numpy(data.hist_pos).to(device)
-        self.users = np.flatnonzero(data.hist_pos.sum(1) > 0)
+        order = np.argsort(data.pos_user, kind="stable")
+        pairs = np.unique(data.pos_user[order] * data.n_items + data.pos_item[order])
+        self.pos_all = pairs % data.n_items  # every training positive, grouped by user
+        self.pos_ptr = np.searchsorted(pairs // data.n_items, np.arange(data.n_users + 1))
+        self.pos_cnt = np.diff(self.pos_ptr)
+        self.users = (np.flatnonzero(self.pos_cnt > 0) if cfg.whole_history
+                      else np.flatnonzero(data.hist_pos.sum(1) > 0))
+        self.teacher_items: torch.Tensor | None = None
+        self.teacher_warm: np.ndarray | None = None
         self.warm = np.unique(data.hist_items[data.hist_weights != 0])
         self.audio_items = np.flatnonzero(self.has_audio.cpu().numpy() > 0)
         self.n_items = data.n_items
@@ -119,6 +131,12 @@ class Tasks:
                 mel, torch.ones(mel.shape[:2], device=self.device))
         self.t.audio.train()
 
+    def set_teacher(self, item_vectors: np.ndarray, warm: np.ndarray) -> None:
+        """CF item vectors (BPR-MF on the training view); only ``warm`` rows are targets."""
+        self.teacher_items = F.normalize(torch.from_numpy(item_vectors).float(), dim=-1
+                                         ).to(self.device)
+        self.teacher_warm = warm
+
     # ---------------------------------------------------------------- stages 2-4
     def item_vectors(self, train: bool = True) -> torch.Tensor:
         """All song vectors; in training, tokens are dropped so words cannot memorise items."""
@@ -128,21 +146,34 @@ class Tasks:
         return self.t.item(self.text, self.audio_vec, self.has_audio[:, None], tokens)
 
     def steps_per_epoch(self) -> int:
-        return max(1, int(self.hist_pos.sum().item()) // self.cfg.batch)
+        n = len(self.pos_all) if self.cfg.whole_history else int(self.hist_pos.sum().item())
+        return max(1, n // self.cfg.batch)
 
     def joint_loss(self) -> dict[str, torch.Tensor]:
         """One step of I2I BPR + U2I BPR/boundary + contrastive views."""
         cfg, dev = self.cfg, self.device
         v = self.item_vectors()
-        users = torch.from_numpy(self.rng.choice(self.users, cfg.batch)).to(dev)
-        pos_mask = self.hist_pos[users]
-        r = torch.rand(pos_mask.shape, device=dev) * pos_mask
-        target = r.argmax(1)  # a random positive position per user
+        users_np = self.rng.choice(self.users, cfg.batch)
+        users = torch.from_numpy(users_np).to(dev)
         rows = torch.arange(len(users), device=dev)
         items = self.hist_items[users]
-        pos_item = items[rows, target]
         w = self.hist_w[users].clone()
-        w[rows, target] = 0.0  # leave the target out of its own history
+        if cfg.whole_history:
+            # target: any training positive of the user; the user tower sees the last
+            # events (what serving feeds it) with every copy of the target left out
+            pos_item = torch.from_numpy(self._sample_pos(users_np)).to(dev)
+            w[items == pos_item[:, None]] = 0.0
+            other = torch.from_numpy(self._sample_pos(users_np)).to(dev)
+            ok = other != pos_item
+        else:
+            pos_mask = self.hist_pos[users]
+            target = (torch.rand(pos_mask.shape, device=dev) * pos_mask).argmax(1)
+            pos_item = items[rows, target]
+            w[rows, target] = 0.0  # leave the target out of its own history
+            r2 = torch.rand(pos_mask.shape, device=dev) * pos_mask
+            r2[rows, target] = 0.0
+            other = items[rows, r2.argmax(1)]
+            ok = r2.max(1).values > 0
         u = self.t.user(v[items], w)
         neg = torch.from_numpy(self.rng.choice(self.warm, (cfg.batch, cfg.negatives))).to(dev)
         s_pos = (u * v[pos_item]).sum(-1)
@@ -152,19 +183,35 @@ class Tasks:
         if cfg.boundary_weight > 0:
             b = self.t.boundary(u.detach())
             out["boundary"] = cfg.boundary_weight * self.ib(b, s_pos, s_neg)
-        if cfg.i2i_weight > 0:
-            r2 = torch.rand(pos_mask.shape, device=dev) * pos_mask
-            r2[rows, target] = 0.0
-            other = r2.argmax(1)
-            ok = r2.max(1).values > 0
-            if ok.any():
-                a, p = pos_item[ok], items[rows, other][ok]
-                i_pos = (v[a] * v[p]).sum(-1)
-                i_neg = torch.einsum("bd,bkd->bk", v[a], v[neg[ok]])
-                out["i2i_bpr"] = cfg.i2i_weight * self.bpr(scale * i_pos, scale * i_neg)
+        if cfg.i2i_weight > 0 and ok.any():
+            a, p = pos_item[ok], other[ok]
+            i_pos = (v[a] * v[p]).sum(-1)
+            i_neg = torch.einsum("bd,bkd->bk", v[a], v[neg[ok]])
+            out["i2i_bpr"] = cfg.i2i_weight * self.bpr(scale * i_pos, scale * i_neg)
         if cfg.contrastive_weight > 0:
             out["views"] = cfg.contrastive_weight * self.views_loss()
+        if cfg.teacher_weight > 0 and self.teacher_items is not None:
+            out["teacher"] = cfg.teacher_weight * self.teacher_loss(v)
         return out
+
+    def _sample_pos(self, users: np.ndarray) -> np.ndarray:
+        n = self.pos_cnt[users]
+        return self.pos_all[self.pos_ptr[users] + (self.rng.random(len(users)) * n
+                                                   ).astype(np.int64)]
+
+    def teacher_loss(self, v: torch.Tensor, size: int = 256) -> torch.Tensor:
+        """KL from the teacher's item-item similarity distribution to the tower's, over a
+        batch of warm items: relational distillation, so the two spaces need not match."""
+        assert self.teacher_items is not None and self.teacher_warm is not None
+        idx = torch.from_numpy(self.rng.choice(self.teacher_warm, min(size, len(
+            self.teacher_warm)), replace=False)).to(self.device)
+        t = self.teacher_items[idx]
+        s = v[idx]
+        tau = self.cfg.teacher_temperature
+        eye = torch.eye(len(idx), device=self.device, dtype=torch.bool)
+        target = F.softmax((t @ t.T / tau).masked_fill(eye, -1e9), dim=1)
+        logp = F.log_softmax((s @ s.T / tau).masked_fill(eye, -1e9), dim=1)
+        return F.kl_div(logp, target, reduction="batchmean")
 
     def views_loss(self, size: int = 256) -> torch.Tensor:
         idx = torch.from_numpy(self.rng.choice(self.n_items, size, replace=False)
