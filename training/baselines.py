@@ -255,8 +255,9 @@ def audio_features(clip: np.ndarray, sr: int, n_fft: int = 1024, bands: int = 24
     return np.concatenate([band.mean(0), band.std(0), [onset_rate, np.log(rms + 1e-9)]])
 
 
-def make_baseline(name: str, seed: int = 0, progress: bool = False) -> object:
-    """Baseline by CLI name."""
+def make_baseline(name: str, seed: int = 0, progress: bool = False, tune: bool = True
+                  ) -> object:
+    """Baseline by CLI name; ``tune``: the learned ones search their 3-candidate grid."""
     table = {
         "constant": ConstantScorer,
         "random": lambda: RandomScorer(seed),
@@ -271,7 +272,7 @@ def make_baseline(name: str, seed: int = 0, progress: bool = False) -> object:
     from .coldstart import METHODS, make_coldstart
 
     for method in METHODS:  # published cold-start methods, tuned on validation items
-        table[method] = lambda m=method: make_coldstart(m, seed=seed)
+        table[method] = lambda m=method: make_coldstart(m, seed=seed, tune=tune)
     if name not in table:
         raise ValueError(f"unknown baseline {name!r}; choose from {sorted(table)}")
     return table[name]()

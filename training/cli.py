@@ -217,8 +217,9 @@ def ablate(dataset: str = typer.Option("world:demo", help="As for evaluate"),
                                              "TrainConfig; early stopping picks fewer)"),
            seed: int = typer.Option(0, help="First seed"),
            seeds: int = typer.Option(5, help="Seeds (split + init); tables are mean ± sd"),
-           tune: bool = typer.Option(False, help="Tune the trained variants on validation "
-                                     "(3 candidates, the baselines' budget)"),
+           tune: bool = typer.Option(False, help="Grid-search every learned baseline and "
+                                     "variant on validation (3 candidates each; default: one "
+                                     "configuration each, early-stopped on validation)"),
            out: Path = typer.Option(Path("reports"), help="Folder for JSON + Markdown")) -> None:
     """The ablation table: trained variants and baselines, mean ± sd over seeds."""
     import json
@@ -230,7 +231,7 @@ def ablate(dataset: str = typer.Option("world:demo", help="As for evaluate"),
     from .recommender import make_variant
 
     data = load_source(dataset)
-    makers = [(b.strip(), lambda s, b=b.strip(): make_baseline(b, seed=s))
+    makers = [(b.strip(), lambda s, b=b.strip(): make_baseline(b, seed=s, tune=tune))
               for b in baselines.split(",") if b.strip()]
     makers += [(v.strip(), lambda s, v=v.strip(): make_variant(v, epochs=epochs, seed=s,
                                                                tune=tune))

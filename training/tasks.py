@@ -50,6 +50,7 @@ class TrainConfig:
     whole_history: bool = True  # BPR targets from every training positive, not the last 50
     teacher_weight: float = 0.0  # distil BPR-MF item-item similarities into the item tower
     teacher_temperature: float = 0.1
+    pop_weight: float = 0.0  # content-predicted item bias in the U2I logit (harness scoring)
 
     def dict(self) -> dict:
         return asdict(self)
@@ -65,6 +66,31 @@ class Towers(nn.Module):
         self.user = UserTower(cfg.dim)
         self.boundary = BoundaryTower(cfg.dim)
         self.text_proj = nn.Linear(text_dim, cfg.audio_dim)  # alignment head, not exported
+        self.pop = (PopularityHead(text_dim, cfg.audio_dim, cfg.bow_buckets)
+                    if cfg.pop_weight > 0 else None)  # not exported (see docs/training.md)
+
+
+class PopularityHead(nn.Module):
+    """Content -> a scalar item bias: how likely a new song is to be liked by anyone.
+
+    Popular new items are predictable from content, and a unit song vector cannot say
+    "popular"; the bias enters the U2I logit next to the cosine, as in DropoutNet/ALDI's
+    unnormalised scores.
+    """
+
+    def __init__(self, text_dim: int, audio_dim: int, buckets: int, hidden: int = 64) -> None:
+        super().__init__()
+        self.text = nn.Linear(text_dim, hidden)
+        self.audio = nn.Linear(audio_dim, hidden, bias=False)
+        self.bow = nn.Linear(buckets, hidden, bias=False) if buckets else None
+        self.out = nn.Linear(hidden, 1)
+
+    def forward(self, text: torch.Tensor, audio: torch.Tensor, has_audio: torch.Tensor,
+                tokens: torch.Tensor | None) -> torch.Tensor:
+        h = self.text(text) + has_audio * self.audio(audio)
+        if self.bow is not None and tokens is not None:
+            h = h + self.bow(tokens)
+        return self.out(F.gelu(h)).reshape(-1)
 
 
 class Tasks:
@@ -179,7 +205,12 @@ class Tasks:
         s_pos = (u * v[pos_item]).sum(-1)
         s_neg = torch.einsum("bd,bkd->bk", u, v[neg])
         scale = 1.0 / cfg.temperature
-        out = {"u2i_bpr": self.bpr(scale * s_pos, scale * s_neg)}
+        if self.t.pop is not None:
+            bias = self.item_bias()
+            out = {"u2i_bpr": self.bpr(scale * s_pos + bias[pos_item],
+                                       scale * s_neg + bias[neg])}
+        else:
+            out = {"u2i_bpr": self.bpr(scale * s_pos, scale * s_neg)}
         if cfg.boundary_weight > 0:
             b = self.t.boundary(u.detach())
             out["boundary"] = cfg.boundary_weight * self.ib(b, s_pos, s_neg)
@@ -193,6 +224,20 @@ class Tasks:
         if cfg.teacher_weight > 0 and self.teacher_items is not None:
             out["teacher"] = cfg.teacher_weight * self.teacher_loss(v)
         return out
+
+    def item_bias(self) -> torch.Tensor:
+        """(n_items,) content-predicted logit bias (zeros without a popularity head)."""
+        if self.t.pop is None:
+            return torch.zeros(self.n_items, device=self.device)
+        mask = self.t.item.bow_mask if self.cfg.bow_buckets else None
+        tokens = self.tokens * mask if mask is not None else None
+        return self.cfg.pop_weight * self.t.pop(self.text, self.audio_vec,
+                                                self.has_audio[:, None], tokens)
+
+    @torch.no_grad()
+    def ranking_bias(self) -> np.ndarray:
+        """The bias on the cosine scale: score = user . song + this (zeros when unused)."""
+        return (self.item_bias() * self.cfg.temperature).cpu().numpy()
 
     def _sample_pos(self, users: np.ndarray) -> np.ndarray:
         n = self.pos_cnt[users]

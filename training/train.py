@@ -140,7 +140,8 @@ def train(dataset: Dataset, cfg: TrainConfig, device: str = "auto",
 def validation_score(tasks: Tasks, view: ValidationView) -> float:
     """The validation hook: NDCG@20 of the current towers over the validation items."""
     v, u, _ = tasks.embed_all()
-    return val_metrics(view, lambda us, its: u[us] @ v[its].T)["ndcg@20"]
+    bias = tasks.ranking_bias()
+    return val_metrics(view, lambda us, its: u[us] @ v[its].T + bias[its])["ndcg@20"]
 
 
 def _step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
