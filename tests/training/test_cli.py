@@ -21,11 +21,11 @@ def test_world_replay_and_evaluate_commands(tmp_path):
     assert len((tmp_path / "e.jsonl").read_text().splitlines()) == 300 + 6000
 
     res = runner.invoke(app, ["evaluate", "--dataset", "world:tiny", "--baselines",
-                              "random,tag-knn", "--out", str(tmp_path / "rep"),
+                              "random,tag-knn,clcrec", "--out", str(tmp_path / "rep"),
                               "--embedding-map", "pca"])
     assert res.exit_code == 0, res.output
     report = json.loads((tmp_path / "rep" / "world-tiny.json").read_text())
-    assert [r["model"] for r in report["results"]] == ["random", "content-knn[tags]"]
+    assert [r["model"] for r in report["results"]] == ["random", "content-knn[tags]", "clcrec"]
     assert "recall@20" in report["results"][0]["segments"]["cold"]
     assert "| content-knn[tags] |" in (tmp_path / "rep" / "world-tiny.md").read_text()
     assert report["plots"] == ["world-tiny-metrics.png", "world-tiny-map.png"]
