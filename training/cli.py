@@ -242,8 +242,9 @@ def ablate(dataset: str = typer.Option("world:demo", help="As for evaluate"),
     results = []
     for _, make in makers:
         rep = over_seeds(data, make, list(range(seed, seed + seeds)))
-        console.print(seed_line(rep), markup=False, soft_wrap=True)
-        results.append(rep)
+        for r in ([rep["base"]] if "base" in rep else []) + [rep]:
+            console.print(seed_line(r), markup=False, soft_wrap=True)
+            results.append(r)
         doc = {"dataset": dataset, "summary": data.summary(),
                "protocol": {"seeds": list(range(seed, seed + seeds)), "epochs": epochs,
                             "tune": tune, "selection": "validation items only"},

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .datasets.base import Dataset
-from .evaluate import Recommender, evaluate
+from .evaluate import Recommender, evaluate, evaluate_segment
 from .split import cold_item_split
 
 HEADLINE = ("recall@20", "ndcg@20")
@@ -26,7 +26,7 @@ def over_seeds(data: Dataset, make: Callable[[int], Recommender], seeds: Sequenc
                segments: tuple[str, ...] = ("cold",), on_result: Callable[[dict], None]
                | None = None) -> dict[str, Any]:
     """Fit and measure ``make(seed)`` on ``cold_item_split(data, seed)`` for every seed."""
-    runs = []
+    runs, base_runs = [], []
     for s in seeds:
         split = cold_item_split(data, seed=s)
         model = make(s)
@@ -43,10 +43,20 @@ def over_seeds(data: Dataset, make: Callable[[int], Recommender], seeds: Sequenc
         if best is not None:
             res["best_epoch"] = int(best)
         runs.append(res)
+        base = getattr(model, "base", None)  # e.g. the trained model under its prior
+        if base is not None:  # same fit, scored without the wrapper: no extra training
+            base_runs.append({"model": base.name, "seed": int(s), "wall_s": res["wall_s"],
+                              "segments": {seg: evaluate_segment(data, split, base, seg,
+                                                                 seed=s)
+                                           for seg in segments}})
         if on_result is not None:
             on_result(res)
-    return {"model": runs[0]["model"], "seeds": [int(s) for s in seeds], "runs": runs,
-            "summary": summarise(runs, segments)}
+    out: dict[str, Any] = {"model": runs[0]["model"], "seeds": [int(s) for s in seeds],
+                           "runs": runs, "summary": summarise(runs, segments)}
+    if base_runs:
+        out["base"] = {"model": base_runs[0]["model"], "seeds": out["seeds"],
+                       "runs": base_runs, "summary": summarise(base_runs, segments)}
+    return out
 
 
 def summarise(runs: list[dict[str, Any]], segments: tuple[str, ...] = ("cold",)

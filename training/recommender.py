@@ -105,6 +105,11 @@ class PopularityPrior:
     def result(self) -> TrainResult | None:
         return self.model.result
 
+    @property
+    def base(self) -> TrainedRecommender:
+        """The trained model alone (lam = 0): measured from the same fit."""
+        return self.model
+
     def score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         return self.model.score(users, items) + self.lam * self.prior[items]
 
