@@ -4,7 +4,7 @@ runnable as ``python -m training.cli``."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -130,6 +130,42 @@ def model_registry(registry: Path | None) -> Registry:
                                                     ".coldstream/models")))
 
 
+def measure_over_seeds(data: Any, cfg: Any, variant: str, seed: int, seeds: int, *,
+                       epochs: int, align_epochs: int, tune: bool,
+                       ) -> tuple[dict[str, float], Any]:
+    """The honest protocol: one early-stopped training and cold-test measurement per seed,
+    printed as they finish; returns the mean ± sd metrics and ``cfg`` with the median epoch
+    count selected on validation (for the final model)."""
+    from dataclasses import replace
+
+    from .protocol import over_seeds
+    from .recommender import make_variant
+
+    def model(s: int):  # noqa: ANN202
+        return make_variant(variant, epochs=epochs, seed=s, align_epochs=align_epochs,
+                            tune=tune)
+
+    def show(r: dict) -> None:
+        c = r["segments"]["cold"]
+        console.print(f"seed {r['seed']}: cold recall@20 {c['recall@20']:.3f} "
+                      f"ndcg@20 {c['ndcg@20']:.3f} (best epoch {r.get('best_epoch')}, "
+                      f"{r['wall_s']} s)", markup=False, soft_wrap=True)
+
+    rep = over_seeds(data, model, list(range(seed, seed + seeds)), on_result=show)
+    metrics = seed_metrics(rep)
+    console.print(seed_line(rep), markup=False, soft_wrap=True)
+    best = sorted(r["best_epoch"] for r in rep["runs"] if "best_epoch" in r)
+    if best:
+        cfg = replace(cfg, epochs=best[len(best) // 2])
+        if tune and rep["runs"][0].get("chosen"):
+            console.print("selected on validation: "
+                          + ", ".join(str(r.get("chosen")) for r in rep["runs"]),
+                          markup=False)
+    console.print(f"final model: {cfg.epochs} joint epochs (median selected on "
+                  "validation)", markup=False, soft_wrap=True)
+    return metrics, cfg
+
+
 @app.command()
 def train(
     dataset: Annotated[str, typer.Option(help="As for evaluate")] = "world:demo",
@@ -169,9 +205,8 @@ def train(
 
     from coldstream_data import load_source
 
-    from .protocol import over_seeds
     from .publish import announce, save
-    from .recommender import VARIANTS, make_variant
+    from .recommender import VARIANTS
     from .tasks import TrainConfig
     from .train import plot_curve
     from .train import train as fit
@@ -183,28 +218,8 @@ def train(
     data = load_source(dataset)
     metrics: dict[str, float] = {}
     if evaluate_split and seeds > 0:
-        def model(s: int):  # noqa: ANN202
-            return make_variant(variant, epochs=epochs, seed=s, align_epochs=align_epochs,
-                                tune=tune)
-
-        def show(r: dict) -> None:
-            c = r["segments"]["cold"]
-            console.print(f"seed {r['seed']}: cold recall@20 {c['recall@20']:.3f} "
-                          f"ndcg@20 {c['ndcg@20']:.3f} (best epoch {r.get('best_epoch')}, "
-                          f"{r['wall_s']} s)", markup=False, soft_wrap=True)
-
-        rep = over_seeds(data, model, list(range(seed, seed + seeds)), on_result=show)
-        metrics = seed_metrics(rep)
-        console.print(seed_line(rep), markup=False, soft_wrap=True)
-        best = sorted(r["best_epoch"] for r in rep["runs"] if "best_epoch" in r)
-        if best:
-            cfg = replace(cfg, epochs=best[len(best) // 2])
-            if tune and rep["runs"][0].get("chosen"):
-                console.print("selected on validation: "
-                              + ", ".join(str(r.get("chosen")) for r in rep["runs"]),
-                              markup=False)
-        console.print(f"final model: {cfg.epochs} joint epochs (median selected on "
-                      "validation)", markup=False, soft_wrap=True)
+        metrics, cfg = measure_over_seeds(data, cfg, variant, seed, seeds, epochs=epochs,
+                                          align_epochs=align_epochs, tune=tune)
     name = f"{dataset.replace(':', '-').replace('/', '_')}-{variant}-s{seed}"
     result = fit(data, cfg, device=device, checkpoint_dir=run_dir / name, resume=resume,
                  progress=True)

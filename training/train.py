@@ -119,12 +119,7 @@ def train(dataset: Dataset, cfg: TrainConfig, device: str = "auto",
             sums["val_ndcg@20"] = validation_score(tasks, validation)
         history.append({"epoch": epoch + 1, **sums})
         if ckpt is not None:
-            ckpt.parent.mkdir(parents=True, exist_ok=True)
-            tmp = ckpt.with_suffix(".tmp")
-            torch.save({"towers": towers.state_dict(), "opt": opt.state_dict(),
-                        "epoch": epoch + 1, "history": history, "cfg": cfg.dict(),
-                        "fingerprint": td.fingerprint}, tmp)
-            tmp.replace(ckpt)
+            save_checkpoint(ckpt, towers, opt, epoch + 1, history, cfg, td.fingerprint)
         if stopper is not None and epoch >= align and stopper.update(
                 epoch + 1 - align, sums["val_ndcg@20"], towers.state_dict):
             break
@@ -135,6 +130,16 @@ def train(dataset: Dataset, cfg: TrainConfig, device: str = "auto",
     tasks.refresh_audio()  # the vectors the exported graphs will reproduce
     towers.eval()
     return TrainResult(towers, tasks, cfg, mel, spec, td.fingerprint, history, best)
+
+
+def save_checkpoint(ckpt: Path, towers: Towers, opt: torch.optim.Optimizer, epoch: int,
+                    history: list[dict[str, float]], cfg: TrainConfig, fingerprint: str) -> None:
+    """Atomically: a crash mid-write leaves the previous checkpoint intact."""
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    tmp = ckpt.with_suffix(".tmp")
+    torch.save({"towers": towers.state_dict(), "opt": opt.state_dict(), "epoch": epoch,
+                "history": history, "cfg": cfg.dict(), "fingerprint": fingerprint}, tmp)
+    tmp.replace(ckpt)
 
 
 def validation_score(tasks: Tasks, view: ValidationView) -> float:
