@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import orjson
 
 from encoders.features import song_text
 from encoders.runtime import LoadedModel, SongInput
@@ -76,6 +77,23 @@ def song_input(song: SongEvent | Mapping[str, Any], wave: np.ndarray | None) -> 
                                fields.get("tags", []), fields.get("description")), wave)
 
 
+def pack_engagers(engagers: list[list[Any]]) -> str:
+    """A song's listener list as it is kept in the song's payload: one JSON string.
+
+    Measured on Qdrant Edge: setting a payload of 100 ``[user, action, ts]`` lists costs
+    ~3 ms, the same list as one string ~0.13 ms; the engagement agent writes one per changed
+    song per batch, so the nested form capped it below 2,000 events/s.
+    """
+    return orjson.dumps(engagers).decode()
+
+
+def engagers_of(payload: Mapping[str, Any]) -> list[list[Any]]:
+    """The listener list of a song payload, packed (:func:`pack_engagers`) or, as points
+    written before it, a plain list."""
+    value = payload.get("engagers") or []
+    return orjson.loads(value) if isinstance(value, str) else value
+
+
 def song_payload(song: SongEvent, version: str, engagers: list[list[Any]],
                  has_audio: bool) -> dict:
     """Payload of a song point. ``engagers`` comes from the song's table entry, so a replayed
@@ -83,7 +101,8 @@ def song_payload(song: SongEvent, version: str, engagers: list[list[Any]],
     return {"song_id": song.song_id, "title": song.title, "artist": song.artist,
             "tags": list(song.tags), "released_at": song.released_at,
             "description": song.description, "audio_uri": song.audio_uri,
-            "is_cold": 0 if engagers else 1, "engagers": engagers, "model_version": version,
+            "is_cold": 0 if engagers else 1, "engagers": pack_engagers(engagers),
+            "model_version": version,
             "has_audio": int(has_audio)}
 
 
@@ -137,7 +156,7 @@ def i2i2u(similar: Sequence[Hit], into: dict[str, Scored], margin: float = 0.1,
         sim = hit.score
         if sim < min_similarity or sim < best - margin:
             continue
-        for user_id, action, _ts in hit.payload.get("engagers", []):
+        for user_id, action, _ts in engagers_of(hit.payload):
             strength = sim * ENGAGEMENT.get(action, 0.0)
             if strength <= 0:
                 continue
@@ -408,7 +427,7 @@ def update_engagers(engagers: list[list[Any]], event: InteractionEvent,
 def write_engagers(store: VectorStore, cols: Collections, song_id: str,
                    engagers: list[list[Any]]) -> None:
     store.set_payload(cols.songs, song_point_id(song_id),
-                      {"engagers": engagers, "is_cold": 0 if engagers else 1})
+                      {"engagers": pack_engagers(engagers), "is_cold": 0 if engagers else 1})
 
 
 # ---------------------------------------------------------------------------------------------
