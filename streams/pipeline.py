@@ -477,7 +477,7 @@ def refresh_users(sv: Serving, states: dict[str, dict[str, Any]],
 
 def write_known_engagers(sv: Serving, by_song: dict[str, list[list[Any]]]) -> None:
     """Listener lists of several songs; songs not indexed yet get theirs on arrival."""
-    known = sv.cache.get_many(sv.store, sv.cols.songs, list(by_song))
+    known = sv.cache.rows(sv.store, sv.cols.songs, list(by_song))
     for song_id, engagers in by_song.items():
         if song_id in known:
             write_engagers(sv.store, sv.cols, song_id, engagers)
