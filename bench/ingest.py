@@ -9,6 +9,7 @@ rate comes from its own ``coldstream_events_total`` counter over time.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -100,12 +101,24 @@ def rate(samples: list[tuple[float, float]], base: float = 0.0) -> tuple[float |
     return (v1 - v0) / (t1 - t0) if t1 > t0 else None, v1
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process used so far (Linux /proc). Events per CPU-second
+    is what a shared, overloaded machine distorts least: wall-clock rates there measure how
+    much of a core the process got as much as how much work an event costs."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def baselines(rep: Report, bs: str, topic: str, values: list[bytes]) -> float:
     """Producing, and raw aiokafka consuming with and without decoding; returns raw events/s."""
     n = len(values)
     produce_s = asyncio.run(produce_all(bs, topic, values))
+    cpu0 = time.process_time()
     raw_s = asyncio.run(raw_consume(bs, topic, n))
+    rep.extra["raw_events_per_cpu_s"] = n / max(time.process_time() - cpu0, 1e-9)
+    cpu0 = time.process_time()
     dec_s = asyncio.run(raw_consume(bs, topic, n, work="decode"))
+    rep.extra["decode_events_per_cpu_s"] = n / max(time.process_time() - cpu0, 1e-9)
     raw = n / raw_s
     rep.rows.append({"path": "produce (aiokafka, acks=all)", "events": n,
                      "events/s": n / produce_s, "x_raw": ratio(n / produce_s, raw)})
@@ -119,9 +132,20 @@ def baselines(rep: Report, bs: str, topic: str, values: list[bytes]) -> float:
 def worker_rates(rep: Report, worker: live.Worker, t: dict[str, str], n: int,
                  raw: float) -> None:
     """The same events through the worker's two agents, as they drain the backlog."""
+    pid = worker.process.pid if worker.process else None
+    cpu0 = cpu_seconds(pid) if pid else None
     samples = follow(worker, t["interactions"], n, timeout=max(120, n / 50))
     w_rate, reached = rate(samples)
     by_song = follow(worker, t["by_song"], n, timeout=30)
+    if pid and cpu0 is not None and reached:
+        per_cpu_s = reached / max(cpu_seconds(pid) - cpu0, 1e-9)
+        raw_cpu = rep.extra.get("raw_events_per_cpu_s")
+        dec_cpu = rep.extra.get("decode_events_per_cpu_s")
+        # ratios against the bare consumer's own events per CPU-second, same run
+        rep.rows.append({"path": "worker: events per CPU-second (both agents, whole process)",
+                         "events": int(reached), "events/s": per_cpu_s,
+                         "x_raw": ratio(per_cpu_s, raw_cpu),
+                         "x_decode_cpu": ratio(per_cpu_s, dec_cpu)})
     rep.rows.append({"path": "worker: interactions agent", "events": int(reached),
                      "events/s": w_rate, "x_raw": ratio(w_rate, raw)})
     e_rate, e_reached = rate(by_song)

@@ -159,8 +159,14 @@ class UserModel:
 
     def weights(self, history: Sequence[HistoryItem], now: int) -> np.ndarray:
         """Action weight x recency decay (half-life) for each history item."""
-        action_w = np.array([self.spec.action_weights.get(h.action, 0.0) for h in history])
-        age_days = np.array([max(0, now - h.ts) / DAY_MS for h in history])
+        return self.weights_of([h.action for h in history], [h.ts for h in history], now)
+
+    def weights_of(self, actions: Sequence[str], ts: Sequence[int], now: int) -> np.ndarray:
+        """:meth:`weights` over plain columns: element-wise, so the items of many users can go
+        in one call (no per-item objects on the worker's hot path)."""
+        get = self.spec.action_weights.get
+        action_w = np.array([get(a, 0.0) for a in actions], dtype=np.float64)
+        age_days = np.maximum(0, now - np.asarray(ts, dtype=np.int64)) / DAY_MS
         return (action_w * 0.5 ** (age_days / self.spec.half_life_days)).astype(np.float32)
 
     def user_vector(self, vectors: np.ndarray, weights: np.ndarray) -> np.ndarray | None:
@@ -176,6 +182,40 @@ class UserModel:
             return None
         return l2_normalize(v)
 
+    def user_vectors(self, vectors: np.ndarray, weights: np.ndarray,
+                     lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Many users at once: padded histories (U, L, dim), weights (U, L) and each user's
+        length -> (U, dim) unit vectors and a mask of the users who have one.
+
+        The same result as :meth:`user_vector` user by user (padding weighs nothing in the
+        weighted mean; a graph tower sees each user's own length), in one matrix operation.
+        """
+        n_users = len(lengths)
+        out = np.zeros((n_users, self.dim), dtype=np.float32)
+        ok = np.zeros(n_users, dtype=bool)
+        if self.tower is not None:
+            for i, n in enumerate(lengths):
+                v = self.user_vector(vectors[i, :n], weights[i, :n])
+                if v is not None:
+                    out[i], ok[i] = v, True
+            return out, ok
+        summed = np.einsum("ul,uld->ud", weights, vectors)
+        norms = np.linalg.norm(summed, axis=1)
+        ok = (lengths > 0) & (norms >= 1e-9)
+        out[ok] = l2_normalize(summed[ok])
+        return out, ok
+
+    def boundaries(self, user_vecs: np.ndarray, vectors: np.ndarray,
+                   positive: np.ndarray) -> np.ndarray:
+        """:meth:`boundary` for many users: ``positive`` (U, L) marks each user's positive
+        history items in ``vectors`` (U, L, dim). A user without any is scored against one
+        zero vector, as the per-user path does."""
+        if self.boundary_tower is not None:
+            return np.array([self.boundary(u, vectors[0, :0]) for u in user_vecs])
+        scores = np.einsum("uld,ud->ul", vectors, user_vecs).astype(np.float64)
+        q = masked_quantile(scores, positive, self.spec.boundary_quantile)
+        return np.maximum(self.spec.boundary_floor, q - self.spec.boundary_margin)
+
     def boundary(self, user_vec: np.ndarray, positive_vectors: np.ndarray) -> float:
         """Score an item must beat to be delivered to this user."""
         if self.boundary_tower is not None:
@@ -186,6 +226,23 @@ class UserModel:
         scores = positive_vectors @ user_vec
         q = float(np.quantile(scores, self.spec.boundary_quantile))
         return max(self.spec.boundary_floor, q - self.spec.boundary_margin)
+
+
+def masked_quantile(values: np.ndarray, mask: np.ndarray, q: float) -> np.ndarray:
+    """Row-wise ``np.quantile(row[mask_row], q)`` (linear interpolation, numpy's default) for
+    rows of different lengths in one sort; a row with nothing masked in gives 0."""
+    big = np.finfo(np.float64).max
+    s = np.sort(np.where(mask, values, big), axis=1)
+    n = np.maximum(mask.sum(axis=1), 1)
+    h = (n - 1) * q
+    lo = np.floor(h).astype(np.int64)
+    hi = np.minimum(lo + 1, n - 1)
+    if s.shape[1] == 0:
+        return np.zeros(len(s))
+    a = np.take_along_axis(s, lo[:, None], axis=1)[:, 0]
+    b = np.take_along_axis(s, hi[:, None], axis=1)[:, 0]
+    out = a + (h - lo) * (b - a)
+    return np.where(mask.any(axis=1), out, 0.0)
 
 
 @dataclass

@@ -8,6 +8,8 @@ Honesty notes:
 * ``item-knn-cf`` (co-occurrence cosine) is the warm workhorse; blind on new items.
 * ``content-knn`` scores an item by its mean similarity to the k most similar items the user
   liked in training, with vectors from an encoder: tags, TF-IDF text, MiniLM text, or audio.
+* ``dropoutnet``, ``heater``, ``clcrec``, ``aldi``: the published cold-start methods in
+  :mod:`training.coldstart`, tuned on validation items.
 """
 
 from __future__ import annotations
@@ -253,8 +255,9 @@ def audio_features(clip: np.ndarray, sr: int, n_fft: int = 1024, bands: int = 24
     return np.concatenate([band.mean(0), band.std(0), [onset_rate, np.log(rms + 1e-9)]])
 
 
-def make_baseline(name: str, seed: int = 0, progress: bool = False) -> object:
-    """Baseline by CLI name."""
+def make_baseline(name: str, seed: int = 0, progress: bool = False, tune: bool = True
+                  ) -> object:
+    """Baseline by CLI name; ``tune``: the learned ones search their 3-candidate grid."""
     table = {
         "constant": ConstantScorer,
         "random": lambda: RandomScorer(seed),
@@ -266,10 +269,14 @@ def make_baseline(name: str, seed: int = 0, progress: bool = False) -> object:
         "minilm-knn": lambda: ContentKNN(MiniLMEncoder(progress=progress)),
         "audio-knn": lambda: ContentKNN(WorldAudioEncoder(progress=progress)),
     }
+    from .coldstart import METHODS, make_coldstart
+
+    for method in METHODS:  # published cold-start methods, tuned on validation items
+        table[method] = lambda m=method: make_coldstart(m, seed=seed, tune=tune)
     if name not in table:
         raise ValueError(f"unknown baseline {name!r}; choose from {sorted(table)}")
     return table[name]()
 
 
 BASELINES = ("random", "popularity", "tag-popularity", "item-knn-cf", "tag-knn", "tfidf-knn",
-             "minilm-knn", "audio-knn")
+             "minilm-knn", "audio-knn", "dropoutnet", "heater", "clcrec", "aldi")

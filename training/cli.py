@@ -130,24 +130,48 @@ def model_registry(registry: Path | None) -> Registry:
                                                     ".coldstream/models")))
 
 
-def cold_split_metrics(data: Any, cfg: Any, variant: str, seed: int) -> dict[str, float]:
-    """Train on a cold-item split and measure the held-out cold items (the published metrics)."""
-    from .evaluate import evaluate as run_eval
-    from .recommender import GatedRecommender
-    from .split import cold_item_split
+def measure_over_seeds(data: Any, cfg: Any, variant: str, seed: int, seeds: int, *,
+                       epochs: int, align_epochs: int, tune: bool,
+                       ) -> tuple[dict[str, float], Any]:
+    """The honest protocol: one early-stopped training and cold-test measurement per seed,
+    printed as they finish; returns the mean ± sd metrics and ``cfg`` with the median epoch
+    count selected on validation (for the final model)."""
+    from dataclasses import replace
 
-    split = cold_item_split(data, seed=seed)
-    rec = GatedRecommender(cfg, name=f"coldstream[{variant}]", progress=True)
-    seg = run_eval(data, split, rec, segments=("cold",), seed=seed)["segments"]["cold"]
-    return {f"cold_{k}": float(seg[k]) for k in
-            ("recall@10", "recall@20", "ndcg@20", "hit@20", "precision@20")}
+    from .protocol import over_seeds
+    from .recommender import make_variant
+
+    def model(s: int):  # noqa: ANN202
+        return make_variant(variant, epochs=epochs, seed=s, align_epochs=align_epochs,
+                            tune=tune)
+
+    def show(r: dict) -> None:
+        c = r["segments"]["cold"]
+        console.print(f"seed {r['seed']}: cold recall@20 {c['recall@20']:.3f} "
+                      f"ndcg@20 {c['ndcg@20']:.3f} (best epoch {r.get('best_epoch')}, "
+                      f"{r['wall_s']} s)", markup=False, soft_wrap=True)
+
+    rep = over_seeds(data, model, list(range(seed, seed + seeds)), on_result=show)
+    metrics = seed_metrics(rep)
+    console.print(seed_line(rep), markup=False, soft_wrap=True)
+    best = sorted(r["best_epoch"] for r in rep["runs"] if "best_epoch" in r)
+    if best:
+        cfg = replace(cfg, epochs=best[len(best) // 2])
+        if tune and rep["runs"][0].get("chosen"):
+            console.print("selected on validation: "
+                          + ", ".join(str(r.get("chosen")) for r in rep["runs"]),
+                          markup=False)
+    console.print(f"final model: {cfg.epochs} joint epochs (median selected on "
+                  "validation)", markup=False, soft_wrap=True)
+    return metrics, cfg
 
 
 @app.command()
 def train(
     dataset: Annotated[str, typer.Option(help="As for evaluate")] = "world:demo",
     epochs: Annotated[int, typer.Option(
-        help="Joint (CF) epochs, after the alignment epochs")] = 6,
+        help="Most joint (CF) epochs, after the alignment epochs; early stopping on "
+        "validation picks fewer")] = 12,
     align_epochs: Annotated[int, typer.Option(
         help="CLIP audio-text epochs (audio data only)")] = 3,
     seed: int = 0,
@@ -163,9 +187,20 @@ def train(
     device: Annotated[str, typer.Option(help="auto (CUDA if present) | cpu | cuda")] = "auto",
     evaluate_split: Annotated[bool, typer.Option(
         "--evaluate/--no-evaluate",
-        help="Measure cold metrics on a held-out split first (trains twice)")] = True,
+        help="Measure cold metrics on held-out splits first (one training per seed)")] = True,
+    seeds: Annotated[int, typer.Option(
+        help="Seeds measured (seed .. seed+N-1): split and init; reported as mean ± sd")] = 5,
+    tune: Annotated[bool, typer.Option(
+        help="Also pick the token cutoff and teacher weight on validation (3x the training "
+        "time)")] = False,
 ) -> None:
-    """Train the towers; evaluate on the cold split; train on everything; publish."""
+    """Train the towers; measure them over seeds; train on everything; publish.
+
+    The measurement is the honest protocol: for each of ``--seeds`` seeds, a fresh cold-item
+    split and a fresh model early-stopped on that split's validation items (never the cold
+    test), then one cold-test measurement; the result is printed as mean ± sd. The published
+    model is trained on all data for the median of the selected epoch counts.
+    """
     from dataclasses import replace
 
     from coldstream_data import load_source
@@ -182,9 +217,9 @@ def train(
                   **VARIANTS[variant])
     data = load_source(dataset)
     metrics: dict[str, float] = {}
-    if evaluate_split:
-        metrics = cold_split_metrics(data, cfg, variant, seed)
-        console.print(f"cold split: {metrics}")
+    if evaluate_split and seeds > 0:
+        metrics, cfg = measure_over_seeds(data, cfg, variant, seed, seeds, epochs=epochs,
+                                          align_epochs=align_epochs, tune=tune)
     name = f"{dataset.replace(':', '-').replace('/', '_')}-{variant}-s{seed}"
     result = fit(data, cfg, device=device, checkpoint_dir=run_dir / name, resume=resume,
                  progress=True)
@@ -207,40 +242,62 @@ def ablate(
     variants: str = "full,no-contrastive,no-boundary,audio-only,text-only,no-tokens",
     baselines: str = ALL_BASELINES,
     epochs: Annotated[int | None, typer.Option(
-        help="Joint epochs (default: TrainConfig)")] = None,
-    seed: int = 0,
+        help="Most joint epochs (default: TrainConfig; early stopping picks fewer)")] = None,
+    seed: Annotated[int, typer.Option(help="First seed")] = 0,
+    seeds: Annotated[int, typer.Option(help="Seeds (split + init); tables are mean ± sd")] = 5,
+    tune: Annotated[bool, typer.Option(
+        help="Grid-search every learned baseline and variant on validation (3 candidates "
+        "each; default: one configuration each, early-stopped on validation)")] = False,
     out: Annotated[Path, typer.Option(help="Folder for JSON + Markdown")] = Path("reports"),
 ) -> None:
-    """The ablation table: trained variants and baselines on one cold split."""
-    import time
-
+    """The ablation table: trained variants and baselines, mean ± sd over seeds."""
     from coldstream_data import load_source
 
     from . import report
     from .baselines import make_baseline
-    from .evaluate import evaluate as run_eval
-    from .evaluate import split_summary
+    from .protocol import over_seeds
     from .recommender import make_variant
-    from .split import cold_item_split
 
     data = load_source(dataset)
-    split = cold_item_split(data, seed=seed)
-    models = [make_baseline(b.strip(), seed=seed) for b in baselines.split(",") if b.strip()]
-    models += [make_variant(v.strip(), epochs=epochs, seed=seed) for v in variants.split(",")
-               if v.strip()]
+    makers = [(b.strip(), lambda s, b=b.strip(): make_baseline(b, seed=s, tune=tune))
+              for b in baselines.split(",") if b.strip()]
+    makers += [(v.strip(), lambda s, v=v.strip(): make_variant(v, epochs=epochs, seed=s,
+                                                               tune=tune))
+               for v in variants.split(",") if v.strip()]
     results = []
-    for m in models:
-        t0 = time.perf_counter()
-        res = run_eval(data, split, m, segments=("cold", "warm"), seed=seed)  # type: ignore[arg-type]
-        res["wall_s"] = round(time.perf_counter() - t0, 2)
-        console.print(f"{res['model']}: cold recall@20 "
-                      f"{res['segments']['cold']['recall@20']:.3f} ({res['wall_s']} s)",
-                      markup=False)
-        results.append(res)
-    rep = {"dataset": dataset, "summary": data.summary(), "split": split_summary(split),
-           "protocol": {"seed": seed, "epochs": epochs}, "results": results}
-    js, md = report.write_ablation(rep, out)
+    for _, make in makers:
+        rep = over_seeds(data, make, list(range(seed, seed + seeds)))
+        for r in ([rep["base"]] if "base" in rep else []) + [rep]:
+            console.print(seed_line(r), markup=False, soft_wrap=True)
+            results.append(r)
+        doc = {"dataset": dataset, "summary": data.summary(),
+               "protocol": {"seeds": list(range(seed, seed + seeds)), "epochs": epochs,
+                            "tune": tune, "selection": "validation items only"},
+               "results": results}
+        js, md = report.write_seed_ablation(doc, out)  # rewritten as it goes
     console.print(f"wrote {js} and {md}")
+
+
+def seed_metrics(rep: dict) -> dict[str, float]:
+    """Manifest metrics: mean, sd and seed count of the cold headline metrics."""
+    out: dict[str, float] = {}
+    for k in ("recall@10", "recall@20", "ndcg@20", "hit@20", "precision@20"):
+        st = rep["summary"]["cold"][k]
+        out[f"cold_{k}"] = st["mean"]
+        out[f"cold_{k}_sd"] = st["sd"]
+    out["seeds"] = float(len(rep["runs"]))
+    return out
+
+
+def seed_line(rep: dict) -> str:
+    """One line: cold Recall@20 and NDCG@20 as mean ± sd over the seeds."""
+    from .protocol import mean_sd
+
+    c = rep["summary"]["cold"]
+    n = len(rep["runs"])
+    return (f"{rep['model']} over {n} seed{'s' if n > 1 else ''}: cold recall@20 "
+            f"{mean_sd(c['recall@20'])}, ndcg@20 {mean_sd(c['ndcg@20'])}, "
+            f"{rep['summary']['wall_s']['mean']:.0f} s per run")
 
 
 models_app = typer.Typer(help="List, promote and roll back model versions.",

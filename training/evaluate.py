@@ -7,7 +7,8 @@ delivery metrics describe that gate. Without one, the top-20 list is the deliver
 
 Segments: ``cold`` ranks only the new items (no one has interacted with them in training),
 ``warm`` the training items for held-out pairs the user had not seen, ``all`` both, and
-``val`` the validation slice (for model selection; never reported as a result). Users are
+``val`` the validation slice (for model selection; never reported as a result; selection
+itself goes through :mod:`training.selection`, which cannot see the cold test). Users are
 those with at least one training interaction and one relevant item in the segment.
 """
 
@@ -22,6 +23,7 @@ from tqdm.auto import tqdm
 from coldstream_data.base import Dataset, Interactions
 
 from .metrics import delivery_metrics, ranking_metrics, topk_random_ties
+from .selection import fit_on_view, validation_view
 from .split import Split
 
 KS: tuple[int, ...] = (10, 20, 50)
@@ -127,9 +129,13 @@ def evaluate(data: Dataset, split: Split, model: Recommender,
              segments: tuple[str, ...] = ("cold", "warm", "all"), ks: tuple[int, ...] = KS,
              seed: int = 0, max_users: int | None = None, progress: bool = False
              ) -> dict[str, Any]:
-    """Fit ``model`` on the training view (no truth, no held-out events) and score it."""
+    """Fit ``model`` on the training view (no truth, no held-out events) and score it.
+
+    A model with ``wants_validation`` also gets the split's :class:`ValidationView` (training
+    + validation items, never the cold test) for early stopping and tuning.
+    """
     t0 = time.perf_counter()
-    model.fit(split.train_dataset(data))
+    fit_on_view(model, split.train_dataset(data), validation_view(split))
     fit_s = time.perf_counter() - t0
     report: dict[str, Any] = {"model": model.name, "fit_s": round(fit_s, 3), "segments": {}}
     for seg in segments:

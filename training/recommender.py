@@ -12,6 +12,7 @@ import numpy as np
 
 from coldstream_data.base import Dataset
 
+from .selection import Tuned, ValidationView
 from .tasks import TrainConfig
 from .train import TrainResult, train
 
@@ -27,7 +28,12 @@ VARIANTS: dict[str, dict] = {
 
 
 class TrainedRecommender:
-    """Trains on ``fit``'s training view, then scores with the learned vectors."""
+    """Trains on ``fit``'s training view, then scores with the learned vectors.
+
+    Given a validation view, the joint epochs early-stop on its NDCG@20.
+    """
+
+    wants_validation = True
 
     def __init__(self, cfg: TrainConfig | None = None, name: str = "coldstream",
                  progress: bool = False, device: str = "auto") -> None:
@@ -35,12 +41,14 @@ class TrainedRecommender:
         self.device = device
         self.result: TrainResult | None = None
 
-    def fit(self, train_data: Dataset) -> None:
-        self.result = train(train_data, self.cfg, device=self.device, progress=self.progress)
+    def fit(self, train_data: Dataset, validation: ValidationView | None = None) -> None:
+        self.result = train(train_data, self.cfg, device=self.device, progress=self.progress,
+                            validation=validation)
         self.items, self.users, self.bounds = self.result.tasks.embed_all()
+        self.bias = self.result.tasks.ranking_bias()
 
     def score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        return self.users[users] @ self.items[items].T
+        return self.users[users] @ self.items[items].T + self.bias[items]
 
 
 class GatedRecommender(TrainedRecommender):
@@ -50,13 +58,97 @@ class GatedRecommender(TrainedRecommender):
         return self.bounds[users]
 
 
+class PopularityPrior:
+    """A trained model plus a content-predicted popularity prior, weighed on validation.
+
+    Ridge regression from the baselines' content features (:func:`coldstart.content_features`)
+    to log training popularity of warm items predicts how popular a new item will be; the
+    score is ``model + lam * z(prior)``, ``lam`` picked from :data:`LAMBDAS` by validation
+    NDCG@20 (0 keeps the model as it is). Harness scoring only: the served graphs do not
+    carry the prior yet.
+    """
+
+    wants_validation = True
+    LAMBDAS = (0.0, 0.05, 0.1, 0.2, 0.4)
+
+    def __init__(self, model: TrainedRecommender) -> None:
+        self.model, self.name = model, model.name + "+prior"
+        self.lam = 0.0
+
+    def fit(self, train_data: Dataset, validation: ValidationView | None = None) -> None:
+        from sklearn.linear_model import Ridge
+
+        from .baselines import _user_items
+        from .coldstart import content_features
+        from .selection import val_metrics
+
+        self.model.fit(train_data, validation)
+        x = content_features(train_data, self.model.cfg.token_min_items)
+        counts = np.asarray(_user_items(train_data).sum(0)).ravel()
+        warm = counts > 0
+        prior = Ridge(alpha=10.0).fit(x[warm], np.log1p(counts[warm])).predict(x)
+        self.prior = ((prior - prior.mean()) / (prior.std() + 1e-9)).astype(np.float32)
+        if validation is None:
+            return
+        best = -np.inf
+        for lam in self.LAMBDAS:
+            self.lam = lam
+            v = val_metrics(validation, self.score)["ndcg@20"]
+            if v > best:
+                best, chosen = v, lam
+        self.lam = chosen
+
+    @property
+    def chosen(self) -> str:
+        return f"lam={self.lam}"
+
+    @property
+    def result(self) -> TrainResult | None:
+        return self.model.result
+
+    @property
+    def base(self) -> TrainedRecommender:
+        """The trained model alone (lam = 0): measured from the same fit."""
+        return self.model
+
+    def score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return self.model.score(users, items) + self.lam * self.prior[items]
+
+    def boundary(self, users: np.ndarray) -> np.ndarray:
+        return self.model.boundary(users)  # type: ignore[attr-defined]
+
+
+#: The model's selection budget (same size as every baseline's grid in
+#: ``training.coldstart.GRIDS``): token cutoff and teacher weight, picked on validation.
+MODEL_GRID: list[dict] = [
+    {"token_min_items": 10},
+    {"token_min_items": 3},
+    {"token_min_items": 10, "teacher_weight": 1.0},
+]
+
+
 def make_variant(variant: str, epochs: int | None = None, seed: int = 0,
-                 progress: bool = False) -> TrainedRecommender:
-    """A name from :data:`VARIANTS` (full, no-contrastive, no-boundary, audio-only, ...)."""
+                 progress: bool = False, align_epochs: int | None = None,
+                 tune: bool = False) -> TrainedRecommender | Tuned | PopularityPrior:
+    """A name from :data:`VARIANTS` (full, no-contrastive, no-boundary, audio-only, ...);
+    with ``tune`` a :class:`Tuned` over :data:`MODEL_GRID` (selected on validation);
+    ``<variant>+prior`` adds :class:`PopularityPrior`."""
+    if variant.endswith("+prior"):
+        return PopularityPrior(make_variant(variant.removesuffix("+prior"), epochs, seed,
+                                            progress, align_epochs))  # type: ignore[arg-type]
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose from {sorted(VARIANTS)}")
     cfg = replace(TrainConfig(seed=seed), **VARIANTS[variant])
     if epochs is not None:
         cfg = replace(cfg, epochs=epochs)
+    if align_epochs is not None and cfg.align_epochs:
+        cfg = replace(cfg, align_epochs=align_epochs)
     cls = TrainedRecommender if cfg.boundary_weight == 0 else GatedRecommender
-    return cls(cfg, name=f"coldstream[{variant}]", progress=progress)
+    name = f"coldstream[{variant}]"
+    if not tune:
+        return cls(cfg, name=name, progress=progress)
+    grid = [g for g in MODEL_GRID if cfg.bow_buckets or "token_min_items" not in g
+            or g == MODEL_GRID[0]]
+    return Tuned(name, [lambda g=g: cls(replace(cfg, **g), name=name, progress=progress)
+                        for g in grid],
+                 [",".join(f"{k}={v}" for k, v in g.items()) for g in grid])

@@ -161,6 +161,35 @@ def markdown(report: dict[str, Any], segments: tuple[str, ...] = ("cold", "warm"
     return "\n".join(lines) + "\n"
 
 
+def seed_markdown(doc: dict[str, Any], metrics: tuple[str, ...] = (
+        "recall@10", "recall@20", "ndcg@20", "hit@20", "delivery_precision")) -> str:
+    """Cold-item table of :func:`training.protocol.over_seeds` results: mean ± sd per cell."""
+    from .protocol import mean_sd
+
+    seeds = doc["protocol"]["seeds"]
+    lines = [f"### {doc['dataset']}: cold items, mean ± sd over {len(seeds)} seed"
+             f"{'s' if len(seeds) > 1 else ''} ({', '.join(map(str, seeds))})", "",
+             "| model | " + " | ".join(metrics) + " | best epoch | s per run |",
+             "|---" * (len(metrics) + 3) + "|"]
+    for rep in doc["results"]:
+        cells = []
+        for m in metrics:
+            if m == "delivery_precision":
+                key = ("delivery_gated" if "delivery_gated" in rep["runs"][0]["segments"]["cold"]
+                       else "delivery_top20")
+                x = np.asarray([r["segments"]["cold"][key][m] for r in rep["runs"]])
+                st = {"mean": float(x.mean()), "sd": float(x.std(ddof=1)) if len(x) > 1
+                      else float("nan"), "n": len(x)}
+            else:
+                st = rep["summary"]["cold"][m]
+            cells.append(mean_sd(st))
+        epochs = [r["best_epoch"] for r in rep["runs"] if "best_epoch" in r]
+        lines.append(f"| {rep['model']} | " + " | ".join(cells) + " | "
+                     + (", ".join(map(str, epochs)) or "-")
+                     + f" | {rep['summary']['wall_s']['mean']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
 def embedding_markdown(report: dict[str, Any]) -> list[str]:
     """The embedding-quality table (empty when the catalogue has no genre/mood labels)."""
     eq = report.get("embedding_quality")
@@ -222,6 +251,17 @@ def delivery_markdown(results: list[dict[str, Any]]) -> list[str]:
         lines.append(f"| {r['model']} | {d.get('deliveries', 0):.0f} | "
                      + " | ".join(f"{d[k]:.3f}" for k in DELIVERY_METRICS) + " |")
     return lines
+
+
+def write_seed_ablation(doc: dict[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
+    """``ablation-<dataset>.json`` and ``.md`` of a seeds run: mean ± sd tables."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"ablation-{doc['dataset'].replace(':', '-').replace('/', '_')}"
+    js, md = out / f"{stem}.json", out / f"{stem}.md"
+    js.write_text(json.dumps(doc, indent=1, default=float))
+    md.write_text(seed_markdown(doc))
+    return js, md
 
 
 def write_ablation(report: dict[str, Any], out_dir: str | Path) -> tuple[Path, Path]:

@@ -46,6 +46,11 @@ class TrainConfig:
     contrastive_weight: float = 0.2
     mask_p: float = 0.2
     noise: float = 0.05
+    patience: int = 2  # early stopping on validation NDCG@20 (when a validation view is given)
+    whole_history: bool = True  # BPR targets from every training positive, not the last 50
+    teacher_weight: float = 0.0  # distil BPR-MF item-item similarities into the item tower
+    teacher_temperature: float = 0.1
+    pop_weight: float = 0.0  # content-predicted item bias in the U2I logit (harness scoring)
 
     def dict(self) -> dict:
         return asdict(self)
@@ -61,6 +66,31 @@ class Towers(nn.Module):
         self.user = UserTower(cfg.dim)
         self.boundary = BoundaryTower(cfg.dim)
         self.text_proj = nn.Linear(text_dim, cfg.audio_dim)  # alignment head, not exported
+        self.pop = (PopularityHead(text_dim, cfg.audio_dim, cfg.bow_buckets)
+                    if cfg.pop_weight > 0 else None)  # not exported (see docs/training.md)
+
+
+class PopularityHead(nn.Module):
+    """Content -> a scalar item bias: how likely a new song is to be liked by anyone.
+
+    Popular new items are predictable from content, and a unit song vector cannot say
+    "popular"; the bias enters the U2I logit next to the cosine, as in DropoutNet/ALDI's
+    unnormalised scores.
+    """
+
+    def __init__(self, text_dim: int, audio_dim: int, buckets: int, hidden: int = 64) -> None:
+        super().__init__()
+        self.text = nn.Linear(text_dim, hidden)
+        self.audio = nn.Linear(audio_dim, hidden, bias=False)
+        self.bow = nn.Linear(buckets, hidden, bias=False) if buckets else None
+        self.out = nn.Linear(hidden, 1)
+
+    def forward(self, text: torch.Tensor, audio: torch.Tensor, has_audio: torch.Tensor,
+                tokens: torch.Tensor | None) -> torch.Tensor:
+        h = self.text(text) + has_audio * self.audio(audio)
+        if self.bow is not None and tokens is not None:
+            h = h + self.bow(tokens)
+        return self.out(F.gelu(h)).reshape(-1)
 
 
 class Tasks:
@@ -83,7 +113,15 @@ class Tasks:
         self.hist_items = torch.from_numpy(data.hist_items).to(device)
         self.hist_w = torch.from_numpy(data.hist_weights).to(device)
         self.hist_pos = torch.from_numpy(data.hist_pos).to(device)
-        self.users = np.flatnonzero(data.hist_pos.sum(1) > 0)
+        order = np.argsort(data.pos_user, kind="stable")
+        pairs = np.unique(data.pos_user[order] * data.n_items + data.pos_item[order])
+        self.pos_all = pairs % data.n_items  # every training positive, grouped by user
+        self.pos_ptr = np.searchsorted(pairs // data.n_items, np.arange(data.n_users + 1))
+        self.pos_cnt = np.diff(self.pos_ptr)
+        self.users = (np.flatnonzero(self.pos_cnt > 0) if cfg.whole_history
+                      else np.flatnonzero(data.hist_pos.sum(1) > 0))
+        self.teacher_items: torch.Tensor | None = None
+        self.teacher_warm: np.ndarray | None = None
         self.warm = np.unique(data.hist_items[data.hist_weights != 0])
         self.audio_items = np.flatnonzero(self.has_audio.cpu().numpy() > 0)
         self.n_items = data.n_items
@@ -119,6 +157,12 @@ class Tasks:
                 mel, torch.ones(mel.shape[:2], device=self.device))
         self.t.audio.train()
 
+    def set_teacher(self, item_vectors: np.ndarray, warm: np.ndarray) -> None:
+        """CF item vectors (BPR-MF on the training view); only ``warm`` rows are targets."""
+        self.teacher_items = F.normalize(torch.from_numpy(item_vectors).float(), dim=-1
+                                         ).to(self.device)
+        self.teacher_warm = warm
+
     # ---------------------------------------------------------------- stages 2-4
     def item_vectors(self, train: bool = True) -> torch.Tensor:
         """All song vectors; in training, tokens are dropped so words cannot memorise items."""
@@ -128,43 +172,91 @@ class Tasks:
         return self.t.item(self.text, self.audio_vec, self.has_audio[:, None], tokens)
 
     def steps_per_epoch(self) -> int:
-        return max(1, int(self.hist_pos.sum().item()) // self.cfg.batch)
+        n = len(self.pos_all) if self.cfg.whole_history else int(self.hist_pos.sum().item())
+        return max(1, n // self.cfg.batch)
 
     def joint_loss(self) -> dict[str, torch.Tensor]:
         """One step of I2I BPR + U2I BPR/boundary + contrastive views."""
         cfg, dev = self.cfg, self.device
         v = self.item_vectors()
-        users = torch.from_numpy(self.rng.choice(self.users, cfg.batch)).to(dev)
-        pos_mask = self.hist_pos[users]
-        r = torch.rand(pos_mask.shape, device=dev) * pos_mask
-        target = r.argmax(1)  # a random positive position per user
+        users_np = self.rng.choice(self.users, cfg.batch)
+        users = torch.from_numpy(users_np).to(dev)
         rows = torch.arange(len(users), device=dev)
         items = self.hist_items[users]
-        pos_item = items[rows, target]
         w = self.hist_w[users].clone()
-        w[rows, target] = 0.0  # leave the target out of its own history
+        if cfg.whole_history:
+            # target: any training positive of the user; the user tower sees the last
+            # events (what serving feeds it) with every copy of the target left out
+            pos_item = torch.from_numpy(self._sample_pos(users_np)).to(dev)
+            w[items == pos_item[:, None]] = 0.0
+            other = torch.from_numpy(self._sample_pos(users_np)).to(dev)
+            ok = other != pos_item
+        else:
+            pos_mask = self.hist_pos[users]
+            target = (torch.rand(pos_mask.shape, device=dev) * pos_mask).argmax(1)
+            pos_item = items[rows, target]
+            w[rows, target] = 0.0  # leave the target out of its own history
+            r2 = torch.rand(pos_mask.shape, device=dev) * pos_mask
+            r2[rows, target] = 0.0
+            other = items[rows, r2.argmax(1)]
+            ok = r2.max(1).values > 0
         u = self.t.user(v[items], w)
         neg = torch.from_numpy(self.rng.choice(self.warm, (cfg.batch, cfg.negatives))).to(dev)
         s_pos = (u * v[pos_item]).sum(-1)
         s_neg = torch.einsum("bd,bkd->bk", u, v[neg])
         scale = 1.0 / cfg.temperature
-        out = {"u2i_bpr": self.bpr(scale * s_pos, scale * s_neg)}
+        if self.t.pop is not None:
+            bias = self.item_bias()
+            out = {"u2i_bpr": self.bpr(scale * s_pos + bias[pos_item],
+                                       scale * s_neg + bias[neg])}
+        else:
+            out = {"u2i_bpr": self.bpr(scale * s_pos, scale * s_neg)}
         if cfg.boundary_weight > 0:
             b = self.t.boundary(u.detach())
             out["boundary"] = cfg.boundary_weight * self.ib(b, s_pos, s_neg)
-        if cfg.i2i_weight > 0:
-            r2 = torch.rand(pos_mask.shape, device=dev) * pos_mask
-            r2[rows, target] = 0.0
-            other = r2.argmax(1)
-            ok = r2.max(1).values > 0
-            if ok.any():
-                a, p = pos_item[ok], items[rows, other][ok]
-                i_pos = (v[a] * v[p]).sum(-1)
-                i_neg = torch.einsum("bd,bkd->bk", v[a], v[neg[ok]])
-                out["i2i_bpr"] = cfg.i2i_weight * self.bpr(scale * i_pos, scale * i_neg)
+        if cfg.i2i_weight > 0 and ok.any():
+            a, p = pos_item[ok], other[ok]
+            i_pos = (v[a] * v[p]).sum(-1)
+            i_neg = torch.einsum("bd,bkd->bk", v[a], v[neg[ok]])
+            out["i2i_bpr"] = cfg.i2i_weight * self.bpr(scale * i_pos, scale * i_neg)
         if cfg.contrastive_weight > 0:
             out["views"] = cfg.contrastive_weight * self.views_loss()
+        if cfg.teacher_weight > 0 and self.teacher_items is not None:
+            out["teacher"] = cfg.teacher_weight * self.teacher_loss(v)
         return out
+
+    def item_bias(self) -> torch.Tensor:
+        """(n_items,) content-predicted logit bias (zeros without a popularity head)."""
+        if self.t.pop is None:
+            return torch.zeros(self.n_items, device=self.device)
+        mask = self.t.item.bow_mask if self.cfg.bow_buckets else None
+        tokens = self.tokens * mask if mask is not None else None
+        return self.cfg.pop_weight * self.t.pop(self.text, self.audio_vec,
+                                                self.has_audio[:, None], tokens)
+
+    @torch.no_grad()
+    def ranking_bias(self) -> np.ndarray:
+        """The bias on the cosine scale: score = user . song + this (zeros when unused)."""
+        return (self.item_bias() * self.cfg.temperature).cpu().numpy()
+
+    def _sample_pos(self, users: np.ndarray) -> np.ndarray:
+        n = self.pos_cnt[users]
+        return self.pos_all[self.pos_ptr[users] + (self.rng.random(len(users)) * n
+                                                   ).astype(np.int64)]
+
+    def teacher_loss(self, v: torch.Tensor, size: int = 256) -> torch.Tensor:
+        """KL from the teacher's item-item similarity distribution to the tower's, over a
+        batch of warm items: relational distillation, so the two spaces need not match."""
+        assert self.teacher_items is not None and self.teacher_warm is not None
+        idx = torch.from_numpy(self.rng.choice(self.teacher_warm, min(size, len(
+            self.teacher_warm)), replace=False)).to(self.device)
+        t = self.teacher_items[idx]
+        s = v[idx]
+        tau = self.cfg.teacher_temperature
+        eye = torch.eye(len(idx), device=self.device, dtype=torch.bool)
+        target = F.softmax((t @ t.T / tau).masked_fill(eye, -1e9), dim=1)
+        logp = F.log_softmax((s @ s.T / tau).masked_fill(eye, -1e9), dim=1)
+        return F.kl_div(logp, target, reduction="batchmean")
 
     def views_loss(self, size: int = 256) -> torch.Tensor:
         idx = torch.from_numpy(self.rng.choice(self.n_items, size, replace=False)

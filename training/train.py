@@ -2,7 +2,9 @@
 
 Seeds are fixed (torch, numpy), CPU is the default and CUDA is used when present, every
 epoch writes a checkpoint (``--resume`` continues from the last), and the loss history is
-kept for the training-curve plot.
+kept for the training-curve plot. With a :class:`~training.selection.ValidationView` the
+joint epochs early-stop on validation NDCG@20 (``cfg.epochs`` is then the most epochs) and
+the best epoch's towers are kept: the validation hook sees validation items only.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from encoders.artifacts import UserSpec
 from encoders.features import MelConfig
 
 from . import data as data_mod
+from .selection import EarlyStopping, ValidationView, val_metrics
 from .tasks import Tasks, Towers, TrainConfig
 
 
@@ -35,6 +38,7 @@ class TrainResult:
     user_spec: UserSpec
     fingerprint: str
     history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int | None = None  # joint epochs kept by early stopping (None: no validation)
 
 
 def seed_everything(seed: int) -> None:
@@ -52,8 +56,12 @@ def pick_device(name: str = "auto") -> torch.device:
 def train(dataset: Dataset, cfg: TrainConfig, device: str = "auto",
           checkpoint_dir: Path | None = None, resume: bool = False,
           progress: bool = False, mel: MelConfig | None = None,
-          user_spec: UserSpec | None = None) -> TrainResult:
-    """Fit all towers on ``dataset`` (a training view: no held-out events)."""
+          user_spec: UserSpec | None = None,
+          validation: ValidationView | None = None) -> TrainResult:
+    """Fit all towers on ``dataset`` (a training view: no held-out events).
+
+    ``validation``: early-stop the joint epochs on its NDCG@20 and keep the best towers.
+    """
     seed_everything(cfg.seed)
     dev = pick_device(device)
     mel = mel or MelConfig()
@@ -63,6 +71,11 @@ def train(dataset: Dataset, cfg: TrainConfig, device: str = "auto",
                         bow_buckets=cfg.bow_buckets, progress=progress)
     towers = Towers(cfg, mel.n_mels, td.text.shape[1]).to(dev)
     tasks = Tasks(towers, td, cfg, dev)
+    if cfg.teacher_weight > 0:
+        from .mf import PositivePairs, bpr_mf
+
+        _, teacher = bpr_mf(dataset, dim=cfg.dim, seed=cfg.seed)
+        tasks.set_teacher(teacher, PositivePairs.of(dataset).warm)
     opt = torch.optim.AdamW(towers.parameters(), lr=cfg.lr, weight_decay=1e-4)
     history: list[dict[str, float]] = []
     start = 0
@@ -81,6 +94,7 @@ def train(dataset: Dataset, cfg: TrainConfig, device: str = "auto",
 
     align = cfg.align_epochs if tasks.has_audio_stage() else 0
     total = align + cfg.epochs
+    stopper = EarlyStopping(cfg.patience) if validation is not None else None
     for epoch in tqdm(range(start, total), desc="epochs", disable=not progress,
                       initial=start, total=total):
         sums: dict[str, float] = {}
@@ -101,17 +115,38 @@ def train(dataset: Dataset, cfg: TrainConfig, device: str = "auto",
                 _step(opt, sum(parts.values()))
                 for k, v in parts.items():
                     sums[k] = sums.get(k, 0.0) + v.item() / n
+        if stopper is not None and epoch >= align:
+            sums["val_ndcg@20"] = validation_score(tasks, validation)
         history.append({"epoch": epoch + 1, **sums})
         if ckpt is not None:
-            ckpt.parent.mkdir(parents=True, exist_ok=True)
-            tmp = ckpt.with_suffix(".tmp")
-            torch.save({"towers": towers.state_dict(), "opt": opt.state_dict(),
-                        "epoch": epoch + 1, "history": history, "cfg": cfg.dict(),
-                        "fingerprint": td.fingerprint}, tmp)
-            tmp.replace(ckpt)
+            save_checkpoint(ckpt, towers, opt, epoch + 1, history, cfg, td.fingerprint)
+        if stopper is not None and epoch >= align and stopper.update(
+                epoch + 1 - align, sums["val_ndcg@20"], towers.state_dict):
+            break
+    best = None
+    if stopper is not None and stopper.best_state is not None:
+        towers.load_state_dict(stopper.best_state)
+        best = stopper.best_epoch
     tasks.refresh_audio()  # the vectors the exported graphs will reproduce
     towers.eval()
-    return TrainResult(towers, tasks, cfg, mel, spec, td.fingerprint, history)
+    return TrainResult(towers, tasks, cfg, mel, spec, td.fingerprint, history, best)
+
+
+def save_checkpoint(ckpt: Path, towers: Towers, opt: torch.optim.Optimizer, epoch: int,
+                    history: list[dict[str, float]], cfg: TrainConfig, fingerprint: str) -> None:
+    """Atomically: a crash mid-write leaves the previous checkpoint intact."""
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    tmp = ckpt.with_suffix(".tmp")
+    torch.save({"towers": towers.state_dict(), "opt": opt.state_dict(), "epoch": epoch,
+                "history": history, "cfg": cfg.dict(), "fingerprint": fingerprint}, tmp)
+    tmp.replace(ckpt)
+
+
+def validation_score(tasks: Tasks, view: ValidationView) -> float:
+    """The validation hook: NDCG@20 of the current towers over the validation items."""
+    v, u, _ = tasks.embed_all()
+    bias = tasks.ranking_bias()
+    return val_metrics(view, lambda us, its: u[us] @ v[its].T + bias[its])["ndcg@20"]
 
 
 def _step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:

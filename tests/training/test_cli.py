@@ -21,12 +21,28 @@ def test_world_replay_and_evaluate_commands(tmp_path):
     assert len((tmp_path / "e.jsonl").read_text().splitlines()) == 300 + 6000
 
     res = runner.invoke(app, ["evaluate", "--dataset", "world:tiny", "--baselines",
-                              "random,tag-knn", "--out", str(tmp_path / "rep"),
+                              "random,tag-knn,clcrec", "--out", str(tmp_path / "rep"),
                               "--embedding-map", "pca"])
     assert res.exit_code == 0, res.output
     report = json.loads((tmp_path / "rep" / "world-tiny.json").read_text())
-    assert [r["model"] for r in report["results"]] == ["random", "content-knn[tags]"]
+    assert [r["model"] for r in report["results"]] == ["random", "content-knn[tags]", "clcrec"]
     assert "recall@20" in report["results"][0]["segments"]["cold"]
     assert "| content-knn[tags] |" in (tmp_path / "rep" / "world-tiny.md").read_text()
     assert report["plots"] == ["world-tiny-metrics.png", "world-tiny-map.png"]
     assert (tmp_path / "rep" / "world-tiny-map.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_train_reports_mean_and_sd_over_seeds(tmp_path):
+    """`train` measures every seed's model (early-stopped on validation) and prints mean ± sd."""
+    import re
+
+    res = runner.invoke(app, ["train", "--dataset", "world:tiny", "--seeds", "2",
+                              "--epochs", "2", "--align-epochs", "1", "--no-publish",
+                              "--run-dir", str(tmp_path / "runs")], terminal_width=200)
+    assert res.exit_code == 0, res.output
+    assert re.search(r"seed 0: cold recall@20 0\.\d{3} ndcg@20 0\.\d{3} \(best epoch [12],",
+                     res.output)
+    assert "seed 1:" in res.output
+    assert re.search(r"over 2 seeds: cold recall@20 0\.\d{3} ± 0\.\d{3}, "
+                     r"ndcg@20 0\.\d{3} ± 0\.\d{3}", res.output), res.output
+    assert re.search(r"final model: [12] joint epochs", res.output)
