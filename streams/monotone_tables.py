@@ -5,7 +5,8 @@ its partitions can still write: records its producer buffered before a pause (GC
 starved VM) go out after it wakes, and it may finish the batch it was handling before it
 learns it was expelled. The new owner has already re-read those events and written newer
 states, so the stale record lands *after* them and the next recovery took it as the truth
-(measured: a user's interaction count recovered as 16 of 17 after a paused member woke up).
+(seen once: a user's count recovered as 16 of 17 after a paused member woke up; this is the
+explanation that fits that run, not one traced record by record, see docs/reliability.md).
 
 A table here names a *generation* for its values: a number that only grows as events are
 applied to a key (for a user: the events applied). Recovery keeps, per key, the record with
