@@ -196,11 +196,11 @@ def select(scored: dict[str, Scored], cap: int) -> list[Scored]:
     return keep[:cap]
 
 
-def candidates_for_song(store: VectorStore, cols: Collections, song: SongEvent,
-                        vector: np.ndarray, version: str, cfg: PipelineConfig,
-                        metrics: Metrics | None = None) -> list[CandidateEvent]:
-    """Both paths, merged, de-duplicated per user, capped, explained."""
-    pid = song_point_id(song.song_id)
+def score_song(store: VectorStore, cols: Collections, song_id: str, vector: np.ndarray,
+               cfg: PipelineConfig, metrics: Metrics | None = None) -> dict[str, Scored]:
+    """Every listener either path finds for a new song, with both paths' evidence (uncapped;
+    the offline harness scores this same step, ``training/served.py``)."""
+    pid = song_point_id(song_id)
     similar = store.search(cols.songs, vector, cfg.similar_songs_k,
                            Where(equals={"is_cold": 0}, exclude_ids=frozenset([pid])))
     users = store.search(cols.users, vector, cfg.u2i_users_k)
@@ -215,6 +215,14 @@ def candidates_for_song(store: VectorStore, cols: Collections, song: SongEvent,
             s.boundary = float(rec.payload.get("boundary", 1.0))
             if rec.vector is not None:
                 s.u2i = float(rec.vector @ vector)
+    return scored
+
+
+def candidates_for_song(store: VectorStore, cols: Collections, song: SongEvent,
+                        vector: np.ndarray, version: str, cfg: PipelineConfig,
+                        metrics: Metrics | None = None) -> list[CandidateEvent]:
+    """Both paths, merged, de-duplicated per user, capped, explained."""
+    scored = score_song(store, cols, song.song_id, vector, cfg, metrics)
     created = now_ms()
     return [CandidateEvent(
         schema_version=1, event_id=candidate_id(song.song_id, s.user_id, version),

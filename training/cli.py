@@ -1,4 +1,4 @@
-"""``world``, ``evaluate``, ``replay``, ``convert``, ``train``, ``ablate`` and ``models``:
+"""``world``, ``evaluate``, ``replay``, ``convert``, ``train``, ``ablate``, ``served``, ``models``:
 runnable as ``python -m training.cli``."""
 
 from __future__ import annotations
@@ -276,6 +276,34 @@ def ablate(
                "results": results}
         js, md = report.write_seed_ablation(doc, out)  # rewritten as it goes
     console.print(f"wrote {js} and {md}")
+
+
+@app.command()
+def served(
+    dataset: Annotated[str, typer.Option(help="As for evaluate")] = "world:demo",
+    seed: Annotated[int, typer.Option(help="First seed")] = 0,
+    seeds: Annotated[int, typer.Option(help="Seeds (split + init); mean ± sd")] = 5,
+    epochs: Annotated[int | None, typer.Option(help="Most joint epochs")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for JSON + Markdown")] = Path("reports"),
+) -> None:
+    """The served path scored as delivered: I2I2U alone vs I2I2U + U2I, raw vs calibrated,
+    reach at equal delivery precision (the worker's own candidate code, mean ± sd)."""
+    import orjson
+
+    from coldstream_data import load_source
+
+    from .served import served_over_seeds, served_table
+
+    data = load_source(dataset)
+    doc = served_over_seeds(data, list(range(seed, seed + seeds)), epochs=epochs,
+                            progress=True)
+    doc["dataset"] = dataset
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"served-{dataset.replace(':', '-')}"
+    stem.with_suffix(".json").write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+    table = served_table(doc)
+    stem.with_suffix(".md").write_text(table)
+    console.print(table, markup=False, soft_wrap=True)
 
 
 def seed_metrics(rep: dict) -> dict[str, float]:
