@@ -6,6 +6,7 @@ blocking ones through the work thread) and only add I/O (consuming, producing, c
 
 from __future__ import annotations
 
+import math
 import re
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from encoders.artifacts import DeliverySpec
 from encoders.features import song_text
 from encoders.runtime import LoadedModel, SongInput
 
@@ -59,6 +61,7 @@ class PipelineConfig:
 
 
 def ensure_collections(store: VectorStore, model: LoadedModel) -> Collections:
+    check_delivery(model.manifest.delivery)  # refuse a model before it serves, not per song
     cols = Collections.for_version(model.version)
     store.ensure_collection(cols.songs, model.manifest.dim, SONG_INDEXES)
     store.ensure_collection(cols.users, model.manifest.dim, USER_INDEXES)
@@ -179,6 +182,30 @@ def u2i(users: Sequence[Hit], into: dict[str, Scored], metrics: Metrics | None =
             metrics.boundary_checks.labels(result="pass" if s.passes_boundary else "fail").inc()
 
 
+#: The evidence a :class:`~encoders.artifacts.DeliverySpec` is fitted over, in order.
+EVIDENCE = ("i2i2u", "has_seed", "u2i_margin", "passes")
+
+
+def evidence(s: Scored) -> np.ndarray:
+    """I2I2U strength, whether a seed exists, the U2I margin over the user's own boundary,
+    and whether it passes: what the calibration weighs."""
+    margin = (s.u2i - s.boundary) if s.u2i is not None and s.boundary is not None else 0.0
+    return np.array([s.i2i2u, float(bool(s.seeds)), margin, float(s.passes_boundary)])
+
+
+def calibrated(s: Scored, spec: DeliverySpec) -> float:
+    """P(engaged) on the one scale both paths share."""
+    z = float(evidence(s) @ np.asarray(spec.coef)) + spec.intercept
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+def check_delivery(spec: DeliverySpec | None) -> None:
+    """A manifest's calibration must weigh exactly the evidence this worker computes."""
+    if spec is not None and (tuple(spec.features) != EVIDENCE or len(spec.coef) != len(EVIDENCE)):
+        raise ValueError(f"delivery calibration over {spec.features}, this worker computes "
+                         f"{list(EVIDENCE)}")
+
+
 def explain(s: Scored) -> str:
     parts = []
     if s.seeds:
@@ -189,10 +216,13 @@ def explain(s: Scored) -> str:
     return "; ".join(parts) or "no evidence"
 
 
-def select(scored: dict[str, Scored], cap: int) -> list[Scored]:
-    """Keep users with evidence (I2I2U tie or U2I pass), best first, within the song's budget."""
-    keep = [s for s in scored.values() if s.seeds or s.passes_boundary]
-    keep.sort(key=lambda s: (-s.score, s.user_id))
+def select(scored: dict[str, Scored], cap: int,
+           delivery: DeliverySpec | None = None) -> list[tuple[Scored, float]]:
+    """Keep users with evidence (I2I2U tie or U2I pass), best first, within the song's budget;
+    each with its score: calibrated when the model carries a calibration, else raw."""
+    keep = [(s, calibrated(s, delivery) if delivery else s.score)
+            for s in scored.values() if s.seeds or s.passes_boundary]
+    keep.sort(key=lambda t: (-t[1], t[0].user_id))
     return keep[:cap]
 
 
@@ -220,18 +250,20 @@ def score_song(store: VectorStore, cols: Collections, song_id: str, vector: np.n
 
 def candidates_for_song(store: VectorStore, cols: Collections, song: SongEvent,
                         vector: np.ndarray, version: str, cfg: PipelineConfig,
-                        metrics: Metrics | None = None) -> list[CandidateEvent]:
-    """Both paths, merged, de-duplicated per user, capped, explained."""
+                        metrics: Metrics | None = None,
+                        delivery: DeliverySpec | None = None) -> list[CandidateEvent]:
+    """Both paths, merged, de-duplicated per user, capped (on one calibrated scale when the
+    model has one), explained."""
     scored = score_song(store, cols, song.song_id, vector, cfg, metrics)
     created = now_ms()
     return [CandidateEvent(
         schema_version=1, event_id=candidate_id(song.song_id, s.user_id, version),
         candidate_id=candidate_id(song.song_id, s.user_id, version), song_id=song.song_id,
-        user_id=s.user_id, score=round(float(s.score), 6),
+        user_id=s.user_id, score=round(float(score), 6),
         boundary=None if s.boundary is None else round(s.boundary, 6), path=s.path,
         seed_song_ids=[sid for sid, _, _ in s.seeds], model_version=version,
         created_at=created, explanation=explain(s),
-    ) for s in select(scored, cfg.max_candidates_per_song)]
+    ) for s, score in select(scored, cfg.max_candidates_per_song, delivery)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -471,7 +503,7 @@ def process_song(sv: Serving, song: SongEvent, engagers: list[list[Any]], cfg: P
                     engagers)
     with metrics.stage("search"):
         return candidates_for_song(sv.store, sv.cols, song, vector, sv.model.version, cfg,
-                                   metrics)
+                                   metrics, sv.model.manifest.delivery)
 
 
 def refresh_users(sv: Serving, states: dict[str, dict[str, Any]],

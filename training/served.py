@@ -32,13 +32,16 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from coldstream_data.base import ACTIONS, Dataset
+from encoders.artifacts import DeliverySpec
 from streams.ids import song_point_id, user_point_id
 from streams.pipeline import (
+    EVIDENCE,
     SONG_INDEXES,
     USER_INDEXES,
     Collections,
     PipelineConfig,
     Scored,
+    evidence,
     pack_engagers,
     score_song,
     update_engagers,
@@ -100,13 +103,6 @@ def score_new_items(store: VectorStore, cols: Collections, data: Dataset,
     return [score_song(store, cols, ids[i], items[i], cfg) for i in new_items]
 
 
-def evidence(s: Scored) -> np.ndarray:
-    """A candidate's evidence as features: I2I2U strength, whether it has a seed, the U2I
-    margin over the user's boundary, and whether it passes."""
-    margin = (s.u2i - s.boundary) if s.u2i is not None and s.boundary is not None else 0.0
-    return np.array([s.i2i2u, float(bool(s.seeds)), margin, float(s.passes_boundary)])
-
-
 def eligible(s: Scored, policy: str) -> bool:
     if policy == "i2i2u":
         return bool(s.seeds)
@@ -131,6 +127,36 @@ class Calibrator:
 
     def p(self, x: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-(x @ self.coef + self.intercept)))
+
+    def spec(self, fitted_on: str = "") -> DeliverySpec:
+        """What the worker reads from the manifest (``streams.pipeline.calibrated``)."""
+        return DeliverySpec(features=list(EVIDENCE), coef=[float(c) for c in self.coef],
+                            intercept=float(self.intercept), fitted_on=fitted_on)
+
+
+def average_delivery(specs: Sequence[DeliverySpec], fitted_on: str = "") -> DeliverySpec:
+    """One calibration from several seeds' validation fits (the published model is trained
+    on all data, so no split of its own is left to fit on)."""
+    return DeliverySpec(features=list(EVIDENCE),
+                        coef=np.mean([sp.coef for sp in specs], axis=0).round(6).tolist(),
+                        intercept=round(float(np.mean([sp.intercept for sp in specs])), 6),
+                        fitted_on=fitted_on)
+
+
+def calibrate_on_validation(data: Dataset, split: Split, items: np.ndarray, users: np.ndarray,
+                            bounds: np.ndarray, cfg: PipelineConfig | None = None,
+                            workdir: Path | None = None) -> Calibrator:
+    """Only the validation half of :func:`served_metrics`: the cold test is never loaded."""
+    cfg = cfg or PipelineConfig()
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        store = EdgeStore(Path(tmp) / "qdrant")
+        try:
+            cols = load_store(store, data, split, items, users, bounds, cfg)
+            val = score_new_items(store, cols, data, split.val_items, items, cfg)
+        finally:
+            store.close()
+    vb = flatten(data, val, "i2i2u+u2i")
+    return Calibrator().fit(vb.x, labels(vb, relevance(data, split, split.val_items, "val")))
 
 
 @dataclass(frozen=True)
