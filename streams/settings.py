@@ -79,6 +79,15 @@ class Settings(BaseSettings):
         (), description="Test hook: codecs (snappy, lz4, zstd) the worker's Kafka client "
         "behaves as if their library were missing, to prove unreadable batches stop and alert.")
     data_dir: Path = Field(Path(".coldstream"), description="Embedded state: vectors, models.")
+    search_index: Literal["segments", "engine"] = Field(
+        "segments", description="Embedded store only. segments: search in the worker over a "
+        "sealed IVF segment (built in a child process) plus an exact growing segment; engine: "
+        "Qdrant Edge's own search (no index: it holds the GIL while building one).")
+    segment_merge_rows: int = Field(
+        20_000, ge=0, description="Growing-segment size (or a quarter of the sealed one, if "
+        "more) that triggers a merge into a new sealed segment; 0: never merge.")
+    segment_nprobe: int = Field(
+        32, ge=1, description="IVF lists probed per sealed-segment search (recall vs time).")
 
     # --- Models ------------------------------------------------------------------------------
     model_dir: Path | None = Field(None, description="Model registry; default data_dir/models.")
