@@ -41,6 +41,8 @@ class SegmentedStore(StoreWrapper):
     def __init__(self, inner: VectorStore, workdir: Path, merge_rows: int = 20_000,
                  nprobe: int = 32, check_s: float = 1.0, build_threads: int = 1) -> None:
         super().__init__(inner)
+        import faiss  # noqa: F401 - here, at start: a first import in the merger holds the GIL
+
         self.workdir = Path(workdir)
         self.merge_rows, self.nprobe, self.check_s = merge_rows, nprobe, check_s
         self.build_threads = build_threads
