@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     model_dir: Path | None = Field(None, description="Model registry; default data_dir/models.")
     model_version: str | None = Field(None, description="Pin a version; default: current.")
     onnx_threads: int = Field(1, ge=1, description="intra-op threads per ONNX session.")
+    backbone_cache_rows: int = Field(
+        1_000_000, ge=0, description="Songs whose frozen-backbone outputs (MiniLM text, an "
+        "unchanged audio tower) are kept for model swaps, per backbone (1.5 kB each for text); "
+        "0: off.")
 
     # --- Pipeline ----------------------------------------------------------------------------
     similar_songs_k: int = Field(20, ge=1, description="I2I2U: known songs per new song.")
