@@ -8,9 +8,10 @@ build is CPU-bound for seconds to minutes; in a child it is niced, it cannot tou
 GIL, and a crash leaves the worker serving the old segment. faiss releases the GIL in
 ``read_index`` and ``search`` (measured: < 5 ms event-loop gaps while loading and searching).
 
-The child is ``python -m streams.stores.sealed_build <folder> <threads>``: it reads ``vectors.npy``
-and ``labels.npy`` from the folder, writes ``index.faiss`` and ``build.json`` (its pid, rows,
-lists, seconds) atomically.
+The child is ``python .../sealed_build.py <folder> <threads>``, run as a script so that it
+imports numpy and faiss only (not the worker's packages) and is niced before anything else:
+it reads ``vectors.npy`` and ``labels.npy`` from the folder, writes ``index.faiss`` and
+``build.json`` (its pid, rows, lists, seconds) atomically.
 """
 
 from __future__ import annotations
@@ -23,28 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-
-def lists_for(rows: int) -> int:
-    """IVF lists: about sqrt(rows) (1,000 at 1M), so a probe scans ~sqrt(rows) vectors."""
-    return max(1, min(4096, int(round(np.sqrt(rows)))))
-
-
-def build_index(vectors: np.ndarray, labels: np.ndarray, seed: int = 0) -> Any:
-    """k-means on a sample of 64 points per list, then every vector into its nearest list."""
-    import faiss
-
-    dim, lists = vectors.shape[1], lists_for(len(vectors))
-    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
-    sample = vectors
-    if len(vectors) > 64 * lists:
-        pick = np.random.default_rng(seed).choice(len(vectors), 64 * lists, replace=False)
-        sample = vectors[np.sort(pick)]
-    index.train(np.ascontiguousarray(sample, dtype=np.float32))
-    for i in range(0, len(vectors), 100_000):
-        index.add_with_ids(np.ascontiguousarray(vectors[i:i + 100_000], dtype=np.float32),
-                           labels[i:i + 100_000].astype(np.int64))
-    return index
 
 
 @dataclass
@@ -70,8 +49,8 @@ class SealedSegment:
 
 def start_build(folder: Path, threads: int = 1) -> subprocess.Popen[bytes]:
     """Start the child on ``folder`` (vectors.npy, labels.npy)."""
-    return subprocess.Popen([sys.executable, "-m", "streams.stores.sealed_build", str(folder),
-                             str(threads)], stdin=subprocess.DEVNULL)
+    return subprocess.Popen([sys.executable, str(Path(__file__).with_name("sealed_build.py")),
+                             str(folder), str(threads)], stdin=subprocess.DEVNULL)
 
 
 def finish_build(child: subprocess.Popen[bytes], folder: Path,
