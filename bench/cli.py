@@ -21,6 +21,7 @@ SCENARIOS = {
     "segments": "the worker's search: sealed IVF + growing segments vs exact numpy, recall@10, "
                 "build, memory, longest event-loop stall during a merge",
     "swap": "model swap: upsert a new version's collection, HNSW build, re-embed estimate",
+    "reembed": "model swap re-embedding with and without the frozen-backbone cache",
     "scaling_users": "candidate generation cost vs number of users",
     "ingest": "interactions through a worker vs raw aiokafka; events/s curve",
     "new_song": "new song with 30 s audio -> first candidate latency, per-stage breakdown",
@@ -30,7 +31,7 @@ SCENARIOS = {
 
 
 def run_one(name: str, mode: Mode, models: Path, done: dict[str, Report]) -> Report:
-    from . import codecs, encoders, ingest, latency, search, segments, swap
+    from . import codecs, encoders, ingest, latency, reembed, search, segments, swap
 
     if name == "encoders":
         return encoders.run(mode, models=models)
@@ -41,6 +42,8 @@ def run_one(name: str, mode: Mode, models: Path, done: dict[str, Report]) -> Rep
     if name == "swap":
         rate = encoders.song_rate(done["encoders"]) if "encoders" in done else None
         return swap.run(mode, encoder_rate=rate)
+    if name == "reembed":
+        return reembed.run(mode, models)
     if name == "scaling_users":
         return swap.users_curve(mode)
     if name == "ingest":

@@ -115,7 +115,7 @@ def measure(store: SegmentedStore, live: Live, qs: np.ndarray, k: int, nprobe: i
     return {"store_p50_ms": s["p50_ms"], "store_p99_ms": s["p99_ms"],
             "segments_p50_ms": c["p50_ms"], "segments_p99_ms": c["p99_ms"],
             "numpy_p50_ms": b["p50_ms"], "numpy_p99_ms": b["p99_ms"],
-            "speedup_p50": ratio(b["p50_ms"], s["p50_ms"]), f"recall@{k}": float(np.mean(recall))}
+            "speedup_p50": ratio(b["p50_ms"], s["p50_ms"]), "recall": float(np.mean(recall))}
 
 
 def memory_mb(store: SegmentedStore) -> dict[str, float]:
@@ -147,13 +147,18 @@ def run(mode: Mode, n: int | None = None, dim: int = 128, n_queries: int | None 
         rep.extra["churn"] = churn(store, live, np.arange(n, len(x)), rng)
         rep.extra["growing_after_churn"] = store.segments["songs"].growing
         qs = queries(live.x[live.alive], n_queries)
-        for filtered in (False, True):
-            for nprobe in nprobes:
-                rep.rows.append({"n": n, "filter": "genre" if filtered else "none",
-                                 "nprobe": nprobe, **measure(store, live, qs, k, nprobe,
-                                                             filtered)})
+        for kk, filtered, nprobe in [(k, f, p) for f in (False, True) for p in nprobes] + [
+                (200, False, p) for p in nprobes[-2:]]:  # k=200: the U2I search's size
+            rep.rows.append({"n": n, "k": kk, "filter": "genre" if filtered else "none",
+                             "nprobe": nprobe, **measure(store, live, qs, kk, nprobe,
+                                                         filtered)})
         rep.extra["memory"] = memory_mb(store)
         rep.extra["merge_after_churn"] = merge_with_probe(store)
+        store.close()
+        t = time.perf_counter()  # a restart: the mirror is reloaded from the engine
+        store = SegmentedStore(EdgeStore(root / "q"), root / "seg", merge_rows=0)
+        store.ensure_collection("songs", dim, {"genre": "integer"})
+        rep.extra["restart_reload_s"] = time.perf_counter() - t
     finally:
         store.close()
         shutil.rmtree(root, ignore_errors=True)
@@ -163,15 +168,21 @@ def run(mode: Mode, n: int | None = None, dim: int = 128, n_queries: int | None 
 
 
 def goals(rep: Report, n: int, k: int) -> None:
-    ok = [r for r in rep.rows if r["filter"] == "none" and r[f"recall@{k}"] >= 0.95]
+    ok = [r for r in rep.rows if r["filter"] == "none" and r["k"] == k and r["recall"] >= 0.95]
     best = min(ok, key=lambda r: r["store_p50_ms"]) if ok else None
     if best is not None:
         rep.notes.append(f"choice: nprobe={best['nprobe']}, the fastest with recall@10 >= 0.95")
+        rep.goal("recall@10 with the genre filter at that nprobe", ">= 0.95", next(
+            r["recall"] for r in rep.rows if r["filter"] == "genre" and r["k"] == k
+            and r["nprobe"] == best["nprobe"]), lambda v: v >= 0.95)
         rep.goal("search p50", "<= 2 ms", best["store_p50_ms"], lambda v: v <= 2.0)
         rep.goal("search p99", "<= 10 ms", best["store_p99_ms"], lambda v: v <= 10.0)
         rep.goal("speed-up vs numpy", ">= 10x", best["speedup_p50"], lambda v: v >= 10)
     rep.goal("max loop stall during a merge", "<= 50 ms",
              max(rep.extra["merge"]["max_loop_stall_ms"],
                  rep.extra["merge_after_churn"]["max_loop_stall_ms"]), lambda v: v <= 50)
+    rep.notes.append("recall: recall@k against exact numpy over the live points; store_*: the "
+                     "whole store.search (payloads from Qdrant Edge), segments_*: the index "
+                     "part alone")
     if n < 1_000_000:
         rep.notes.append(f"measured at {n // 1000}k; the issue's goals are stated at 1M")

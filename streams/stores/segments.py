@@ -36,6 +36,7 @@ class Segments:
     def __init__(self, dim: int, indexes: dict[str, str], nprobe: int = 32) -> None:
         self.lock = threading.RLock()
         self.dim, self.nprobe, cap = dim, nprobe, 1024
+        self.exact_below = EXACT_BELOW
         self.vectors = np.zeros((cap, dim), dtype=np.float32)
         self.alive = np.zeros(cap, dtype=bool)
         self.dirty = np.zeros(cap, dtype=bool)  # changed since the sealed snapshot
@@ -46,6 +47,12 @@ class Segments:
         self.free: list[int] = []
         self.sealed: SealedSegment | None = None
         self.merges = 0
+        # The growing segment, contiguous: one row per dirty slot, so its exact search is one
+        # matrix-vector product (a gather of scattered dirty rows cost ~5 ms at 11k rows).
+        self.grown = np.zeros((1024, dim), dtype=np.float32)
+        self.grown_slot = np.zeros(1024, dtype=np.int64)
+        self.grown_n = 0
+        self.row_of = np.full(cap, -1, dtype=np.int64)  # slot -> growing row (-1: none)
 
     # writes ------------------------------------------------------------------------------
     def upsert(self, points: Sequence[Point]) -> None:
@@ -60,6 +67,7 @@ class Segments:
                 for key, col in self.columns.items():
                     col.set(slot, p.payload.get(key))
                 self._touch(slot)
+                self._stage(slot, v)
 
     def set_payload(self, point_id: str, payload: dict[str, Any]) -> None:
         """Payload changes move no vector: the slot stays where it is, only columns change."""
@@ -103,11 +111,26 @@ class Segments:
         if self.pending is not None:
             self.pending[slot] = True
 
+    def _stage(self, slot: int, vector: np.ndarray) -> None:
+        """Put a written slot's vector in the growing segment (its row, or a new one)."""
+        row = int(self.row_of[slot])
+        if row < 0:
+            row = self.grown_n
+            if row == len(self.grown_slot):
+                self.grown = np.concatenate([self.grown, np.zeros_like(self.grown)])
+                self.grown_slot = np.concatenate([self.grown_slot, self.grown_slot])
+            self.grown_slot[row], self.row_of[slot] = slot, row
+            self.grown_n += 1
+        self.grown[row] = vector
+
     def _grow(self, cap: int) -> None:
         vectors = np.zeros((cap, self.dim), dtype=np.float32)
         vectors[:len(self.vectors)] = self.vectors
         self.vectors = vectors
         self.alive, self.dirty = _widen(self.alive, cap), _widen(self.dirty, cap)
+        row_of = np.full(cap, -1, dtype=np.int64)
+        row_of[:len(self.row_of)] = self.row_of
+        self.row_of = row_of
         if self.pending is not None:
             self.pending = _widen(self.pending, cap)
         for col in self.columns.values():
@@ -121,8 +144,7 @@ class Segments:
     def growing(self) -> int:
         """Live points answered by exact search (written since the sealed snapshot)."""
         with self.lock:
-            n = len(self.ids)
-            return int(np.count_nonzero(self.alive[:n] & self.dirty[:n]))
+            return int(np.count_nonzero(self.alive[self.grown_slot[:self.grown_n]]))
 
     def search(self, vector: np.ndarray, k: int,
                where: Where | None = None) -> list[tuple[str, float]] | None:
@@ -133,15 +155,15 @@ class Segments:
             allowed = self._allowed(where)
             if allowed is None:
                 return None
-            if self.sealed is None or np.count_nonzero(allowed) <= EXACT_BELOW:
+            if np.count_nonzero(allowed) <= self.exact_below:
                 slots, scores = self._exact(np.flatnonzero(allowed), q, k)
             else:
-                n = len(self.ids)
-                dirty = self.dirty[:n]
-                s_slots, s_scores = self.sealed.search(q, k, allowed & ~dirty, self.nprobe)
-                g_slots, g_scores = self._exact(np.flatnonzero(allowed & dirty), q, k)
-                slots, scores = _top(np.concatenate([s_slots, g_slots]),
-                                     np.concatenate([s_scores, g_scores]), k)
+                slots, scores = self._growing_top(q, k, allowed)
+                if self.sealed is not None:
+                    clean = allowed & ~self.dirty[:len(allowed)]
+                    s_slots, s_scores = self.sealed.search(q, k, clean, self.nprobe)
+                    slots, scores = _top(np.concatenate([s_slots, slots]),
+                                         np.concatenate([s_scores, scores]), k)
             return [(self.ids[s], float(v)) for s, v in zip(slots, scores, strict=True)]
 
     def _allowed(self, where: Where | None) -> np.ndarray | None:
@@ -164,6 +186,14 @@ class Segments:
             if slot is not None:
                 mask[slot] = False
         return mask
+
+    def _growing_top(self, q: np.ndarray, k: int,
+                     allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top ``k`` of the growing segment (every live slot while nothing is sealed)."""
+        slots = self.grown_slot[:self.grown_n]
+        scores = self.grown[:self.grown_n] @ q
+        keep = allowed[slots]
+        return _top(slots[keep], scores[keep], k)
 
     def _exact(self, slots: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if len(slots) == 0:
@@ -188,8 +218,23 @@ class Segments:
         with self.lock:
             if sealed is not None and self.pending is not None:
                 self.sealed, self.dirty = sealed, self.pending
+                self._compact_growing()
                 self.merges += 1
             self.pending = None
+
+    def _compact_growing(self) -> None:
+        """Keep the growing rows of slots still dirty (written since the new snapshot)."""
+        slots = self.grown_slot[:self.grown_n]
+        keep = self.dirty[slots]
+        kept = slots[keep]
+        self.grown = np.ascontiguousarray(self.grown[:self.grown_n][keep])
+        if len(self.grown) == 0:
+            self.grown = np.zeros((1024, self.dim), dtype=np.float32)
+        self.grown_slot = np.zeros(len(self.grown), dtype=np.int64)
+        self.grown_slot[:len(kept)] = kept
+        self.grown_n = len(kept)
+        self.row_of[:] = -1
+        self.row_of[kept] = np.arange(len(kept))
 
 
 def _widen(bits: np.ndarray, cap: int) -> np.ndarray:

@@ -50,12 +50,14 @@ def matches(pid: str, payload: dict[str, Any], where: Where) -> bool:
                     for k, b in where.at_least.items()))
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SegmentedStore]:
+@pytest.fixture(params=[0, 500], ids=["segments", "small-filters-exact"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SegmentedStore]:
     # nprobe above any list count: the sealed segment answers exactly, so any difference from
-    # the reference is a segment-logic bug, not approximation.
+    # the reference is a segment-logic bug, not approximation. exact_below=0 sends every
+    # search through the sealed + growing path; 500 sends the narrow filters to exact search.
     s = SegmentedStore(EdgeStore(tmp_path / "q"), tmp_path / "seg", merge_rows=0, nprobe=4096)
     s.ensure_collection("songs", DIM, INDEXES)
+    s.segments["songs"].exact_below = request.param
     yield s
     s.close()
 
@@ -165,6 +167,7 @@ def test_restart_reloads_the_mirror_from_the_engine(tmp_path: Path) -> None:
                            nprobe=4096)
     try:
         store.ensure_collection("songs", DIM, INDEXES)
+        store.segments["songs"].exact_below = 0
         assert len(store.segments["songs"]) == 499
         assert_same(store, ref, rng, queries=5)
     finally:
