@@ -84,7 +84,7 @@ class Settings(BaseSettings):
         "sealed IVF segment (built in a child process) plus an exact growing segment; engine: "
         "Qdrant Edge's own search (no index: it holds the GIL while building one).")
     segment_merge_rows: int = Field(
-        20_000, ge=0, description="Growing-segment size (or a quarter of the sealed one, if "
+        20_000, ge=0, description="Growing-segment size (or a twentieth of the sealed one, if "
         "more) that triggers a merge into a new sealed segment; 0: never merge.")
     segment_nprobe: int = Field(
         32, ge=1, description="IVF lists probed per sealed-segment search (recall vs time).")

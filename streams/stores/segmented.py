@@ -6,10 +6,10 @@ by the mirror (payloads of the hits come from the backend in one ``retrieve``); 
 mirror cannot evaluate, or a collection it does not hold, goes to the backend as before.
 
 A merger thread watches the growing segments. When one holds ``merge_rows`` points (or a
-quarter of its sealed segment, whichever is more), it snapshots the collection to
-``workdir`` in chunks, builds the new sealed segment in a child process (:mod:`.sealed`) and
-installs it. The thread only waits on the child and copies chunks of rows, both without the
-GIL held for more than a few milliseconds (measured in ``coldstream bench --only search``).
+twentieth of its sealed segment, whichever is more: the exact part of every search stays
+small next to the indexed one), it snapshots the collection to ``workdir`` in chunks, builds
+the new sealed segment in a child process (:mod:`.sealed`) and installs it. The thread only waits on the child and copies chunks of rows, both without the
+GIL held for more than a few milliseconds (measured in ``coldstream bench --only segments``).
 """
 
 from __future__ import annotations
@@ -41,8 +41,11 @@ class SegmentedStore(StoreWrapper):
     def __init__(self, inner: VectorStore, workdir: Path, merge_rows: int = 20_000,
                  nprobe: int = 32, check_s: float = 1.0, build_threads: int = 1) -> None:
         super().__init__(inner)
-        import faiss  # noqa: F401 - here, at start: a first import in the merger holds the GIL
+        import faiss  # here, at start: a first import in the merger thread holds the GIL
 
+        # One query at a time: OpenMP threads only spin between searches and take the core
+        # the exact (numpy) part and the rest of the worker need.
+        faiss.omp_set_num_threads(1)
         self.workdir = Path(workdir)
         self.merge_rows, self.nprobe, self.check_s = merge_rows, nprobe, check_s
         self.build_threads = build_threads
@@ -112,7 +115,7 @@ class SegmentedStore(StoreWrapper):
     # merges --------------------------------------------------------------------------------
     def needs_merge(self, seg: Segments) -> bool:
         sealed = 0 if seg.sealed is None else seg.sealed.rows
-        return seg.growing >= max(self.merge_rows, sealed // 4)
+        return seg.growing >= max(self.merge_rows, sealed // 20)
 
     def merge(self, collection: str) -> dict[str, Any] | None:
         """Build and install a new sealed segment for ``collection`` now (None: nothing to do
