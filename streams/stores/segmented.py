@@ -8,8 +8,9 @@ mirror cannot evaluate, or a collection it does not hold, goes to the backend as
 A merger thread watches the growing segments. When one holds ``merge_rows`` points (or a
 twentieth of its sealed segment, whichever is more: the exact part of every search stays
 small next to the indexed one), it snapshots the collection to ``workdir`` in chunks, builds
-the new sealed segment in a child process (:mod:`.sealed`) and installs it. The thread only waits on the child and copies chunks of rows, both without the
-GIL held for more than a few milliseconds (measured in ``coldstream bench --only segments``).
+the new sealed segment in a child process (:mod:`.sealed`) and installs it. The thread only
+waits on the child and copies chunks of rows, both without the GIL held for more than a few
+milliseconds (measured in ``coldstream bench --only segments``).
 """
 
 from __future__ import annotations
