@@ -48,6 +48,7 @@ class SegmentedStore(StoreWrapper):
         # the exact (numpy) part and the rest of the worker need.
         faiss.omp_set_num_threads(1)
         self.workdir = Path(workdir)
+        shutil.rmtree(self.workdir, ignore_errors=True)  # snapshots a crash left behind
         self.merge_rows, self.nprobe, self.check_s = merge_rows, nprobe, check_s
         self.build_threads = build_threads
         self.segments: dict[str, Segments] = {}

@@ -155,13 +155,19 @@ class Segments:
             allowed = self._allowed(where)
             if allowed is None:
                 return None
-            if np.count_nonzero(allowed) <= self.exact_below:
+            matching = int(np.count_nonzero(allowed))
+            if matching <= self.exact_below:
                 slots, scores = self._exact(np.flatnonzero(allowed), q, k)
             else:
                 slots, scores = self._growing_top(q, k, allowed)
                 if self.sealed is not None:
                     clean = allowed & ~self.dirty[:len(allowed)]
-                    s_slots, s_scores = self.sealed.search(q, k, clean, self.nprobe)
+                    # A filter keeping a share s of the points probes nprobe/s lists: its
+                    # nearest matches may sit in lists far from the query (measured: genre
+                    # 1/10 at nprobe 16 gave recall 0.73 without this).
+                    share = matching / max(1, len(self.slot_of))
+                    nprobe = int(np.ceil(self.nprobe / max(share, 1e-6)))
+                    s_slots, s_scores = self.sealed.search(q, k, clean, nprobe)
                     slots, scores = _top(np.concatenate([s_slots, slots]),
                                          np.concatenate([s_scores, scores]), k)
             return [(self.ids[s], float(v)) for s, v in zip(slots, scores, strict=True)]
