@@ -197,14 +197,14 @@ class Segments:
                      allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Exact top ``k`` of the growing segment (every live slot while nothing is sealed)."""
         slots = self.grown_slot[:self.grown_n]
-        scores = self.grown[:self.grown_n] @ q
+        scores = _dot(self.grown[:self.grown_n], q)
         keep = allowed[slots]
         return _top(slots[keep], scores[keep], k)
 
     def _exact(self, slots: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if len(slots) == 0:
             return slots, np.zeros(0, dtype=np.float32)
-        return _top(slots, self.vectors[slots] @ q, k)
+        return _top(slots, _dot(self.vectors[slots], q), k)
 
     # merges ------------------------------------------------------------------------------
     def begin_snapshot(self) -> np.ndarray:
@@ -241,6 +241,13 @@ class Segments:
         self.grown_n = len(kept)
         self.row_of[:] = -1
         self.row_of[kept] = np.arange(len(kept))
+
+
+def _dot(rows: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Scores of rows against q without BLAS: OpenBLAS hands a matvec this size to its
+    threads, which on a busy machine made p99 ~85 ms; einsum's own loop stayed at ~8 ms
+    (11k x 128, measured with the numpy baseline running in between)."""
+    return np.einsum("ij,j->i", rows, q)
 
 
 def _widen(bits: np.ndarray, cap: int) -> np.ndarray:
