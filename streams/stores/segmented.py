@@ -53,6 +53,7 @@ class SegmentedStore(StoreWrapper):
         self.build_threads = build_threads
         self.segments: dict[str, Segments] = {}
         self.builds: list[dict[str, Any]] = []  # what each child reported (pid, rows, s)
+        self._aliases: dict[str, str] = {}  # set by this process
         self._guard = threading.Lock()
         self._stop = threading.Event()
         self._merging = threading.Lock()
@@ -113,6 +114,18 @@ class SegmentedStore(StoreWrapper):
         payloads = {h.id: h.payload for h in
                     self.inner.retrieve(collection, [pid for pid, _ in found], with_vector=False)}
         return [Hit(pid, score, payloads[pid]) for pid, score in found if pid in payloads]
+
+    def set_alias(self, alias: str, collection: str) -> None:
+        """Point the alias; a collection no alias serves any more (the old model version after
+        a swap) loses its mirror: its memory is freed and its searches go to the engine."""
+        old = self.inner.resolve(alias)
+        self.inner.set_alias(alias, collection)
+        self._aliases[alias] = collection
+        if old and old != collection and old not in self._aliases.values():
+            seg = self.segments.get(old)
+            if seg is not None:
+                with seg.lock:
+                    self.segments.pop(old, None)
 
     # merges --------------------------------------------------------------------------------
     def needs_merge(self, seg: Segments) -> bool:

@@ -209,3 +209,18 @@ def test_merges_by_themselves_in_a_child_without_blocking_the_loop(tmp_path: Pat
         print(f"loop max gap during the merge: {worst * 1000:.1f} ms over {ticks} ticks")
     finally:
         store.close()
+
+
+def test_a_collection_no_alias_serves_loses_its_mirror(store: SegmentedStore) -> None:
+    """After a swap the old version's collection is searched by the engine, correctly, and
+    its vectors leave the worker's memory."""
+    rng, ref = np.random.default_rng(7), Reference()
+    store.ensure_collection("songs_v2", DIM, INDEXES)
+    pts = make_points(rng, range(300))
+    store.upsert("songs", pts)
+    ref.upsert(pts)
+    store.set_alias("songs-alias", "songs")
+    store.set_alias("songs-alias", "songs_v2")
+    assert "songs" not in store.segments and "songs_v2" in store.segments
+    q = rng.standard_normal(DIM).astype(np.float32)
+    assert [h.id for h in store.search("songs", q, 5)] == ref.search(q, 5, None)
