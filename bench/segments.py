@@ -136,7 +136,8 @@ def memory_mb(store: SegmentedStore) -> dict[str, float]:
 
 
 def run(mode: Mode, n: int | None = None, dim: int = 128, n_queries: int | None = None,
-        nprobes: list[int] | None = None) -> Report:
+        nprobes: list[int] | None = None, second_merge: bool = True) -> Report:
+    """``second_merge=False`` skips the merge after churn and the restart (a cheaper 1M run)."""
     n = n or (100_000 if mode == "quick" else 1_000_000)
     n_queries = n_queries or 200
     nprobes = nprobes or [8, 16, 32, 64]
@@ -163,6 +164,8 @@ def run(mode: Mode, n: int | None = None, dim: int = 128, n_queries: int | None 
                              "nprobe": nprobe, **measure(store, live, qs, kk, nprobe,
                                                          filtered)})
         rep.extra["memory"] = memory_mb(store)
+        if not second_merge:
+            return finish(rep, start, n, k)
         rep.extra["merge_after_churn"] = merge_with_probe(store)
         store.close()
         t = time.perf_counter()  # a restart: the mirror is reloaded from the engine
@@ -172,6 +175,10 @@ def run(mode: Mode, n: int | None = None, dim: int = 128, n_queries: int | None 
     finally:
         store.close()
         shutil.rmtree(root, ignore_errors=True)
+    return finish(rep, start, n, k)
+
+
+def finish(rep: Report, start: float, n: int, k: int) -> Report:
     rep.seconds = time.perf_counter() - start
     goals(rep, n, k)
     return rep
@@ -188,9 +195,9 @@ def goals(rep: Report, n: int, k: int) -> None:
         rep.goal("search p50", "<= 2 ms", best["store_p50_ms"], lambda v: v <= 2.0)
         rep.goal("search p99", "<= 10 ms", best["store_p99_ms"], lambda v: v <= 10.0)
         rep.goal("speed-up vs numpy", ">= 10x", best["speedup_p50"], lambda v: v >= 10)
+    merges = [rep.extra[m] for m in ("merge", "merge_after_churn") if m in rep.extra]
     rep.goal("max loop stall during a merge", "<= 50 ms",
-             max(rep.extra["merge"]["max_loop_stall_ms"],
-                 rep.extra["merge_after_churn"]["max_loop_stall_ms"]), lambda v: v <= 50)
+             max(m["max_loop_stall_ms"] for m in merges), lambda v: v <= 50)
     rep.notes.append("recall: recall@k against exact numpy over the live points; store_*: the "
                      "whole store.search (payloads from Qdrant Edge), segments_*: the index "
                      "part alone")
