@@ -3,8 +3,9 @@
 
 The collection is loaded through the store interface, sealed by a merge (built in a child
 process while an asyncio lag probe runs on this process's loop: the longest stall is what a
-worker's loop would see), then churned - 10 % new points, 1 % re-sent with new vectors, 1 %
-deleted - so searches run over both segments with tombstones, as in a live worker. Recall@10
+worker's loop would see), then churned - 4 % new points, 1 % re-sent with new vectors, 1 %
+deleted - so searches run over both segments with tombstones, as in a live worker just
+before its next merge. Recall@10
 is against exact search over the live points (numpy), also with the genre filter (1/10).
 """
 
@@ -77,7 +78,8 @@ def merge_with_probe(store: SegmentedStore) -> dict[str, Any]:
 
 def churn(store: SegmentedStore, live: Live, extra: np.ndarray, rng: np.random.Generator
           ) -> dict[str, int]:
-    """10 % new points, 1 % re-sent with a new vector, 1 % deleted (growing + tombstones)."""
+    """4 % new points, 1 % re-sent with a new vector, 1 % deleted (growing + tombstones): a
+    growing segment of 5 %, where the merger starts a merge at 1M (max(20k, n/20))."""
     n = len(live.x) - len(extra)
     load(store, live, np.arange(n, len(live.x)))
     resent = rng.choice(n, n // 100, replace=False)
@@ -148,7 +150,7 @@ def run(mode: Mode, n: int | None = None, dim: int = 128, n_queries: int | None 
     start = time.perf_counter()
     root = Path(tempfile.mkdtemp(prefix="coldstream-bench-segments-"))
     rng = np.random.default_rng(3)
-    x, label = mixture(n + n // 10, dim)
+    x, label = mixture(n + n // 25, dim)
     live = Live(x, label)
     store = SegmentedStore(EdgeStore(root / "q"), root / "seg", merge_rows=0)
     try:

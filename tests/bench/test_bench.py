@@ -45,8 +45,8 @@ def test_segments_smoke(tmp_path: Path) -> None:
     assert any(r["recall"] == 1.0 for r in data["rows"] if r["nprobe"] == 64)
     merge = data["extra"]["merge"]
     assert merge["rows"] == 3000 and merge["max_loop_stall_ms"] >= 0
-    assert data["extra"]["merge_after_churn"]["rows"] == 3000 + 300 - 30
-    assert data["extra"]["growing_after_churn"] == 300 + 30
+    assert data["extra"]["merge_after_churn"]["rows"] == 3000 + 120 - 30
+    assert data["extra"]["growing_after_churn"] == 120 + 30
 
 
 def test_reembed_smoke(model_registry: Registry, tmp_path: Path) -> None:
