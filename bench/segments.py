@@ -5,8 +5,8 @@ The collection is loaded through the store interface, sealed by a merge (built i
 process while an asyncio lag probe runs on this process's loop: the longest stall is what a
 worker's loop would see), then churned - 4 % new points, 1 % re-sent with new vectors, 1 %
 deleted - so searches run over both segments with tombstones, as in a live worker just
-before its next merge. Recall@10
-is against exact search over the live points (numpy), also with the genre filter (1/10).
+before its next merge. Recall@10 is against exact search over the live points (numpy), also
+with the genre filter (1/10).
 """
 
 from __future__ import annotations
