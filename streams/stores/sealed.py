@@ -47,6 +47,17 @@ class SealedSegment:
         return slots[0][keep], scores[0][keep]
 
 
+def search_plain(segment: SealedSegment, query: np.ndarray, k: int,
+                 nprobe: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``k`` (slots, scores) with no filter: no per-query bitmap over every slot."""
+    import faiss
+
+    params = faiss.SearchParametersIVF(nprobe=min(nprobe, segment.index.nlist))
+    scores, slots = segment.index.search(query[None, :], k, params=params)
+    keep = slots[0] >= 0
+    return slots[0][keep], scores[0][keep]
+
+
 def start_build(folder: Path, threads: int = 1) -> subprocess.Popen[bytes]:
     """Start the child on ``folder`` (vectors.npy, labels.npy)."""
     return subprocess.Popen([sys.executable, str(Path(__file__).with_name("sealed_build.py")),

@@ -224,3 +224,17 @@ def test_a_collection_no_alias_serves_loses_its_mirror(store: SegmentedStore) ->
     assert "songs" not in store.segments and "songs_v2" in store.segments
     q = rng.standard_normal(DIM).astype(np.float32)
     assert [h.id for h in store.search("songs", q, 5)] == ref.search(q, 5, None)
+
+
+def test_mostly_dirty_sealed_segment_still_exact(store: SegmentedStore) -> None:
+    """When most sealed hits are stale, the unfiltered over-fetch gives way to the bitmap."""
+    rng, ref = np.random.default_rng(8), Reference()
+    pts = make_points(rng, range(1500))
+    store.upsert("songs", pts)
+    ref.upsert(pts)
+    store.merge("songs")
+    again = make_points(rng, range(1400))  # all but 100 re-sent with new vectors
+    store.upsert("songs", again)
+    ref.upsert(again)
+    assert store.segments["songs"].growing == 1400
+    assert_same(store, ref, rng, queries=10)
