@@ -25,6 +25,7 @@ from .context import WorkerContext
 from .dlq import send_to_dlq
 from .errors import DecodeError, EventError
 from .events import InteractionEvent, SongEvent, decode, encode, now_ms
+from .state_format import read_user_state
 from .swap import ModelSwapper, follow_current, watch_announcements
 from .topics import Tables, Topics
 
@@ -177,7 +178,8 @@ class Agents:
         outcomes, forwards = [], []
         for event, ev in batch:
             msg = event.message
-            state = pending.get(ev.user_id) or table.get(ev.user_id) or pipeline.new_user_state()
+            state = (pending.get(ev.user_id) or read_user_state(table.get(ev.user_id))
+                     or pipeline.new_user_state())
             if pipeline.is_duplicate(state, ev, msg.partition, msg.offset):
                 outcomes.append("duplicate")
                 continue
@@ -224,7 +226,7 @@ class Agents:
         table = self.tables.user_state
         last = {user_id: event for event, user_id in batch if user_id in table}
         if last:
-            states = {u: table[u] for u in last}
+            states = {u: read_user_state(table[u]) for u in last}
             boundaries = await self.update_users(states)
             for user_id, state in states.items():
                 with acting_for(last[user_id]):
