@@ -79,6 +79,12 @@ class Settings(BaseSettings):
         (), description="Test hook: codecs (snappy, lz4, zstd) the worker's Kafka client "
         "behaves as if their library were missing, to prove unreadable batches stop and alert.")
     data_dir: Path = Field(Path(".coldstream"), description="Embedded state: vectors, models.")
+    table_store: Literal["memory", "rocksdb"] = Field(
+        "memory", description="Where table state (user state, song listeners) lives: memory "
+        "(rebuilt from the changelogs at every start) or rocksdb (on disk, RSS flat in the "
+        "number of users; a restart replays only what is newer than the local copy).")
+    table_dir: Path | None = Field(
+        None, description="RocksDB table files; default data_dir/tables. One per worker.")
 
     # --- Models ------------------------------------------------------------------------------
     model_dir: Path | None = Field(None, description="Model registry; default data_dir/models.")
@@ -129,6 +135,10 @@ class Settings(BaseSettings):
     def producer_compression(self) -> str | None:
         """The codec as Faust/aiokafka spell it (None: uncompressed)."""
         return None if self.kafka_compression == "none" else self.kafka_compression
+
+    @property
+    def tables_path(self) -> Path:
+        return self.table_dir or self.data_dir / "tables"
 
     @property
     def models_path(self) -> Path:
