@@ -42,7 +42,7 @@ def create_app(settings: Settings, ctx: WorkerContext, bootstrap: str) -> faust.
         broker_credentials=credentials(settings),
         store=table_store.store_url(settings.table_store),  # memory, or RocksDB on disk
         datadir=str(settings.data_dir / "faust"),  # not the working directory
-        tabledir=str(settings.tables_path),
+        tabledir=str(settings.tables_path.resolve()),  # Faust: relative means under datadir
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         topic_allow_declare=settings.create_topics,
