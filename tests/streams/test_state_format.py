@@ -41,3 +41,4 @@ def test_nothing_stays_nothing_and_a_newer_format_is_refused() -> None:
     assert read_user_state(None) is None
     with pytest.raises(StateFormatError):
         read_user_state({**new_user_state(), "format": USER_STATE_FORMAT + 1})
+
