@@ -30,7 +30,8 @@ SCENARIOS = {
 }
 
 
-def run_one(name: str, mode: Mode, models: Path, done: dict[str, Report]) -> Report:
+def run_one(name: str, mode: Mode, models: Path, done: dict[str, Report],
+            state_users: int | None = None) -> Report:
     from . import codecs, encoders, ingest, latency, reembed, search, segments, swap
 
     if name == "encoders":
@@ -47,7 +48,7 @@ def run_one(name: str, mode: Mode, models: Path, done: dict[str, Report]) -> Rep
     if name == "scaling_users":
         return swap.users_curve(mode)
     if name == "ingest":
-        return ingest.run(mode, models=models)
+        return ingest.run(mode, models=models, state_users=state_users)
     if name == "new_song":
         return latency.run(mode, models=models)
     if name == "codecs":
@@ -65,6 +66,9 @@ def bench(
         help=f"run only these scenarios: {', '.join(SCENARIOS)}")] = None,
     models: Annotated[Path, typer.Option(help="model registry (provisional model built "
                                               "on first use)")] = Path("build/bench-models"),
+    state_users: Annotated[int | None, typer.Option(
+        help="ingest: users in the restart/RSS rows (default 100k quick, 1M full; 0: skip)",
+    )] = None,
 ) -> None:
     """Run the benchmark scenarios; every table has a same-run baseline ratio."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -82,7 +86,7 @@ def bench(
     start = time.perf_counter()
     for name in names:
         console.rule(f"{name}: {SCENARIOS[name]}")
-        rep = run_one(name, mode, models, done)
+        rep = run_one(name, mode, models, done, state_users)
         done[name] = rep
         rep.print()
         console.print(f"  saved {rep.save(out)}")

@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams.events import InteractionEvent, decode
 
-from . import live
+from . import live, state_store
 from .common import Mode, Report, ratio
 from .models import DEFAULT_MODELS
 
@@ -159,8 +159,12 @@ def worker_rates(rep: Report, worker: live.Worker, t: dict[str, str], n: int,
 
 def run(mode: Mode, n: int | None = None, n_songs: int | None = None,
         n_users: int | None = None, rates: list[int] | None = None,
-        models: Path = DEFAULT_MODELS) -> Report:
+        models: Path = DEFAULT_MODELS, state_users: int | None = None) -> Report:
+    """``state_users``: users whose state the restart and RSS rows load (bench.state_store);
+    0 skips those rows."""
     n = n or (10_000 if mode == "quick" else 50_000)
+    state_users = (100_000 if mode == "quick" else 1_000_000) if state_users is None \
+        else state_users
     n_songs = n_songs or (2_000 if mode == "quick" else 20_000)
     n_users = n_users or (1_000 if mode == "quick" else 10_000)
     rates = rates or ([100, 300, 1000] if mode == "quick" else [100, 300, 1000, 3000])
@@ -178,6 +182,8 @@ def run(mode: Mode, n: int | None = None, n_songs: int | None = None,
                                                     rates, n)
         finally:
             worker.stop()
+        if state_users:
+            state_store.run_state(rep, st, models, state_users, raw)
     for p in rep.extra.get("events_per_s_curve", []):
         rep.rows.append({"path": f"paced {p['offered/s']}/s for {p['seconds']:.0f} s",
                          "events": p["events"], "events/s": p["achieved/s"],

@@ -6,7 +6,7 @@ from typing import Any
 
 import faust
 
-from . import compat
+from . import compat, table_store
 from .agents import register_agents
 from .broker import client_config
 from .context import WorkerContext
@@ -35,12 +35,14 @@ def credentials(settings: Settings) -> Any:
 
 def create_app(settings: Settings, ctx: WorkerContext, bootstrap: str) -> faust.App:
     compat.register()
+    table_store.register()
     app = faust.App(
         settings.app_id,
         broker=broker_url(settings, bootstrap),
         broker_credentials=credentials(settings),
-        store="memory://",
+        store=table_store.store_url(settings.table_store),  # memory, or RocksDB on disk
         datadir=str(settings.data_dir / "faust"),  # not the working directory
+        tabledir=str(settings.tables_path.resolve()),  # Faust: relative means under datadir
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         topic_allow_declare=settings.create_topics,

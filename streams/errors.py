@@ -12,7 +12,8 @@ ColdstreamError
 │       └── AudioDecodeError   the decoder failed
 ├── StoreError                 the vector store failed (retried, never DLQ'd)
 │   └── EmbeddedStoreLocked    a second process opened the embedded engine
-└── ModelArtifactError         a model directory is missing, broken or mismatched
+├── ModelArtifactError         a model directory is missing, broken or mismatched
+└── StateFormatError           a stored user state is newer than this worker reads
 """
 
 from __future__ import annotations
@@ -74,3 +75,8 @@ class EmbeddedStoreLocked(StoreError):
 
 class ModelArtifactError(ColdstreamError):
     kind = "model_artifact"
+
+
+class StateFormatError(ColdstreamError):
+    """A stored table value has a format newer than this worker reads (a rollback across a
+    format change): refusing beats silently rewriting it in the older form."""

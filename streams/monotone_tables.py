@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
-import faust
+from .table_store import DurableTable
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def fresh_records(batch: Iterable[Any], current: Mapping[Any, Any], generation: 
     return fresh, stale
 
 
-class MonotoneTable(faust.Table):
+class MonotoneTable(DurableTable):
     """A Faust table whose changelog replay skips records older than the key's state."""
 
     #: Called with the table name and the number of stale records skipped (metrics); one

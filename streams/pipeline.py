@@ -25,6 +25,7 @@ from .events import CandidateEvent, InteractionEvent, SongEvent, now_ms
 from .ids import candidate_id, song_point_id, user_point_id
 from .metrics import Metrics
 from .settings import Settings
+from .state_format import USER_STATE_FORMAT
 from .stores import Hit, Point, VectorStore, Where
 
 #: How strongly an action ties a listener to a seed song in I2I2U (skip: no tie).
@@ -273,7 +274,7 @@ def candidates_for_song(store: VectorStore, cols: Collections, song: SongEvent,
 
 def new_user_state() -> dict[str, Any]:
     return {"history": [], "counts": {}, "offsets": {}, "event_ids": [], "seen": [],
-            "boundary": None, "applied": 0}
+            "boundary": None, "applied": 0, "format": USER_STATE_FORMAT}
 
 
 def is_duplicate(state: dict[str, Any], event: InteractionEvent, partition: int,
@@ -312,6 +313,7 @@ def apply_interaction(state: dict[str, Any], event: InteractionEvent, partition:
         # events applied: only grows, so table recovery can tell a stale changelog record
         # (streams.monotone_tables); states written before it existed count their actions
         "applied": int(state.get("applied", sum(state["counts"].values()))) + 1,
+        "format": USER_STATE_FORMAT,  # streams.state_format: readers upgrade older forms
     }
 
 

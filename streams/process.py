@@ -90,9 +90,15 @@ class WorkerProcess:
                 STARTED.remove(self)
 
 
+#: Settings the caller's environment passes on to test and bench workers: run a test file
+#: with ``COLDSTREAM_TABLE_STORE=rocksdb`` to run its workers on the RocksDB store.
+INHERITED = frozenset({"COLDSTREAM_TABLE_STORE"})
+
+
 def worker_env(bootstrap: str, models: Path, data_dir: Path, prefix: str,
                **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COLDSTREAM_")}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("COLDSTREAM_") or k in INHERITED}
     env.update({
         "COLDSTREAM_KAFKA_BOOTSTRAP": bootstrap, "COLDSTREAM_BROKER_COMPAT": "tansu",
         # Embedded-broker tuning, for a Tansu broker owned by the caller.

@@ -88,6 +88,12 @@ class Settings(BaseSettings):
         "more) that triggers a merge into a new sealed segment; 0: never merge.")
     segment_nprobe: int = Field(
         32, ge=1, description="IVF lists probed per sealed-segment search (recall vs time).")
+    table_store: Literal["memory", "rocksdb"] = Field(
+        "memory", description="Where table state (user state, song listeners) lives: memory "
+        "(rebuilt from the changelogs at every start) or rocksdb (on disk, RSS flat in the "
+        "number of users; a restart replays only what is newer than the local copy).")
+    table_dir: Path | None = Field(
+        None, description="RocksDB table files; default data_dir/tables. One per worker.")
 
     # --- Models ------------------------------------------------------------------------------
     model_dir: Path | None = Field(None, description="Model registry; default data_dir/models.")
@@ -142,6 +148,10 @@ class Settings(BaseSettings):
     def producer_compression(self) -> str | None:
         """The codec as Faust/aiokafka spell it (None: uncompressed)."""
         return None if self.kafka_compression == "none" else self.kafka_compression
+
+    @property
+    def tables_path(self) -> Path:
+        return self.table_dir or self.data_dir / "tables"
 
     @property
     def models_path(self) -> Path:

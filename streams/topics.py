@@ -9,6 +9,7 @@ import faust
 
 from .monotone_tables import Generation, MonotoneTable, user_generation
 from .settings import Settings
+from .table_store import DurableTable, table_options
 
 USER_STATE_TABLE = "user_state"
 SONG_ENGAGERS_TABLE = "song_engagers"
@@ -56,10 +57,13 @@ GENERATIONS: dict[str, Generation] = {USER_STATE_TABLE: user_generation}
 def declare_tables(app: faust.App, s: Settings) -> Tables:
     def table(name: str) -> Any:
         # App defaults: str keys, JSON values (plain dicts/lists survive recovery as such).
+        # The store comes from the app (streams.app); both kinds learn of changelog acks.
+        kwargs: dict[str, Any] = dict(name=name, key_type=str, partitions=s.partitions,
+                                      beacon=app.tables.beacon,
+                                      options=table_options(s.table_store))
         generation = GENERATIONS.get(name)
         if generation is None:
-            return app.Table(name, key_type=str, partitions=s.partitions)
-        return app.tables.add(MonotoneTable(app, name=name, key_type=str, partitions=s.partitions,
-                                            beacon=app.tables.beacon, generation=generation))
+            return app.tables.add(DurableTable(app, **kwargs))
+        return app.tables.add(MonotoneTable(app, generation=generation, **kwargs))
 
     return Tables(user_state=table(USER_STATE_TABLE), song_engagers=table(SONG_ENGAGERS_TABLE))

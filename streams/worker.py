@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -28,6 +29,20 @@ from .versions import check_client_versions
 log = logging.getLogger(__name__)
 
 
+def forget_tables_of_a_lost_log(settings: Settings) -> None:
+    """A new in-memory embedded broker starts with empty changelogs, so RocksDB tables left by
+    an earlier one describe a log that no longer exists: their persisted offsets would exceed
+    the new highwaters (Faust's ConsistencyError, a crash loop) or, below them, mix two
+    histories. Start them empty, as the in-memory store always does. Durable storage (s3://)
+    and external brokers keep their log, and their tables."""
+    tables = settings.tables_path
+    if (settings.table_store == "rocksdb" and tables.exists()
+            and settings.embedded_kafka_storage.startswith("memory://")):
+        log.warning("embedded broker with in-memory storage: its changelogs start empty, "
+                    "so removing the RocksDB tables of an earlier run in %s", tables)
+        shutil.rmtree(tables)
+
+
 def prepare_topics(settings: Settings, bootstrap: str) -> None:
     if not settings.create_topics:
         return
@@ -40,6 +55,7 @@ def prepare_topics(settings: Settings, bootstrap: str) -> None:
 
 def start_embedded_broker(settings: Settings, stack: ExitStack) -> str:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    forget_tables_of_a_lost_log(settings)
     broker = EmbeddedBroker(port=settings.embedded_kafka_port,
                             storage=settings.embedded_kafka_storage,
                             log_path=Path(settings.data_dir) / "tansu.log")
