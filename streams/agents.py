@@ -20,11 +20,11 @@ import faust
 import orjson
 from faust import streams as faust_streams
 
-from . import pipeline
+from . import attribution, pipeline
 from .context import WorkerContext
 from .dlq import send_to_dlq
 from .errors import DecodeError, EventError
-from .events import InteractionEvent, SongEvent, decode, encode, now_ms
+from .events import CandidateEvent, InteractionEvent, SongEvent, decode, encode, now_ms
 from .swap import ModelSwapper, follow_current, watch_announcements
 from .topics import Tables, Topics
 
@@ -148,9 +148,8 @@ class Agents:
         candidates = await ctx.run(pipeline.process_song, ctx.serving(), song, engagers,
                                    ctx.cfg, ctx.settings, m)
         start = time.perf_counter()
-        for cand in candidates:
-            await topics.candidates.send(key=cand.user_id.encode(), value=encode(cand))
-            m.candidates.labels(path=cand.path).inc()
+        for cand in candidates:  # to the user's partition: the daily budget is per user
+            await topics.candidates_proposed.send(key=cand.user_id.encode(), value=encode(cand))
         m.stage_seconds.labels(stage="emit").observe(time.perf_counter() - start)
         m.candidates_per_song.observe(len(candidates))
         # Listeners recorded before this song was indexed have it in their history without its
@@ -192,9 +191,71 @@ class Agents:
                 state["boundary"] = boundaries[user_id]
                 with acting_for(last[user_id]):
                     table[user_id] = state
+        self.attribute([(event, ev) for (event, ev), outcome in zip(batch, outcomes,
+                                                                    strict=True)
+                        if outcome == "ok"])
         for song_id, value in forwards:
             await self.topics.interactions_by_song.send(key=song_id.encode(), value=value)
         return outcomes
+
+    def attribute(self, applied: list[tuple[Any, InteractionEvent]]) -> None:
+        """Count each new interaction against the user's deliveries of its song (the
+        interactions' duplicates were dropped above, so a replay counts nothing twice)."""
+        table, m = self.tables.online_state, self.ctx.metrics
+        window_ms = int(self.ctx.settings.attribution_window_s * 1000)
+        changed: dict[str, dict[str, Any]] = {}
+        last: dict[str, Any] = {}
+        for event, ev in applied:
+            state = changed.get(ev.user_id) or table.get(ev.user_id)
+            if state is None:
+                continue  # nothing was ever delivered to this user
+            after, found = attribution.attribute(state, ev, window_ms)
+            for hit in found:
+                arm = hit.arm or ""
+                m.attributed.labels(action=hit.action, version=hit.version, path=hit.path,
+                                    arm=arm).inc()
+                if hit.first_play_s is not None:
+                    m.time_to_first_play.labels(arm=arm).observe(hit.first_play_s)
+            if after is not state:
+                changed[ev.user_id], last[ev.user_id] = after, event
+        for user_id, state in changed.items():
+            with acting_for(last[user_id]):
+                table[user_id] = state
+
+    async def on_proposals(self, batch: list[tuple[Any, CandidateEvent]]) -> list[str]:
+        """Deliver proposed candidates within each user's daily budget, best first.
+
+        A proposal delivered before (a replay after a crash) is emitted again unchanged and
+        not counted twice; the candidate id lets downstream drop the repeat.
+        """
+        table, s = self.tables.online_state, self.ctx.settings
+        by_user: dict[str, list[tuple[Any, CandidateEvent]]] = {}
+        for event, cand in batch:
+            by_user.setdefault(cand.user_id, []).append((event, cand))
+        outcome: dict[str, str] = {}
+        for user_id, items in by_user.items():
+            state = table.get(user_id) or attribution.new_online_state()
+            after, decisions = attribution.deliver(
+                state, [c for _, c in items], s.max_candidates_per_user_day,
+                int(s.attribution_window_s * 1000))
+            if after is not state:
+                with acting_for(items[-1][0]):
+                    table[user_id] = after
+            for d in decisions:
+                outcome[d.candidate.candidate_id] = d.outcome
+                await self.emit(d)
+        return [outcome[c.candidate_id] for _, c in batch]
+
+    async def emit(self, d: attribution.Decision) -> None:
+        m, cand = self.ctx.metrics, d.candidate
+        if d.outcome == "dropped":
+            m.budget_dropped.labels(budget="user_day").inc()
+            return
+        await self.topics.candidates.send(key=cand.user_id.encode(), value=encode(cand))
+        if d.outcome == "delivered":
+            m.candidates.labels(path=cand.path).inc()
+            m.deliveries.labels(version=cand.model_version, path=cand.path,
+                                arm=cand.arm or "").inc()
 
     async def on_engagements(self, batch: list[tuple[Any, InteractionEvent]]) -> list[str]:
         """Newest listeners per song; one payload write per changed song in the batch."""
@@ -262,7 +323,7 @@ def batch_agent(app: faust.App, ctx: WorkerContext, topics: Topics, topic: Any, 
 
 def register_agents(app: faust.App, ctx: WorkerContext, topics: Topics,
                     tables: Tables) -> Agents:
-    """The four stream agents, the model-version watcher and its fallback timer."""
+    """The five stream agents, the model-version watcher and its fallback timer."""
     swapper = ModelSwapper(ctx, tables.user_state)
     agents = Agents(ctx, swapper, topics, tables)
     interaction = decoder_for(InteractionEvent)
@@ -274,6 +335,8 @@ def register_agents(app: faust.App, ctx: WorkerContext, topics: Topics,
                 agents.on_engagements)
     batch_agent(app, ctx, topics, topics.user_refresh, "user_refresh", decode_refresh,
                 agents.on_refresh)
+    batch_agent(app, ctx, topics, topics.candidates_proposed, "delivery",
+                decoder_for(CandidateEvent), agents.on_proposals)
 
     async def watch_model_versions() -> None:
         await watch_announcements(swapper, topics.model_versions.get_topic_name())

@@ -18,6 +18,7 @@ import orjson
 from encoders.features import song_text
 from encoders.runtime import LoadedModel, SongInput
 
+from .arms import Arm, assign
 from .audio import load_song_audio
 from .events import CandidateEvent, InteractionEvent, SongEvent, now_ms
 from .ids import candidate_id, song_point_id, user_point_id
@@ -56,6 +57,8 @@ class PipelineConfig:
     recent_event_ids: int = 64
     similarity_margin: float = 0.1
     min_similarity: float = 0.3
+    arms: tuple[Arm, ...] = ()
+    ab_salt: str = "coldstream-ab"
 
 
 def ensure_collections(store: VectorStore, model: LoadedModel) -> Collections:
@@ -123,10 +126,13 @@ class Scored:
     u2i: float | None = None
     boundary: float | None = None
     seeds: list[tuple[str, str, float]] = field(default_factory=list)  # (song_id, title, sim)
+    arm: str | None = None
+    u2i_allowed: bool = True  # False in an A/B arm that serves I2I2U only
 
     @property
     def passes_boundary(self) -> bool:
-        return self.u2i is not None and self.boundary is not None and self.u2i > self.boundary
+        return (self.u2i_allowed and self.u2i is not None and self.boundary is not None
+                and self.u2i > self.boundary)
 
     @property
     def path(self) -> str:
@@ -189,10 +195,21 @@ def explain(s: Scored) -> str:
     return "; ".join(parts) or "no evidence"
 
 
-def select(scored: dict[str, Scored], cap: int) -> list[Scored]:
+def apply_arms(scored: dict[str, Scored], cfg: PipelineConfig) -> None:
+    """Name each user's A/B arm; an I2I2U-only arm's users lose their U2I evidence."""
+    for s in scored.values():
+        arm = assign(s.user_id, cfg.arms, cfg.ab_salt)
+        if arm is not None:
+            s.arm, s.u2i_allowed = arm.name, arm.uses_u2i
+
+
+def select(scored: dict[str, Scored], cap: int,
+           metrics: Metrics | None = None) -> list[Scored]:
     """Keep users with evidence (I2I2U tie or U2I pass), best first, within the song's budget."""
     keep = [s for s in scored.values() if s.seeds or s.passes_boundary]
     keep.sort(key=lambda s: (-s.score, s.user_id))
+    if metrics is not None and len(keep) > cap:
+        metrics.budget_dropped.labels(budget="song").inc(len(keep) - cap)
     return keep[:cap]
 
 
@@ -215,6 +232,7 @@ def candidates_for_song(store: VectorStore, cols: Collections, song: SongEvent,
             s.boundary = float(rec.payload.get("boundary", 1.0))
             if rec.vector is not None:
                 s.u2i = float(rec.vector @ vector)
+    apply_arms(scored, cfg)
     created = now_ms()
     return [CandidateEvent(
         schema_version=1, event_id=candidate_id(song.song_id, s.user_id, version),
@@ -222,8 +240,8 @@ def candidates_for_song(store: VectorStore, cols: Collections, song: SongEvent,
         user_id=s.user_id, score=round(float(s.score), 6),
         boundary=None if s.boundary is None else round(s.boundary, 6), path=s.path,
         seed_song_ids=[sid for sid, _, _ in s.seeds], model_version=version,
-        created_at=created, explanation=explain(s),
-    ) for s in select(scored, cfg.max_candidates_per_song)]
+        created_at=created, explanation=explain(s), arm=s.arm, event_ts=song.released_at,
+    ) for s in select(scored, cfg.max_candidates_per_song, metrics)]
 
 
 # ---------------------------------------------------------------------------------------------
