@@ -96,7 +96,7 @@ class Settings(BaseSettings):
     u2i_users_k: int = Field(200, ge=1, description="U2I: users scored per new song.")
     max_candidates_per_song: int = Field(50, ge=1, description="Exposure budget per new song.")
     max_candidates_per_user_day: int = Field(
-        20, ge=0, description="Exposure budget per user and event-time day (0: no cap); the "
+        0, ge=0, description="Exposure budget per user and event-time day (0: no cap); the "
         "highest scores proposed together win.")
     attribution_window_s: float = Field(
         7 * 86400.0, gt=0, description="Event time after a delivery in which a listener's "
