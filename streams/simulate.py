@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -200,13 +201,18 @@ def results(cfg: SimConfig, world: World, loop: Loop, samples: dict) -> dict[str
     return doc
 
 
-def run_simulation(cfg: SimConfig, models: Path, out: Path) -> dict[str, Any]:
-    """Broker + worker + loop; writes ``out/online.json`` and returns its content."""
+def run_simulation(cfg: SimConfig, models: Path, out: Path, metrics_port: int | None = None,
+                   before_stop: Callable[[WorkerProcess], None] | None = None,
+                   ) -> dict[str, Any]:
+    """Broker + worker + loop; writes ``out/online.json`` and returns its content.
+
+    ``before_stop`` runs with the worker still up after the loop (a test scrapes it then).
+    """
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     world = build_world(cfg, int(time.time() * 1000))
     broker = EmbeddedBroker(log_path=out / "tansu.log").start()
-    worker = make_worker(broker.bootstrap, models, out, f"sim{cfg.seed}",
+    worker = make_worker(broker.bootstrap, models, out, f"sim{cfg.seed}", metrics_port,
                          COLDSTREAM_AB_ARMS=cfg.arms, COLDSTREAM_AB_SALT=cfg.salt,
                          COLDSTREAM_MAX_CANDIDATES_PER_USER_DAY=str(cfg.budget_per_day),
                          COLDSTREAM_LOG_LEVEL="warning")
@@ -214,6 +220,8 @@ def run_simulation(cfg: SimConfig, models: Path, out: Path) -> dict[str, Any]:
         worker.start()
         loop = Loop(cfg, world, worker, broker.bootstrap)
         samples = asyncio.run(loop.run())
+        if before_stop is not None:
+            before_stop(worker)
     finally:
         if worker.process is not None:
             worker.stop()
