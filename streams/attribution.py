@@ -71,7 +71,7 @@ def deliver(state: dict[str, Any], proposals: list[CandidateEvent], per_day: int
                            "v": cand.model_version, "path": cand.path, "arm": cand.arm,
                            "done": [], "first": None})
         decisions.append(Decision(cand, "delivered"))
-    if all(d.outcome == "replay" for d in decisions):
+    if not any(d.outcome == "delivered" for d in decisions):  # replays and drops write nothing
         return state, decisions
     return {"deliveries": prune(deliveries, window_ms),
             "applied": int(state.get("applied", 0)) + 1}, decisions

@@ -186,6 +186,22 @@ def worker_counts(samples: dict[tuple[str, tuple], float], arm: str) -> dict[str
     return out
 
 
+def by_path(answers: list[Answer]) -> dict[str, dict[str, dict[str, float]]]:
+    """Exposures and outcome rates per arm and path: where each arm's outcomes come from."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for a in answers:
+        row = out.setdefault(a.exposure.arm, {}).setdefault(a.exposure.path, {"exposures": 0})
+        row["exposures"] += 1
+        row[a.action] = row.get(a.action, 0) + 1
+    for paths in out.values():
+        for row in paths.values():
+            n = row["exposures"]
+            for action in ("collect", "complete", "skip"):
+                row[f"{action}_rate"] = row.pop(action, 0) / n
+            row.pop("play", None)
+    return out
+
+
 def results(cfg: SimConfig, world: World, loop: Loop, samples: dict) -> dict[str, Any]:
     arms = parse_arms(cfg.arms)
     members: dict[str, list[str]] = {a.name: [] for a in arms}
@@ -197,6 +213,7 @@ def results(cfg: SimConfig, world: World, loop: Loop, samples: dict) -> dict[str
             for a in arms}
     doc = compare(data, len(world.new_songs), arms[0].name, arms[1].name, seed=cfg.seed)
     doc["worker"] = {a.name: worker_counts(samples, a.name) for a in arms}
+    doc["by_path"] = by_path(loop.answers)
     doc["config"] = asdict(cfg)
     return doc
 
