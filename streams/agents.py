@@ -13,7 +13,7 @@ import logging
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import faust
@@ -65,8 +65,12 @@ async def guarded(ctx: WorkerContext, topics: Topics, event: Any, decoder: Decod
 
 
 async def guarded_batch(ctx: WorkerContext, topics: Topics, events: list[Any],
-                        decoder: Decoder, handler: BatchHandler) -> None:
-    """Decode each event (bad ones to the DLQ), then handle the valid ones together."""
+                        decoder: Decoder, handler: BatchHandler, gated: bool = True) -> None:
+    """Decode each event (bad ones to the DLQ), then handle the valid ones together.
+
+    ``gated=False`` for a handler that touches neither the model nor the store (delivery):
+    it need not wait for, or hold up, a model switch or the songs agent.
+    """
     valid = []
     for event in events:
         try:
@@ -76,7 +80,7 @@ async def guarded_batch(ctx: WorkerContext, topics: Topics, events: list[Any],
     if not valid:
         return
     try:
-        async with ctx.gate:
+        async with ctx.gate if gated else nullcontext():
             outcomes = await handler(valid)
     except Exception as exc:  # a bug must not stop the stream: dead-letter the batch
         log.exception("unexpected failure on a batch of %s", valid[0][0].message.topic)
@@ -309,13 +313,15 @@ def per_event_agent(app: faust.App, ctx: WorkerContext, topics: Topics, topic: A
 
 
 def batch_agent(app: faust.App, ctx: WorkerContext, topics: Topics, topic: Any, name: str,
-                decoder: Decoder, handler: BatchHandler) -> None:
+                decoder: Decoder, handler: BatchHandler, window_s: float | None = None,
+                gated: bool = True) -> None:
     """Events acknowledged only after the whole batch's effects are written."""
     s = ctx.settings
+    window = window_s or s.batch_window_s
 
     async def agent(stream: Any) -> None:
-        async for events in stream.take_events(s.batch_max_events, s.batch_window_s):
-            await guarded_batch(ctx, topics, events, decoder, handler)
+        async for events in stream.take_events(s.batch_max_events, window):
+            await guarded_batch(ctx, topics, events, decoder, handler, gated)
 
     agent.__name__ = agent.__qualname__ = name
     app.agent(topic, name=f"coldstream.{name}")(agent)
@@ -336,7 +342,8 @@ def register_agents(app: faust.App, ctx: WorkerContext, topics: Topics,
     batch_agent(app, ctx, topics, topics.user_refresh, "user_refresh", decode_refresh,
                 agents.on_refresh)
     batch_agent(app, ctx, topics, topics.candidates_proposed, "delivery",
-                decoder_for(CandidateEvent), agents.on_proposals)
+                decoder_for(CandidateEvent), agents.on_proposals,
+                window_s=ctx.settings.delivery_window_s, gated=False)
 
     async def watch_model_versions() -> None:
         await watch_announcements(swapper, topics.model_versions.get_topic_name())

@@ -115,6 +115,9 @@ class Settings(BaseSettings):
         10.0, gt=0, description="Wall-time limit on decoding one file (then it is dead-lettered).")
     batch_max_events: int = Field(256, ge=1, description="Interactions handled per batch.")
     batch_window_s: float = Field(0.05, gt=0, description="Longest wait to fill a batch.")
+    delivery_window_s: float = Field(
+        0.01, gt=0, description="Longest wait to fill a batch of proposals: it adds to the "
+        "new-song latency, and proposals of one song arrive together.")
     max_event_bytes: int = Field(256_000, ge=1, description="Larger events go to the DLQ.")
 
     # --- Metrics -----------------------------------------------------------------------------

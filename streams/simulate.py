@@ -87,7 +87,7 @@ def total(samples: dict[tuple[str, tuple], float], name: str, **labels: str) -> 
 
 
 async def wait_until(worker: WorkerProcess, check: Any, what: str,
-                     timeout: float = 300.0) -> dict:
+                     timeout: float = 1200.0) -> dict:
     """Poll the worker's metrics until ``check(samples)`` holds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
