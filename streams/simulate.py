@@ -178,9 +178,7 @@ def interaction(a: Answer, seed: int) -> dict[str, Any]:
 
 def worker_counts(samples: dict[tuple[str, tuple], float], arm: str) -> dict[str, float]:
     """What the worker itself attributed to ``arm`` (cross-checks the simulator's count)."""
-    out = {"deliveries": total(samples, "coldstream_deliveries_total", arm=arm),
-           "budget_dropped_user_day": total(samples, "coldstream_budget_dropped_total",
-                                            budget="user_day")}
+    out = {"deliveries": total(samples, "coldstream_deliveries_total", arm=arm)}
     for action in ("play", "complete", "collect", "skip"):
         out[action] = total(samples, "coldstream_attributed_total", arm=arm, action=action)
     return out
@@ -214,6 +212,8 @@ def results(cfg: SimConfig, world: World, loop: Loop, samples: dict) -> dict[str
     doc = compare(data, len(world.new_songs), arms[0].name, arms[1].name, seed=cfg.seed)
     doc["worker"] = {a.name: worker_counts(samples, a.name) for a in arms}
     doc["by_path"] = by_path(loop.answers)
+    doc["budget_dropped"] = {b: total(samples, "coldstream_budget_dropped_total", budget=b)
+                             for b in ("song", "user_day")}  # all arms together
     doc["config"] = asdict(cfg)
     return doc
 
