@@ -39,8 +39,32 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
              for k in ("lift_users_reached", "lift_collect_rate")}
     return {"seeds": [r["config"]["seed"] for r in runs], "control": first["control"],
             "treatment": first["treatment"], "arms": arms, **lifts,
+            "by_path": paths_summary(runs),
             "world": {k: first["config"][k] for k in ("n_songs", "n_users", "new_songs",
                                                       "days", "shown_per_day")}}
+
+
+def paths_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per arm and path: exposures and outcome rates, mean over the seeds that have them."""
+    out: dict[str, Any] = {}
+    rows = [r["by_path"] for r in runs if "by_path" in r]
+    for arm in sorted({a for r in rows for a in r}):
+        for path in sorted({p for r in rows for p in r.get(arm, {})}):
+            have = [r[arm][path] for r in rows if path in r.get(arm, {})]
+            out.setdefault(arm, {})[path] = {
+                k: mean_sd([h[k] for h in have])[0]
+                for k in ("exposures", "collect_rate", "complete_rate", "skip_rate")}
+    return out
+
+
+def paths_markdown(s: dict[str, Any]) -> str:
+    lines = ["| arm | path | exposures / seed | collect rate | complete rate | skip rate |",
+             "|---|---|---|---|---|---|"]
+    for arm, paths in s.get("by_path", {}).items():
+        for path, v in paths.items():
+            lines.append(f"| {arm} | {path} | {v['exposures']:.0f} | {v['collect_rate']:.3f} | "
+                         f"{v['complete_rate']:.3f} | {v['skip_rate']:.3f} |")
+    return "\n".join(lines) + "\n"
 
 
 def markdown(s: dict[str, Any]) -> str:
@@ -87,6 +111,6 @@ def plot(s: dict[str, Any], path: Path) -> Path | None:
 def write(run: Path) -> tuple[dict[str, Any], str, Path | None]:
     s = summary(load_runs(run))
     (run / "online-summary.json").write_bytes(orjson.dumps(s, option=orjson.OPT_INDENT_2))
-    table = markdown(s)
+    table = markdown(s) + "\n" + paths_markdown(s)
     (run / "online.md").write_text(table)
     return s, table, plot(s, run / "online.png")
