@@ -257,6 +257,9 @@ class Agents:
             return
         await self.topics.candidates.send(key=cand.user_id.encode(), value=encode(cand))
         if d.outcome == "delivered":
+            # proposed -> delivered, wall time: the hop the per-user budget adds
+            m.stage_seconds.labels(stage="deliver").observe(
+                max(0.0, (now_ms() - cand.created_at) / 1000))
             m.candidates.labels(path=cand.path).inc()
             m.deliveries.labels(version=cand.model_version, path=cand.path,
                                 arm=cand.arm or "").inc()

@@ -22,7 +22,7 @@ FIRST_PLAY_BUCKETS = (60, 300, 900, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 
                       4 * 86400, 7 * 86400)
 
 #: Pipeline stages timed by ``coldstream_stage_seconds``.
-STAGES = ("decode", "audio", "encode", "upsert", "search", "emit", "user_update")
+STAGES = ("decode", "audio", "encode", "upsert", "search", "emit", "deliver", "user_update")
 
 
 class Metrics:
@@ -42,10 +42,12 @@ class Metrics:
             buckets=STAGE_BUCKETS, registry=r)
         self.new_song_to_candidates = Histogram(
             "coldstream_new_song_to_candidates_seconds",
-            "From a songs.new record's timestamp to its candidates being emitted.",
+            "From a songs.new record's timestamp to its candidates being proposed (the hop "
+            "through the per-user budget is the stage_seconds stage \"deliver\").",
             buckets=E2E_BUCKETS, registry=r)
         self.candidates_per_song = Histogram(
-            "coldstream_candidates_per_song", "Candidates emitted per new song.",
+            "coldstream_candidates_per_song",
+            "Candidates proposed per new song (before the per-user budget).",
             buckets=COUNT_BUCKETS, registry=r)
         self.candidates = Counter(
             "coldstream_candidates", "Candidates emitted, by path.", ["path"], registry=r)
