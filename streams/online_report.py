@@ -68,12 +68,13 @@ def paths_markdown(s: dict[str, Any]) -> str:
 
 
 def markdown(s: dict[str, Any]) -> str:
-    """The README's table: mean ± sd over seeds, [95 % CI of the first seed]."""
+    """The README's table: mean ± sd over seeds [95 % bootstrap CI of the first seed]."""
     def cell(v: dict[str, Any], pct: bool = False) -> str:
-        k = 100 if pct else 1
         lo, hi = v["ci95_seed0"]
-        return (f"{v['mean'] * k:.3g} ± {v['sd'] * k:.2g} "
-                f"[{lo * k:.3g}, {hi * k:.3g}]")
+        if pct:
+            return (f"{v['mean'] * 100:+.1f} ± {v['sd'] * 100:.1f} "
+                    f"[{lo * 100:+.1f}, {hi * 100:+.1f}]")
+        return f"{v['mean']:.3f} ± {v['sd']:.3f} [{lo:.3f}, {hi:.3f}]"
 
     lines = ["| arm | deliveries | users reached / song | collect rate | complete rate | "
              "skip rate |", "|---|---|---|---|---|---|"]
