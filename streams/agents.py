@@ -152,8 +152,14 @@ class Agents:
         candidates = await ctx.run(pipeline.process_song, ctx.serving(), song, engagers,
                                    ctx.cfg, ctx.settings, m)
         start = time.perf_counter()
-        for cand in candidates:  # to the user's partition: the daily budget is per user
-            await topics.candidates_proposed.send(key=cand.user_id.encode(), value=encode(cand))
+        direct = not ctx.settings.max_candidates_per_user_day  # no per-user budget to apply
+        for cand in candidates:
+            value = encode(cand)
+            if direct:  # deliver now; the delivery agent only records it
+                await topics.candidates.send(key=cand.user_id.encode(), value=value)
+                m.candidates.labels(path=cand.path).inc()
+            # to the user's partition: the daily budget and the delivery record are per user
+            await topics.candidates_proposed.send(key=cand.user_id.encode(), value=value)
         m.stage_seconds.labels(stage="emit").observe(time.perf_counter() - start)
         m.candidates_per_song.observe(len(candidates))
         # Listeners recorded before this song was indexed have it in their history without its
@@ -230,7 +236,9 @@ class Agents:
         """Deliver proposed candidates within each user's daily budget, best first.
 
         A proposal delivered before (a replay after a crash) is emitted again unchanged and
-        not counted twice; the candidate id lets downstream drop the repeat.
+        not counted twice; the candidate id lets downstream drop the repeat. Without a budget
+        the songs agent has delivered them already (no extra hop on the new-song latency):
+        here they are only recorded, for attribution.
         """
         table, s = self.tables.online_state, self.ctx.settings
         by_user: dict[str, list[tuple[Any, CandidateEvent]]] = {}
@@ -255,12 +263,14 @@ class Agents:
         if d.outcome == "dropped":
             m.budget_dropped.labels(budget="user_day").inc()
             return
-        await self.topics.candidates.send(key=cand.user_id.encode(), value=encode(cand))
+        budgeted = bool(self.ctx.settings.max_candidates_per_user_day)
+        if budgeted:  # else the songs agent sent it (Agents.on_song)
+            await self.topics.candidates.send(key=cand.user_id.encode(), value=encode(cand))
         if d.outcome == "delivered":
-            # proposed -> delivered, wall time: the hop the per-user budget adds
-            m.stage_seconds.labels(stage="deliver").observe(
-                max(0.0, (now_ms() - cand.created_at) / 1000))
-            m.candidates.labels(path=cand.path).inc()
+            if budgeted:  # proposed -> delivered, wall time: the hop the budget adds
+                m.stage_seconds.labels(stage="deliver").observe(
+                    max(0.0, (now_ms() - cand.created_at) / 1000))
+                m.candidates.labels(path=cand.path).inc()
             m.deliveries.labels(version=cand.model_version, path=cand.path,
                                 arm=cand.arm or "").inc()
 

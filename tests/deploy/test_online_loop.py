@@ -18,7 +18,7 @@ from .helpers import ALERTS, JOB
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TINY = SimConfig(n_songs=240, n_users=80, n_interactions=3000, n_genres=6, new_songs=12,
-                 days=2, budget_per_day=4)
+                 days=2, budget_per_day=0)  # no budget: delivered by the songs agent
 
 
 def test_closed_loop_both_arms_scraped_by_prometheus(
