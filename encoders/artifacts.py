@@ -84,6 +84,23 @@ class UserSpec(BaseModel):
     history_length: int = 50
 
 
+class DeliverySpec(BaseModel):
+    """One scale for both candidate paths: P(the listener engages | the candidate's evidence).
+
+    I2I2U strength (a mean of similarity x engagement) and a U2I cosine are on different
+    scales, so taking their max ranks one path's candidates above the other's for no reason.
+    A logistic regression over the evidence, fitted on validation items only
+    (``training/served.py``), maps both to a probability; the worker ranks, caps and scores
+    candidates by it. Absent in older manifests: the worker then keeps the raw score.
+    """
+
+    features: list[str] = Field(
+        default_factory=lambda: ["i2i2u", "has_seed", "u2i_margin", "passes"])
+    coef: list[float]
+    intercept: float
+    fitted_on: str = ""
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -94,6 +111,7 @@ class Manifest(BaseModel):
     audio: AudioSpec
     fusion: FusionSpec = Field(default_factory=FusionSpec)
     user: UserSpec = Field(default_factory=UserSpec)
+    delivery: DeliverySpec | None = None
     parent: str | None = None
     data_fingerprint: str | None = None
     metrics: dict[str, float] = Field(default_factory=dict)

@@ -6,6 +6,7 @@ blocking ones through the work thread) and only add I/O (consuming, producing, c
 
 from __future__ import annotations
 
+import math
 import re
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from encoders.artifacts import DeliverySpec
 from encoders.features import song_text
 from encoders.runtime import LoadedModel, SongInput
 
@@ -62,6 +64,7 @@ class PipelineConfig:
 
 
 def ensure_collections(store: VectorStore, model: LoadedModel) -> Collections:
+    check_delivery(model.manifest.delivery)  # refuse a model before it serves, not per song
     cols = Collections.for_version(model.version)
     store.ensure_collection(cols.songs, model.manifest.dim, SONG_INDEXES)
     store.ensure_collection(cols.users, model.manifest.dim, USER_INDEXES)
@@ -185,6 +188,31 @@ def u2i(users: Sequence[Hit], into: dict[str, Scored], metrics: Metrics | None =
             metrics.boundary_checks.labels(result="pass" if s.passes_boundary else "fail").inc()
 
 
+#: The evidence a :class:`~encoders.artifacts.DeliverySpec` is fitted over, in order.
+EVIDENCE = ("i2i2u", "has_seed", "u2i_margin", "passes")
+
+
+def evidence(s: Scored) -> np.ndarray:
+    """I2I2U strength, whether a seed exists, the U2I margin over the user's own boundary,
+    and whether it passes: what the calibration weighs."""
+    margin = ((s.u2i - s.boundary) if s.u2i_allowed and s.u2i is not None
+              and s.boundary is not None else 0.0)  # an I2I2U-only arm has no U2I evidence
+    return np.array([s.i2i2u, float(bool(s.seeds)), margin, float(s.passes_boundary)])
+
+
+def calibrated(s: Scored, spec: DeliverySpec) -> float:
+    """P(engaged) on the one scale both paths share."""
+    z = float(evidence(s) @ np.asarray(spec.coef)) + spec.intercept
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+def check_delivery(spec: DeliverySpec | None) -> None:
+    """A manifest's calibration must weigh exactly the evidence this worker computes."""
+    if spec is not None and (tuple(spec.features) != EVIDENCE or len(spec.coef) != len(EVIDENCE)):
+        raise ValueError(f"delivery calibration over {spec.features}, this worker computes "
+                         f"{list(EVIDENCE)}")
+
+
 def explain(s: Scored) -> str:
     parts = []
     if s.seeds:
@@ -203,21 +231,23 @@ def apply_arms(scored: dict[str, Scored], cfg: PipelineConfig) -> None:
             s.arm, s.u2i_allowed = arm.name, arm.uses_u2i
 
 
-def select(scored: dict[str, Scored], cap: int,
-           metrics: Metrics | None = None) -> list[Scored]:
-    """Keep users with evidence (I2I2U tie or U2I pass), best first, within the song's budget."""
-    keep = [s for s in scored.values() if s.seeds or s.passes_boundary]
-    keep.sort(key=lambda s: (-s.score, s.user_id))
+def select(scored: dict[str, Scored], cap: int, delivery: DeliverySpec | None = None,
+           metrics: Metrics | None = None) -> list[tuple[Scored, float]]:
+    """Keep users with evidence (I2I2U tie or U2I pass), best first, within the song's budget;
+    each with its score: calibrated when the model carries a calibration, else raw."""
+    keep = [(s, calibrated(s, delivery) if delivery else s.score)
+            for s in scored.values() if s.seeds or s.passes_boundary]
+    keep.sort(key=lambda t: (-t[1], t[0].user_id))
     if metrics is not None and len(keep) > cap:
         metrics.budget_dropped.labels(budget="song").inc(len(keep) - cap)
     return keep[:cap]
 
 
-def candidates_for_song(store: VectorStore, cols: Collections, song: SongEvent,
-                        vector: np.ndarray, version: str, cfg: PipelineConfig,
-                        metrics: Metrics | None = None) -> list[CandidateEvent]:
-    """Both paths, merged, de-duplicated per user, capped, explained."""
-    pid = song_point_id(song.song_id)
+def score_song(store: VectorStore, cols: Collections, song_id: str, vector: np.ndarray,
+               cfg: PipelineConfig, metrics: Metrics | None = None) -> dict[str, Scored]:
+    """Every listener either path finds for a new song, with both paths' evidence (uncapped;
+    the offline harness scores this same step, ``training/served.py``)."""
+    pid = song_point_id(song_id)
     similar = store.search(cols.songs, vector, cfg.similar_songs_k,
                            Where(equals={"is_cold": 0}, exclude_ids=frozenset([pid])))
     users = store.search(cols.users, vector, cfg.u2i_users_k)
@@ -232,16 +262,26 @@ def candidates_for_song(store: VectorStore, cols: Collections, song: SongEvent,
             s.boundary = float(rec.payload.get("boundary", 1.0))
             if rec.vector is not None:
                 s.u2i = float(rec.vector @ vector)
+    return scored
+
+
+def candidates_for_song(store: VectorStore, cols: Collections, song: SongEvent,
+                        vector: np.ndarray, version: str, cfg: PipelineConfig,
+                        metrics: Metrics | None = None,
+                        delivery: DeliverySpec | None = None) -> list[CandidateEvent]:
+    """Both paths, merged, de-duplicated per user, capped (on one calibrated scale when the
+    model has one), explained; each user's A/B arm applied and named."""
+    scored = score_song(store, cols, song.song_id, vector, cfg, metrics)
     apply_arms(scored, cfg)
     created = now_ms()
     return [CandidateEvent(
         schema_version=1, event_id=candidate_id(song.song_id, s.user_id, version),
         candidate_id=candidate_id(song.song_id, s.user_id, version), song_id=song.song_id,
-        user_id=s.user_id, score=round(float(s.score), 6),
+        user_id=s.user_id, score=round(float(score), 6),
         boundary=None if s.boundary is None else round(s.boundary, 6), path=s.path,
         seed_song_ids=[sid for sid, _, _ in s.seeds], model_version=version,
         created_at=created, explanation=explain(s), arm=s.arm, event_ts=song.released_at,
-    ) for s in select(scored, cfg.max_candidates_per_song, metrics)]
+    ) for s, score in select(scored, cfg.max_candidates_per_song, delivery, metrics)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -481,7 +521,7 @@ def process_song(sv: Serving, song: SongEvent, engagers: list[list[Any]], cfg: P
                     engagers)
     with metrics.stage("search"):
         return candidates_for_song(sv.store, sv.cols, song, vector, sv.model.version, cfg,
-                                   metrics)
+                                   metrics, sv.model.manifest.delivery)
 
 
 def refresh_users(sv: Serving, states: dict[str, dict[str, Any]],

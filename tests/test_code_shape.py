@@ -19,8 +19,11 @@ ALLOWED = {
     "encoders": set(),
     "streams": {"encoders", "coldstream_data"},
     # training may use the event contract and the Kafka client side of streams, not the worker
+    # and the worker's candidate step, which the offline harness scores as delivered
+    # (training/served.py): pipeline, ids and stores, never the agents or the app
     "training": {"encoders", "coldstream_data", "streams.events", "streams.client",
-                 "streams.broker", "streams.settings", "streams.errors"},
+                 "streams.broker", "streams.settings", "streams.errors", "streams.pipeline",
+                 "streams.ids", "streams.stores"},
 }
 FIRST_PARTY = {"coldstream", "coldstream_data", "encoders", "streams", "training", "bench"}
 

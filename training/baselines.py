@@ -8,7 +8,7 @@ Honesty notes:
 * ``item-knn-cf`` (co-occurrence cosine) is the warm workhorse; blind on new items.
 * ``content-knn`` scores an item by its mean similarity to the k most similar items the user
   liked in training, with vectors from an encoder: tags, TF-IDF text, MiniLM text, or audio.
-* ``dropoutnet``, ``heater``, ``clcrec``, ``aldi``: the published cold-start methods in
+* ``dropoutnet``, ``heater``, ``clcrec``, ``aldi``, ``gar``: the published cold-start methods in
   :mod:`training.coldstart`, tuned on validation items.
 """
 
@@ -279,4 +279,4 @@ def make_baseline(name: str, seed: int = 0, progress: bool = False, tune: bool =
 
 
 BASELINES = ("random", "popularity", "tag-popularity", "item-knn-cf", "tag-knn", "tfidf-knn",
-             "minilm-knn", "audio-knn", "dropoutnet", "heater", "clcrec", "aldi")
+             "minilm-knn", "audio-knn", "dropoutnet", "heater", "clcrec", "aldi", "gar")

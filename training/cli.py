@@ -1,4 +1,4 @@
-"""``world``, ``evaluate``, ``replay``, ``convert``, ``train``, ``ablate`` and ``models``:
+"""``world``, ``evaluate``, ``replay``, ``convert``, ``train``, ``ablate``, ``served``, ``models``:
 runnable as ``python -m training.cli``."""
 
 from __future__ import annotations
@@ -132,18 +132,22 @@ def model_registry(registry: Path | None) -> Registry:
 
 def measure_over_seeds(data: Any, cfg: Any, variant: str, seed: int, seeds: int, *,
                        epochs: int, align_epochs: int, tune: bool,
-                       ) -> tuple[dict[str, float], Any]:
+                       ) -> tuple[dict[str, float], Any, Any]:
     """The honest protocol: one early-stopped training and cold-test measurement per seed,
-    printed as they finish; returns the mean ± sd metrics and ``cfg`` with the median epoch
-    count selected on validation (for the final model)."""
+    printed as they finish; returns the mean ± sd metrics, ``cfg`` with the median epoch
+    count selected on validation (for the final model), and the delivery calibration
+    (mean of the seeds' fits on their validation items; None for an ungated variant)."""
     from dataclasses import replace
 
     from .protocol import over_seeds
     from .recommender import make_variant
 
+    fitted: dict[int, Any] = {}
+
     def model(s: int):  # noqa: ANN202
-        return make_variant(variant, epochs=epochs, seed=s, align_epochs=align_epochs,
-                            tune=tune)
+        fitted[s] = make_variant(variant, epochs=epochs, seed=s, align_epochs=align_epochs,
+                                 tune=tune)
+        return fitted[s]
 
     def show(r: dict) -> None:
         c = r["segments"]["cold"]
@@ -163,7 +167,26 @@ def measure_over_seeds(data: Any, cfg: Any, variant: str, seed: int, seeds: int,
                           markup=False)
     console.print(f"final model: {cfg.epochs} joint epochs (median selected on "
                   "validation)", markup=False, soft_wrap=True)
-    return metrics, cfg
+    return metrics, cfg, delivery_over_seeds(data, fitted)
+
+
+def delivery_over_seeds(data: Any, fitted: dict[int, Any]) -> Any:
+    """Each seed's served-path calibration, fitted on that split's validation items only,
+    averaged (``training/served.py``); None when the variant has no boundary tower."""
+    from .served import average_delivery, calibrate_on_validation
+    from .split import cold_item_split
+
+    specs = []
+    for s, m in fitted.items():
+        if not hasattr(m, "boundary"):
+            return None
+        calib = calibrate_on_validation(data, cold_item_split(data, seed=s), m.items, m.users,
+                                        m.bounds)
+        specs.append(calib.spec())
+    spec = average_delivery(specs, fitted_on=f"validation items, seeds {sorted(fitted)}")
+    console.print(f"delivery calibration (validation): coef {spec.coef}, intercept "
+                  f"{spec.intercept}", markup=False, soft_wrap=True)
+    return spec
 
 
 @app.command()
@@ -217,9 +240,11 @@ def train(
                   **VARIANTS[variant])
     data = load_source(dataset)
     metrics: dict[str, float] = {}
+    delivery = None  # without held-out seeds there is no validation to calibrate on
     if evaluate_split and seeds > 0:
-        metrics, cfg = measure_over_seeds(data, cfg, variant, seed, seeds, epochs=epochs,
-                                          align_epochs=align_epochs, tune=tune)
+        metrics, cfg, delivery = measure_over_seeds(data, cfg, variant, seed, seeds,
+                                                    epochs=epochs, align_epochs=align_epochs,
+                                                    tune=tune)
     name = f"{dataset.replace(':', '-').replace('/', '_')}-{variant}-s{seed}"
     result = fit(data, cfg, device=device, checkpoint_dir=run_dir / name, resume=resume,
                  progress=True)
@@ -228,7 +253,7 @@ def train(
     if not publish:
         return
     reg = model_registry(registry)
-    manifest = save(reg, result, metrics)
+    manifest = save(reg, result, metrics, delivery=delivery)
     console.print(f"published {manifest.version} (parent {manifest.parent}) "
                   f"in {reg.path(manifest.version)}")
     if bootstrap:
@@ -278,13 +303,42 @@ def ablate(
     console.print(f"wrote {js} and {md}")
 
 
+@app.command()
+def served(
+    dataset: Annotated[str, typer.Option(help="As for evaluate")] = "world:demo",
+    seed: Annotated[int, typer.Option(help="First seed")] = 0,
+    seeds: Annotated[int, typer.Option(help="Seeds (split + init); mean ± sd")] = 5,
+    epochs: Annotated[int | None, typer.Option(help="Most joint epochs")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for JSON + Markdown")] = Path("reports"),
+) -> None:
+    """The served path scored as delivered: I2I2U alone vs I2I2U + U2I, raw vs calibrated,
+    reach at equal delivery precision (the worker's own candidate code, mean ± sd)."""
+    import orjson
+
+    from coldstream_data import load_source
+
+    from .served import served_over_seeds, served_table
+
+    data = load_source(dataset)
+    doc = served_over_seeds(data, list(range(seed, seed + seeds)), epochs=epochs,
+                            progress=True)
+    doc["dataset"] = dataset
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"served-{dataset.replace(':', '-')}"
+    stem.with_suffix(".json").write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+    table = served_table(doc)
+    stem.with_suffix(".md").write_text(table)
+    console.print(table, markup=False, soft_wrap=True)
+
+
 def seed_metrics(rep: dict) -> dict[str, float]:
     """Manifest metrics: mean, sd and seed count of the cold headline metrics."""
     out: dict[str, float] = {}
     for k in ("recall@10", "recall@20", "ndcg@20", "hit@20", "precision@20"):
         st = rep["summary"]["cold"][k]
         out[f"cold_{k}"] = st["mean"]
-        out[f"cold_{k}_sd"] = st["sd"]
+        if st["n"] > 1:  # one seed has no sd (NaN would be null in JSON, unreadable as float)
+            out[f"cold_{k}_sd"] = st["sd"]
     out["seeds"] = float(len(rep["runs"]))
     return out
 

@@ -25,6 +25,13 @@ budget (:data:`GRIDS`: three candidates, each early-stopped on validation NDCG@2
   (teacher's pairwise preference sigma(u.t_i - u.t_j)) and identification-distribution
   alignment (item-item similarity distributions), plus BPR on the student. The paper's
   per-item adaptive weights are not reimplemented (one global weight).
+* ``gar`` (Chen et al., SIGIR 2022): a generator maps content into the teacher's CF space and
+  a recommender (user and item transforms) is trained adversarially against it: the
+  recommender learns to rank a user's real positive (teacher vector) above the generated
+  vector of the same item and above a negative; the generator learns to make its vector rank
+  as high as the real one, plus a similarity term to the teacher vector. Both players update
+  in the same step: each loss reaches only its own player's parameters (the other player's
+  output enters detached, or through its frozen weights).
 
 Written for this repository from the papers' descriptions (YuanchenBei/ColdRec was read for
 the method only). Users are warm (they have training history); what is cold is the item.
@@ -49,7 +56,7 @@ from .mf import PositivePairs, bpr_mf
 from .selection import EarlyStopping, Tuned, ValidationView, val_metrics
 
 CACHE = Path(".coldstream/cache")
-METHODS = ("dropoutnet", "heater", "clcrec", "aldi")
+METHODS = ("dropoutnet", "heater", "clcrec", "aldi", "gar")
 
 
 def content_features(data: Dataset, min_items: int = 10, buckets: int = 4096,
@@ -302,8 +309,46 @@ class ALDI(ColdStart):
         return self.tu, self.net(self.x)
 
 
+class GAR(ColdStart):
+    method = "gar"
+
+    def build(self, n_users: int, n_items: int, content_dim: int) -> nn.Module:
+        d, h = self.cfg.dim, self.cfg.hidden
+        return nn.ModuleDict({"gen": _mlp(content_dim, h, d),
+                              "user": _mlp(d, h, d), "item": _mlp(d, h, d)})
+
+    def _frozen(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """The recommender's transform with its weights detached: the generator's loss
+        moves the generator only."""
+        params = {k: v.detach() for k, v in self.net[name].named_parameters()}
+        return torch.func.functional_call(self.net[name], params, (x,))
+
+    def loss(self, u: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+        alpha = self.cfg.extra.get("alpha", 0.5)
+        beta = self.cfg.extra.get("beta", 1.0)
+        gen = self.net["gen"](self.x[i])
+        # recommender: real positive over its generated twin and over a negative
+        eu = self.net["user"](self.tu[u])
+        real, neg = self.net["item"](self.tv[i]), self.net["item"](self.tv[j])
+        fake = self.net["item"](gen.detach())
+        s_real, s_neg, s_fake = (eu * real).sum(1), (eu * neg).sum(1), (eu * fake).sum(1)
+        rec = F.softplus(-(s_real - s_neg)).mean()
+        adv_d = F.softplus(-(s_real - s_fake)).mean()
+        # generator: its vector should rank like the real one for this user
+        gu = self._frozen("user", self.tu[u]).detach()
+        g_fake = (gu * self._frozen("item", gen)).sum(1)
+        g_real = (gu * self._frozen("item", self.tv[i])).sum(1).detach()
+        adv_g = F.softplus(-(g_fake - g_real)).mean()
+        sim = (gen - self.tv[i]).pow(2).sum(1).mean()
+        return rec + alpha * adv_d + (1 - alpha) * adv_g + beta * sim
+
+    def embed(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return (self.net["user"](self.tu),
+                self.net["item"](self.net["gen"](self.x)))
+
+
 CLASSES: dict[str, type[ColdStart]] = {
-    "dropoutnet": DropoutNet, "heater": Heater, "clcrec": CLCRec, "aldi": ALDI}
+    "dropoutnet": DropoutNet, "heater": Heater, "clcrec": CLCRec, "aldi": ALDI, "gar": GAR}
 
 #: The selection budget: three candidates per method, each early-stopped on validation.
 #: The trained model gets the same budget (``training.recommender.MODEL_GRID``).
@@ -312,6 +357,7 @@ GRIDS: dict[str, list[dict[str, Any]]] = {
     "heater": [{"lr": 1e-3}, {"lr": 3e-3}, {"lr": 1e-3, "extra": {"alpha": 0.1}}],
     "clcrec": [{"lr": 1e-3}, {"lr": 3e-3}, {"lr": 1e-3, "extra": {"rho": 0.8}}],
     "aldi": [{"lr": 1e-3}, {"lr": 3e-3}, {"lr": 1e-3, "extra": {"alpha": 0.3, "beta": 3.0}}],
+    "gar": [{"lr": 1e-3}, {"lr": 3e-3}, {"lr": 1e-3, "extra": {"alpha": 0.8, "beta": 0.1}}],
 }
 
 

@@ -16,6 +16,7 @@ import torch
 
 from encoders.artifacts import (
     AudioSpec,
+    DeliverySpec,
     FusionSpec,
     Manifest,
     TextSpec,
@@ -72,7 +73,8 @@ def export_towers(result: TrainResult, folder: Path) -> dict[str, str]:
 
 
 def write_version(result: TrainResult, folder: Path, version: str, parent: str | None,
-                  metrics: dict[str, float], notes: str = "") -> Manifest:
+                  metrics: dict[str, float], notes: str = "",
+                  delivery: DeliverySpec | None = None) -> Manifest:
     """Every file of one version plus its manifest (written last, hashing the rest)."""
     text = text_tower(folder)
     graphs = export_towers(result, folder)
@@ -85,6 +87,6 @@ def write_version(result: TrainResult, folder: Path, version: str, parent: str |
                         mel=result.mel.__dict__),
         fusion=FusionSpec(kind="graph", graph=graphs["fusion"],
                           bow_buckets=result.cfg.bow_buckets or None), user=spec,
-        parent=parent, data_fingerprint=result.fingerprint, metrics=metrics,
+        delivery=delivery, parent=parent, data_fingerprint=result.fingerprint, metrics=metrics,
         notes=notes or f"trained: {result.cfg.dict()}")
     return write_manifest(folder, manifest)

@@ -13,7 +13,7 @@ import time
 import uuid
 from typing import Any
 
-from encoders.artifacts import Manifest, Registry, new_version
+from encoders.artifacts import DeliverySpec, Manifest, Registry, new_version
 from streams.broker import client_config
 from streams.client import produce
 from streams.events import ModelVersionEvent, encode
@@ -26,12 +26,13 @@ TOPIC = "model.versions"
 
 
 def save(registry: Registry, result: TrainResult, metrics: dict[str, float],
-         promote: bool = True, version: str | None = None) -> Manifest:
+         promote: bool = True, version: str | None = None,
+         delivery: DeliverySpec | None = None) -> Manifest:
     """Stage every file, rename into place, then (optionally) swap CURRENT to it."""
     version = version or new_version()
     parent = registry.current()
     with registry.staging(version) as folder:
-        manifest = write_version(result, folder, version, parent, metrics)
+        manifest = write_version(result, folder, version, parent, metrics, delivery=delivery)
     registry.load(version)  # verify hashes from disk before anyone is pointed at it
     if promote:
         registry.promote(version)

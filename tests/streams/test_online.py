@@ -82,7 +82,7 @@ def test_an_i2i2u_only_arm_loses_u2i_evidence_and_every_candidate_names_its_arm(
         assert arm is not None and s.arm == arm.name
         assert s.passes_boundary == (arm.name == "B")
     kept = pipeline.select(scored, cap=100)
-    assert {s.arm for s in kept} == {"B"}  # A's users had U2I evidence only
+    assert {s.arm for s, _ in kept} == {"B"}  # A's users had U2I evidence only
 
 
 # --- budget ----------------------------------------------------------------------------------

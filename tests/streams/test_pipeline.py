@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
+from encoders.artifacts import DeliverySpec
 from streams import pipeline
 from streams.events import InteractionEvent
 from streams.ids import candidate_id, song_point_id, user_point_id
@@ -45,7 +48,7 @@ def test_u2i_gates_by_each_users_own_boundary() -> None:
     assert scored["hi"].passes_boundary and scored["hi"].path == "u2i"
     assert not scored["lo"].passes_boundary
     chosen = pipeline.select(scored, cap=10)
-    assert [s.user_id for s in chosen] == ["hi"]  # below-boundary users get nothing
+    assert [s.user_id for s, _ in chosen] == ["hi"]  # below-boundary users get nothing
 
 
 def test_merge_marks_both_paths_and_caps_by_score() -> None:
@@ -54,9 +57,33 @@ def test_merge_marks_both_paths_and_caps_by_score() -> None:
     pipeline.u2i([user_hit("u1", 0.95, 0.5), user_hit("u3", 0.7, 0.6)], scored)
     assert scored["u1"].path == "both" and scored["u2"].path == "i2i2u"
     chosen = pipeline.select(scored, cap=2)
-    assert [s.user_id for s in chosen] == ["u1", "u3"]
+    assert [s.user_id for s, _ in chosen] == ["u1", "u3"]
     assert "matches your taste" in pipeline.explain(scored["u1"])
     assert "'A'" in pipeline.explain(scored["u1"])
+
+
+def test_calibration_puts_both_paths_on_one_scale() -> None:
+    """Raw scores rank a weak I2I2U tie (0.3) above a U2I user far over their boundary
+    (0.25 + margin); a calibration that values the margin puts the U2I user first, and the
+    emitted score is the probability."""
+    scored: dict[str, Scored] = {}
+    pipeline.i2i2u([hit("a", 0.9, [["tie", "collect", 1]])], scored)
+    pipeline.u2i([user_hit("fan", 0.25, -0.5)], scored)
+    scored["tie"].u2i, scored["tie"].boundary = 0.1, 0.2  # below its own boundary
+    assert [s.user_id for s, _ in pipeline.select(scored, cap=2)] == ["tie", "fan"]
+    spec = DeliverySpec(coef=[1.0, 0.5, 4.0, 0.5], intercept=-3.0)
+    chosen = pipeline.select(scored, cap=2, delivery=spec)
+    assert [s.user_id for s, _ in chosen] == ["fan", "tie"]
+    p_fan = 1 / (1 + math.exp(-(0.25 * 0 + 4.0 * 0.75 + 0.5 - 3.0)))
+    assert chosen[0][1] == pytest.approx(p_fan)
+    assert 0 < chosen[1][1] < chosen[0][1] < 1
+
+
+def test_a_calibration_over_other_evidence_is_refused() -> None:
+    pipeline.check_delivery(DeliverySpec(coef=[0.0] * 4, intercept=0.0))
+    with pytest.raises(ValueError, match="this worker computes"):
+        pipeline.check_delivery(DeliverySpec(features=["i2i2u", "popularity"], coef=[1.0, 1.0],
+                                             intercept=0.0))
 
 
 def interaction(event_id: str, song: str, action: str, ts: int) -> InteractionEvent:

@@ -39,17 +39,20 @@ def test_trained_version_is_published_adopted_live_and_serves(
         train = subprocess.run(
             [sys.executable, "-m", "training.cli", "train", "--dataset", "world:tiny",
              "--registry", str(registry.root), "--bootstrap", bs,
-             "--topic", f"{p}.model.versions", "--no-evaluate", "--epochs", "2",
+             "--topic", f"{p}.model.versions", "--seeds", "1", "--epochs", "2",
              "--align-epochs", "1", "--run-dir", str(tmp_path / "run")],
             capture_output=True, text=True, timeout=600)
         assert train.returncode == 0, train.stderr[-2000:]
         trained = registry.current()
         assert trained and trained != base and registry.load(trained).parent == base
+        delivery = registry.load(trained).delivery  # fitted on the held-out seed's validation
+        assert delivery is not None and len(delivery.coef) == 4
         worker.wait_metric("coldstream_model_swaps_total", 1, result="ok", timeout=300)
         assert worker.metric("coldstream_model_info", version=trained) == 1.0
 
         send(bs, f"{p}.songs.new", [s for s in songs if s["song_id"] in held_out])
         cands = wait_for(bs, f"{p}.candidates", lambda c: c["song_id"] in held_out)
         assert {c["model_version"] for c in cands} == {trained}
+        assert all(0.0 < c["score"] < 1.0 for c in cands)  # calibrated: a probability
     finally:
         assert worker.stop() == 0

@@ -38,8 +38,9 @@ def test_baseline_learns_new_songs(method: str, tiny_world: Dataset, split, chan
 
 #: Measured on the tiny world (lr 3e-3, 4 epochs), cold recall@20 over random's 0.322, split
 #: seeds 0 / 1: dropoutnet 0.589 / 0.464, heater 0.569 / 0.545, clcrec 0.532 / 0.471, aldi
-#: 0.400 / 0.452. Each margin is about half the smaller gap, so BLAS noise cannot flip it.
-MARGIN = {"dropoutnet": 0.07, "heater": 0.1, "clcrec": 0.07, "aldi": 0.04}
+#: 0.400 / 0.452, gar 0.535 / 0.538. Each margin is about half the smaller gap, so BLAS noise
+#: cannot flip it.
+MARGIN = {"dropoutnet": 0.07, "heater": 0.1, "clcrec": 0.07, "aldi": 0.04, "gar": 0.1}
 
 
 def test_every_method_has_a_budget_of_three_and_a_cli_name() -> None:
