@@ -18,7 +18,10 @@ app = typer.Typer(add_completion=False, help="Measure every hot path next to its
 SCENARIOS = {
     "encoders": "ONNX Runtime vs torch eager, text and audio towers, batch 1..64",
     "search": "Qdrant Edge HNSW vs exact numpy: latency, recall@10, filters, size curve",
+    "segments": "the worker's search: sealed IVF + growing segments vs exact numpy, recall@10, "
+                "build, memory, longest event-loop stall during a merge",
     "swap": "model swap: upsert a new version's collection, HNSW build, re-embed estimate",
+    "reembed": "model swap re-embedding with and without the frozen-backbone cache",
     "scaling_users": "candidate generation cost vs number of users",
     "ingest": "interactions through a worker vs raw aiokafka; events/s curve",
     "new_song": "new song with 30 s audio -> first candidate latency, per-stage breakdown",
@@ -28,15 +31,19 @@ SCENARIOS = {
 
 
 def run_one(name: str, mode: Mode, models: Path, done: dict[str, Report]) -> Report:
-    from . import codecs, encoders, ingest, latency, search, swap
+    from . import codecs, encoders, ingest, latency, reembed, search, segments, swap
 
     if name == "encoders":
         return encoders.run(mode, models=models)
     if name == "search":
         return search.run(mode)
+    if name == "segments":
+        return segments.run(mode)
     if name == "swap":
         rate = encoders.song_rate(done["encoders"]) if "encoders" in done else None
         return swap.run(mode, encoder_rate=rate)
+    if name == "reembed":
+        return reembed.run(mode, models)
     if name == "scaling_users":
         return swap.users_curve(mode)
     if name == "ingest":

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from .artifacts import ArtifactError, Manifest, Registry
+from .artifacts import ArtifactError, Manifest, Registry, sha256_file
+from .backbone import BackboneCache, backbone_id, digest
 from .features import MelConfig, hashed_bow, log_mel, pad_frames
 
 DAY_MS = 86_400_000
@@ -39,10 +40,17 @@ def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return (x / np.maximum(norm, 1e-12)).astype(np.float32)
 
 
-class TextEncoder:
-    """Tokenizer + ONNX text tower -> unit vectors (B, dim)."""
+def file_hash(folder: Path, manifest: Manifest, name: str) -> str:
+    """A graph file's sha256: from the manifest when it lists it, else read from disk."""
+    return manifest.hashes.get(name) or sha256_file(folder / name)
 
-    def __init__(self, folder: Path, manifest: Manifest, threads: int = 1) -> None:
+
+class TextEncoder:
+    """Tokenizer + ONNX text tower -> unit vectors (B, dim). The tower is frozen MiniLM: with
+    a cache, each text runs once across every version that ships the same graph."""
+
+    def __init__(self, folder: Path, manifest: Manifest, threads: int = 1,
+                 cache: BackboneCache | None = None) -> None:
         from tokenizers import Tokenizer
 
         spec = manifest.text
@@ -51,8 +59,19 @@ class TextEncoder:
         self.tokenizer.enable_truncation(spec.max_length)
         self.tokenizer.enable_padding()
         self.session = make_session(folder / spec.graph, threads)
+        self.cache = cache
+        self.backbone = backbone_id("text", file_hash(folder, manifest, spec.graph),
+                                    file_hash(folder, manifest, spec.tokenizer),
+                                    str(spec.max_length)) if cache is not None else ""
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if self.cache is None or not texts:
+            return self.run(texts)
+        return self.cache.lookup(self.backbone, [digest(t) for t in texts],
+                                 lambda idx: self.run([texts[i] for i in idx]))
+
+    def run(self, texts: Sequence[str]) -> np.ndarray:
+        """The graph itself, no cache."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         enc = self.tokenizer.encode_batch(list(texts))
@@ -62,12 +81,28 @@ class TextEncoder:
 
 
 class AudioEncoder:
-    """Log-mel front end + ONNX audio tower -> unit vectors (B, dim)."""
+    """Log-mel front end + ONNX audio tower -> unit vectors (B, dim). With a cache, a wave's
+    output is reused by every version whose audio graph and mel settings are the same."""
 
-    def __init__(self, folder: Path, manifest: Manifest, threads: int = 1) -> None:
+    def __init__(self, folder: Path, manifest: Manifest, threads: int = 1,
+                 cache: BackboneCache | None = None) -> None:
         self.dim = manifest.audio.dim
         self.mel: MelConfig = manifest.audio.mel_config()
         self.session = make_session(folder / manifest.audio.graph, threads)
+        self.cache = cache
+        self.backbone = backbone_id("audio", file_hash(folder, manifest, manifest.audio.graph),
+                                    repr(sorted(manifest.audio.mel.items()))
+                                    ) if cache is not None else ""
+
+    def vectors(self, waves: Sequence[np.ndarray]) -> np.ndarray:
+        """Waves -> audio vectors: log-mel and tower, or the cached rows."""
+        def run(idx: list[int]) -> np.ndarray:
+            return self.encode_features([self.features(waves[i]) for i in idx])
+
+        if self.cache is None:
+            return run(list(range(len(waves))))
+        keys = [digest(np.ascontiguousarray(w, dtype=np.float32).tobytes()) for w in waves]
+        return self.cache.lookup(self.backbone, keys, run)
 
     def features(self, wave: np.ndarray) -> np.ndarray:
         return log_mel(wave, self.mel)
@@ -88,12 +123,13 @@ class SongInput:
 class SongEncoder:
     """Item tower: text + audio -> song vector in the model's space."""
 
-    def __init__(self, folder: Path, manifest: Manifest, threads: int = 1) -> None:
+    def __init__(self, folder: Path, manifest: Manifest, threads: int = 1,
+                 cache: BackboneCache | None = None) -> None:
         self.manifest = manifest
         self.version = manifest.version
         self.dim = manifest.dim
-        self.text = TextEncoder(folder, manifest, threads)
-        self.audio = AudioEncoder(folder, manifest, threads)
+        self.text = TextEncoder(folder, manifest, threads, cache)
+        self.audio = AudioEncoder(folder, manifest, threads, cache)
         spec = manifest.fusion
         self.fusion = make_session(folder / spec.graph, threads) if spec.kind == "graph" else None
         if spec.kind == "graph" and not spec.graph:
@@ -106,12 +142,16 @@ class SongEncoder:
     def encode(self, songs: Sequence[SongInput]) -> np.ndarray:
         texts = [s.text for s in songs]
         text_vecs = self.text.encode(texts)
-        mels = [self.audio.features(s.wave) if s.wave is not None else None for s in songs]
-        return self.fuse(text_vecs, mels, texts)
+        has_audio = np.array([s.wave is not None for s in songs], dtype=np.float32)
+        audio_vecs = np.zeros((len(songs), self.audio.dim), dtype=np.float32)
+        idx = [i for i, s in enumerate(songs) if s.wave is not None]
+        if idx:
+            audio_vecs[idx] = self.audio.vectors([songs[i].wave for i in idx])  # type: ignore[misc]
+        return self.combine(text_vecs, audio_vecs, has_audio, texts)
 
     def fuse(self, text_vecs: np.ndarray, mels: Sequence[np.ndarray | None],
              texts: Sequence[str] | None = None) -> np.ndarray:
-        """Combine text vectors with the audio of those songs that have audio.
+        """Combine text vectors with the audio (log-mels) of those songs that have audio.
 
         ``texts`` is needed only by fusion graphs with a token view (``bow_buckets``).
         """
@@ -120,6 +160,11 @@ class SongEncoder:
         idx = [i for i, m in enumerate(mels) if m is not None]
         if idx:
             audio_vecs[idx] = self.audio.encode_features([mels[i] for i in idx])
+        return self.combine(text_vecs, audio_vecs, has_audio, texts)
+
+    def combine(self, text_vecs: np.ndarray, audio_vecs: np.ndarray, has_audio: np.ndarray,
+                texts: Sequence[str] | None = None) -> np.ndarray:
+        """The trainable head: fusion graph (or fixed concat) over the backbone outputs."""
         if self.fusion is not None:
             feeds = {"text_vector": text_vecs, "audio_vector": audio_vecs,
                      "has_audio": has_audio[:, None]}
@@ -258,8 +303,10 @@ class LoadedModel:
         return self.manifest.version
 
 
-def load_model(registry: Registry, version: str, threads: int = 1) -> LoadedModel:
+def load_model(registry: Registry, version: str, threads: int = 1,
+               cache: BackboneCache | None = None) -> LoadedModel:
+    """Open a version's graphs; ``cache`` (shared by versions) keeps frozen-backbone outputs."""
     manifest = registry.load(version)
     folder = registry.path(version)
-    return LoadedModel(manifest, SongEncoder(folder, manifest, threads),
+    return LoadedModel(manifest, SongEncoder(folder, manifest, threads, cache),
                        UserModel(folder, manifest, threads))

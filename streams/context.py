@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from encoders.artifacts import ArtifactError, Registry
+from encoders.backbone import BackboneCache
 from encoders.runtime import LoadedModel, SongInput, load_model
 
 from . import pipeline
@@ -57,6 +58,10 @@ class WorkerContext:
         self.metrics = metrics
         self.registry = Registry(settings.models_path)
         self.cache = SongVectorCache()
+        #: Frozen-backbone outputs shared by every version this worker opens (a swap then
+        #: runs only the trainable heads for songs it has embedded before).
+        self.backbones = (BackboneCache(settings.backbone_cache_rows)
+                          if settings.backbone_cache_rows else None)
         self.cfg = pipeline_config(settings)
         self.model: LoadedModel | None = None
         self.cols: Collections | None = None
@@ -78,7 +83,8 @@ class WorkerContext:
     # --- model lifecycle -------------------------------------------------------------------
     def open_model(self, version: str) -> LoadedModel:
         try:
-            model = load_model(self.registry, version, self.settings.onnx_threads)
+            model = load_model(self.registry, version, self.settings.onnx_threads,
+                               self.backbones)
         except ArtifactError as exc:
             raise ModelArtifactError(str(exc)) from None
         try:

@@ -82,11 +82,24 @@ class Settings(BaseSettings):
         (), description="Test hook: codecs (snappy, lz4, zstd) the worker's Kafka client "
         "behaves as if their library were missing, to prove unreadable batches stop and alert.")
     data_dir: Path = Field(Path(".coldstream"), description="Embedded state: vectors, models.")
+    search_index: Literal["segments", "engine"] = Field(
+        "segments", description="Embedded store only. segments: search in the worker over a "
+        "sealed IVF segment (built in a child process) plus an exact growing segment; engine: "
+        "Qdrant Edge's own search (no index: it holds the GIL while building one).")
+    segment_merge_rows: int = Field(
+        20_000, ge=0, description="Growing-segment size (or a twentieth of the sealed one, if "
+        "more) that triggers a merge into a new sealed segment; 0: never merge.")
+    segment_nprobe: int = Field(
+        32, ge=1, description="IVF lists probed per sealed-segment search (recall vs time).")
 
     # --- Models ------------------------------------------------------------------------------
     model_dir: Path | None = Field(None, description="Model registry; default data_dir/models.")
     model_version: str | None = Field(None, description="Pin a version; default: current.")
     onnx_threads: int = Field(1, ge=1, description="intra-op threads per ONNX session.")
+    backbone_cache_rows: int = Field(
+        1_000_000, ge=0, description="Songs whose frozen-backbone outputs (MiniLM text, an "
+        "unchanged audio tower) are kept for model swaps, per backbone (1.5 kB each for text); "
+        "0: off.")
 
     # --- Pipeline ----------------------------------------------------------------------------
     similar_songs_k: int = Field(20, ge=1, description="I2I2U: known songs per new song.")

@@ -6,6 +6,8 @@
 * :mod:`.qdrant` - :class:`QdrantClientStore`, qdrant-client against a server or local mode;
 * :mod:`.wrapper` - :class:`StoreWrapper`, the explicit interface routed through one method;
 * :mod:`.metered` - :class:`MeteredStore`, timing and error translation around either;
+* :mod:`.segmented` - :class:`SegmentedStore`, in-worker indexed search over sealed + growing
+  segments (:mod:`.segments`, :mod:`.sealed`, :mod:`.columns`) for the embedded engine;
 * :mod:`.faults` - a test hook, imported only when ``COLDSTREAM_TEST_STORE_FAULTS`` is set.
 """
 
@@ -17,9 +19,10 @@ from .base import Hit, Point, VectorStore, Where, chunks, make_hit, scroll_all
 from .edge import EdgeStore
 from .metered import MeteredStore
 from .qdrant import QdrantClientStore
+from .segmented import SegmentedStore
 
-__all__ = ["EdgeStore", "Hit", "MeteredStore", "Point", "QdrantClientStore", "VectorStore",
-           "Where", "chunks", "make_hit", "open_store", "scroll_all"]
+__all__ = ["EdgeStore", "Hit", "MeteredStore", "Point", "QdrantClientStore", "SegmentedStore",
+           "VectorStore", "Where", "chunks", "make_hit", "open_store", "scroll_all"]
 
 
 def open_store(settings: Any) -> VectorStore:
@@ -29,4 +32,8 @@ def open_store(settings: Any) -> VectorStore:
         return QdrantClientStore(url=settings.qdrant_url, api_key=key)
     if settings.qdrant_local_path:
         return QdrantClientStore(path=settings.qdrant_local_path)
-    return EdgeStore(settings.data_dir / "qdrant")
+    edge = EdgeStore(settings.data_dir / "qdrant")
+    if settings.search_index == "engine":
+        return edge
+    return SegmentedStore(edge, settings.data_dir / "segments", settings.segment_merge_rows,
+                          settings.segment_nprobe)

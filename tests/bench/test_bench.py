@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 from typer.testing import CliRunner
 
-from bench import encoders, search, swap
+from bench import encoders, reembed, search, segments, swap
 from bench.cli import SCENARIOS, app
 from encoders.artifacts import Registry
 
@@ -34,6 +34,29 @@ def test_search_smoke(tmp_path: Path) -> None:
         assert 0.0 <= r["recall@10"] <= 1.0 and r["edge_p50_ms"] > 0
     assert [p["n"] for p in data["extra"]["curve"]] == [1000, 2000]
     assert set(data["extra"]["choice"]) == {"m", "ef_construct", "ef"}
+
+
+def test_segments_smoke(tmp_path: Path) -> None:
+    rep = segments.run("quick", n=3000, dim=32, n_queries=10, nprobes=[4, 64])
+    data = saved(rep, tmp_path)
+    assert {r["filter"] for r in data["rows"]} == {"none", "genre"}
+    for r in data["rows"]:
+        assert 0.0 <= r["recall"] <= 1.0 and r["store_p50_ms"] > 0 and r["numpy_p50_ms"] > 0
+    assert any(r["recall"] == 1.0 for r in data["rows"] if r["nprobe"] == 64)
+    merge = data["extra"]["merge"]
+    assert merge["rows"] == 3000 and merge["max_loop_stall_ms"] >= 0
+    assert data["extra"]["merge_after_churn"]["rows"] == 3000 + 120 - 30
+    assert data["extra"]["growing_after_churn"] == 120 + 30
+
+
+def test_reembed_smoke(model_registry: Registry, tmp_path: Path) -> None:
+    rep = reembed.run("quick", model_registry.root, n=6)
+    data = saved(rep, tmp_path)
+    rows = {r["path"]: r for r in data["rows"]}
+    assert rows["no cache (baseline)"]["backbone_hits"] == 0
+    assert rows["cache, audio tower retrained"]["backbone_hits"] == 6  # text only
+    assert rows["cache, audio tower unchanged"]["backbone_hits"] == 12  # text and audio
+    assert all(r["songs"] == 6 and r["songs/s"] > 0 for r in data["rows"])
 
 
 def test_encoders_smoke(model_registry: Registry, tmp_path: Path) -> None:

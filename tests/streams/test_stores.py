@@ -11,13 +11,24 @@ import pytest
 from streams.errors import EmbeddedStoreLocked, StoreError
 from streams.ids import song_point_id
 from streams.metrics import Metrics
-from streams.stores import EdgeStore, MeteredStore, Point, QdrantClientStore, VectorStore, Where
+from streams.stores import (
+    EdgeStore,
+    MeteredStore,
+    Point,
+    QdrantClientStore,
+    SegmentedStore,
+    VectorStore,
+    Where,
+)
 
 
-@pytest.fixture(params=["edge", "qdrant-local"])
+@pytest.fixture(params=["edge", "qdrant-local", "segments"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorStore]:
-    s: VectorStore = (EdgeStore(tmp_path) if request.param == "edge"
-                      else QdrantClientStore(path=tmp_path))
+    s: VectorStore
+    if request.param == "segments":  # Edge under in-worker segmented search
+        s = SegmentedStore(EdgeStore(tmp_path / "q"), tmp_path / "seg", merge_rows=0)
+    else:
+        s = EdgeStore(tmp_path) if request.param == "edge" else QdrantClientStore(path=tmp_path)
     s.ensure_collection("songs", 8, {"is_cold": "integer", "artist": "keyword"})
     yield s
     s.close()

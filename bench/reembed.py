@@ -1,0 +1,117 @@
+"""Scenario ``reembed``: a model swap's re-embedding with and without the frozen-backbone cache.
+
+The worker's own path: songs served by version 1 (each passing the frozen graphs once, which
+fills :class:`encoders.backbone.BackboneCache`), then ``streams.swap.reembed_catalogue`` into
+version 2 - same text tower, new head - three ways in the same run: no cache (the baseline),
+cache with the audio tower retrained (only MiniLM is reused: the trained model's case), and
+cache with an unchanged audio tower too (the provisional model's case). Every song has a 30 s
+clip, as in scenario 3; audio decoding still runs on a hit (the key is the decoded wave).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from encoders.artifacts import Registry, write_manifest
+from encoders.backbone import BackboneCache
+from encoders.runtime import load_model
+from streams import pipeline, swap
+from streams.events import SongEvent
+from streams.ids import song_point_id
+from streams.settings import load_settings
+from streams.stores import EdgeStore, Point
+
+from .common import Mode, Report, ratio
+from .models import registry as bench_registry
+
+
+def derive(reg: Registry, parent: str, version: str, retrain_audio: bool) -> None:
+    """A version with a new head; ``retrain_audio`` gives it an audio graph with other bytes
+    (same computation: the cost of a retrained tower, and a backbone hash that misses)."""
+    import onnx
+
+    with reg.staging(version) as folder:
+        for f in reg.path(parent).iterdir():
+            if f.name != "manifest.json":
+                shutil.copy(f, folder / f.name)
+        manifest = reg.load(parent)
+        if retrain_audio:
+            graph = onnx.load(folder / manifest.audio.graph)
+            graph.doc_string = f"retrained for {version}"
+            onnx.save(graph, folder / manifest.audio.graph)
+        write_manifest(folder, manifest.model_copy(update={
+            "version": version, "parent": parent, "created_at": int(time.time() * 1000),
+            "fusion": manifest.fusion.model_copy(update={"text_weight": 0.6})}))
+
+
+def songs(folder: Path, n: int, sr: int) -> list[SongEvent]:
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        path = folder / f"s{i}.wav"
+        sf.write(path, 0.1 * rng.standard_normal(30 * sr).astype(np.float32), sr)
+        out.append(SongEvent(schema_version=1, event_id=f"e{i}", song_id=f"s{i}",
+                             title=f"Song number {i}", artist=f"Artist {i % 37}",
+                             tags=["pop", "night", f"t{i % 11}"], released_at=1_700_000_000_000,
+                             description="A song with a verse, a chorus and a bridge.",
+                             audio_uri=path.as_uri()))
+    return out
+
+
+def run(mode: Mode, models: Path, n: int | None = None) -> Report:
+    n = n or (128 if mode == "quick" else 512)
+    rep = Report("reembed", mode, {"songs": n, "audio": "30 s clip per song", "batch": 32})
+    start = time.perf_counter()
+    root = Path(tempfile.mkdtemp(prefix="coldstream-bench-reembed-"))
+    base_reg = bench_registry(models)
+    reg = Registry(root / "models")
+    base = base_reg.current() or ""
+    shutil.copytree(base_reg.path(base), reg.path(base))
+    derive(reg, base, "v2-new-head", retrain_audio=False)
+    derive(reg, base, "v2-new-audio", retrain_audio=True)
+    settings = load_settings(data_dir=root, audio_roots=(root,))
+    cache = BackboneCache()
+    v1 = load_model(reg, base, cache=cache)
+    store = EdgeStore(root / "qdrant")
+    try:
+        src = pipeline.ensure_collections(store, v1)
+        for ev in songs(root, n, v1.songs.sample_rate):
+            payload = pipeline.song_payload(ev, v1.version, [], True)
+            vec = v1.songs.encode([swap.song_input_from_payload(payload, v1, settings)])[0]
+            store.upsert(src.songs, [Point(song_point_id(ev.song_id), vec, payload)])
+        cases = [("no cache (baseline)", "v2-new-head", None),
+                 ("cache, audio tower retrained", "v2-new-audio", cache),
+                 ("cache, audio tower unchanged", "v2-new-head", cache)]
+        for i, (label, version, c) in enumerate(cases):
+            rep.rows.append(reembed_row(store, src, reg, version, c, label, settings, i))
+    finally:
+        store.close()
+        shutil.rmtree(root, ignore_errors=True)
+    base_rate = rep.rows[0]["songs/s"]
+    for row in rep.rows:
+        row["x_base"] = ratio(row["songs/s"], base_rate)
+        row["min_per_100k"] = 100_000 / row["songs/s"] / 60
+    rep.notes.append("1 core (ONNX intra-op 1); min_per_100k extrapolates the rate")
+    rep.seconds = time.perf_counter() - start
+    return rep
+
+
+def reembed_row(store: EdgeStore, src: pipeline.Collections, reg: Registry, version: str,
+                cache: BackboneCache | None, label: str, settings: Any, i: int
+                ) -> dict[str, Any]:
+    model = load_model(reg, version, cache=cache)
+    dst = pipeline.Collections(f"songs_{i}", f"users_{i}")
+    store.ensure_collection(dst.songs, model.manifest.dim, pipeline.SONG_INDEXES)
+    hits = cache.hits if cache else 0
+    t = time.perf_counter()
+    done = swap.reembed_catalogue(store, src, dst, model, settings)
+    s = time.perf_counter() - t
+    return {"path": label, "songs": done, "seconds": s, "songs/s": done / s,
+            "backbone_hits": (cache.hits - hits) if cache else 0}

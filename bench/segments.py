@@ -1,0 +1,207 @@
+"""Scenario ``segments``: the worker's search (sealed IVF + growing segments over Qdrant Edge,
+:class:`streams.stores.SegmentedStore`) against exact numpy in the same run.
+
+The collection is loaded through the store interface, sealed by a merge (built in a child
+process while an asyncio lag probe runs on this process's loop: the longest stall is what a
+worker's loop would see), then churned - 4 % new points, 1 % re-sent with new vectors, 1 %
+deleted - so searches run over both segments with tombstones, as in a live worker just
+before its next merge. Recall@10 is against exact search over the live points (numpy), also
+with the genre filter (1/10).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streams.ids import song_point_id
+from streams.stores import EdgeStore, Point, SegmentedStore, Where
+
+from .common import Mode, Report, ms, ratio
+from .search import GENRES, exact, mixture, queries
+
+
+class Live:
+    """The bench's own record of the live points: the ground truth for recall."""
+
+    def __init__(self, x: np.ndarray, label: np.ndarray) -> None:
+        self.x, self.genre = x.copy(), label % GENRES
+        self.alive = np.ones(len(x), dtype=bool)
+        self.pids = [song_point_id(f"s{i}") for i in range(len(x))]
+        self.row = {pid: i for i, pid in enumerate(self.pids)}
+
+    def points(self, rows: np.ndarray) -> list[Point]:
+        return [Point(self.pids[i], self.x[i], {"genre": int(self.genre[i])}) for i in rows]
+
+
+def load(store: SegmentedStore, live: Live, rows: np.ndarray, batch: int = 2000) -> float:
+    start = time.perf_counter()
+    for i in range(0, len(rows), batch):
+        store.upsert("songs", live.points(rows[i:i + batch]))
+    return time.perf_counter() - start
+
+
+def probe_while(fn: Callable[[], Any]) -> tuple[Any, dict[str, float]]:
+    """Run ``fn`` in a thread (as the merger does) while this loop ticks every 2 ms; the
+    longest late wake-up is the stall a worker's loop would see."""
+    async def main() -> tuple[Any, int, float]:
+        ticks, worst = 0, 0.0
+        task = asyncio.create_task(asyncio.to_thread(fn))
+        last = time.perf_counter()
+        while not task.done():
+            await asyncio.sleep(0.002)
+            now = time.perf_counter()
+            ticks, worst, last = ticks + 1, max(worst, now - last - 0.002), now
+        return await task, ticks, worst
+
+    start = time.perf_counter()
+    out, ticks, worst = asyncio.run(main())
+    return out, {"loop_ticks": ticks, "max_loop_stall_ms": worst * 1e3,
+                 "wall_s": time.perf_counter() - start}
+
+
+def merge_with_probe(store: SegmentedStore) -> dict[str, Any]:
+    """A merge under the probe, and the same probe over an idle thread for as long: on a
+    shared machine the OS alone delays the loop; the difference is what the merge costs."""
+    info, during = probe_while(lambda: store.merge("songs"))
+    _, idle = probe_while(lambda: time.sleep(during["wall_s"]))
+    return {**(info or {}), **during, "idle_max_loop_stall_ms": idle["max_loop_stall_ms"]}
+
+
+def churn(store: SegmentedStore, live: Live, extra: np.ndarray, rng: np.random.Generator
+          ) -> dict[str, int]:
+    """4 % new points, 1 % re-sent with a new vector, 1 % deleted (growing + tombstones): a
+    growing segment of 5 %, where the merger starts a merge at 1M (max(20k, n/20))."""
+    n = len(live.x) - len(extra)
+    load(store, live, np.arange(n, len(live.x)))
+    resent = rng.choice(n, n // 100, replace=False)
+    moved = live.x[resent] + 0.3 * rng.standard_normal((len(resent), live.x.shape[1]),
+                                                       dtype=np.float32)
+    live.x[resent] = moved / np.linalg.norm(moved, axis=1, keepdims=True)  # nearby new vectors
+    load(store, live, resent)
+    gone = rng.choice(np.setdiff1d(np.arange(n), resent), n // 100, replace=False)
+    store.delete("songs", [live.pids[i] for i in gone])
+    live.alive[gone] = False
+    return {"new": len(extra), "resent": len(resent), "deleted": len(gone)}
+
+
+def timed_call(wall: list[float], cpu: list[float], fn: Callable[..., Any], *args: Any) -> Any:
+    """Wall and process CPU seconds of one call: on a shared machine the CPU time is what the
+    scheduler's delays do not inflate (it counts every thread of this process)."""
+    c, t = time.process_time(), time.perf_counter()
+    out = fn(*args)
+    wall.append(time.perf_counter() - t)
+    cpu.append(time.process_time() - c)
+    return out
+
+
+def measure(store: SegmentedStore, live: Live, qs: np.ndarray, k: int, nprobe: int,
+            filtered: bool) -> dict[str, Any]:
+    """Store search (with payloads), segment search alone, numpy exact; recall vs exact."""
+    seg = store.segments["songs"]
+    seg.nprobe = nprobe
+    lat: dict[str, list[float]] = {key: [] for key in ("s", "sc", "g", "gc", "b", "bc")}
+    recall = []
+    for i, q in enumerate(qs):
+        genre = i % GENRES
+        where = Where(equals={"genre": genre}) if filtered else None
+        mask = live.alive & (live.genre == genre) if filtered else live.alive
+        truth = timed_call(lat["b"], lat["bc"], exact, live.x, q, k, mask)
+        timed_call(lat["g"], lat["gc"], seg.search, q, k, where)
+        got = timed_call(lat["s"], lat["sc"], store.search, "songs", q, k, where)
+        recall.append(len({live.row[h.id] for h in got} & set(truth.tolist())) / k)
+    p = {key: ms(v) for key, v in lat.items()}
+    return {"store_p50_ms": p["s"]["p50_ms"], "store_p99_ms": p["s"]["p99_ms"],
+            "store_cpu_p50_ms": p["sc"]["p50_ms"],
+            "segments_p50_ms": p["g"]["p50_ms"], "segments_p99_ms": p["g"]["p99_ms"],
+            "segments_cpu_p50_ms": p["gc"]["p50_ms"],
+            "numpy_p50_ms": p["b"]["p50_ms"], "numpy_p99_ms": p["b"]["p99_ms"],
+            "numpy_cpu_p50_ms": p["bc"]["p50_ms"],
+            "speedup_p50": ratio(p["b"]["p50_ms"], p["s"]["p50_ms"]),
+            "speedup_cpu_p50": ratio(p["bc"]["p50_ms"], p["sc"]["p50_ms"]),
+            "recall": float(np.mean(recall))}
+
+
+def memory_mb(store: SegmentedStore) -> dict[str, float]:
+    seg = store.segments["songs"]
+    index = 0.0 if seg.sealed is None else seg.sealed.index.ntotal * seg.dim * 4 / 2**20
+    return {"mirror_mb": seg.vectors.nbytes / 2**20, "sealed_index_mb": index,
+            "rss_max_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def run(mode: Mode, n: int | None = None, dim: int = 128, n_queries: int | None = None,
+        nprobes: list[int] | None = None, second_merge: bool = True) -> Report:
+    """``second_merge=False`` skips the merge after churn and the restart (a cheaper 1M run)."""
+    n = n or (100_000 if mode == "quick" else 1_000_000)
+    n_queries = n_queries or 200
+    nprobes = nprobes or [8, 16, 32, 64]
+    k = 10
+    rep = Report("segments", mode, {"n": n, "dim": dim, "queries": n_queries, "k": k,
+                                    "filter": f"genre == g (1/{GENRES})",
+                                    "vectors": "Gaussian mixture, 256 clusters (hard case)"})
+    start = time.perf_counter()
+    root = Path(tempfile.mkdtemp(prefix="coldstream-bench-segments-"))
+    rng = np.random.default_rng(3)
+    x, label = mixture(n + n // 25, dim)
+    live = Live(x, label)
+    store = SegmentedStore(EdgeStore(root / "q"), root / "seg", merge_rows=0)
+    try:
+        store.ensure_collection("songs", dim, {"genre": "integer"})
+        rep.extra["load_s"] = load(store, live, np.arange(n))
+        rep.extra["merge"] = merge_with_probe(store)
+        rep.extra["churn"] = churn(store, live, np.arange(n, len(x)), rng)
+        rep.extra["growing_after_churn"] = store.segments["songs"].growing
+        qs = queries(live.x[live.alive], n_queries)
+        for kk, filtered, nprobe in [(k, f, p) for f in (False, True) for p in nprobes] + [
+                (200, False, p) for p in nprobes[-2:]]:  # k=200: the U2I search's size
+            rep.rows.append({"n": n, "k": kk, "filter": "genre" if filtered else "none",
+                             "nprobe": nprobe, **measure(store, live, qs, kk, nprobe,
+                                                         filtered)})
+        rep.extra["memory"] = memory_mb(store)
+        if not second_merge:
+            return finish(rep, start, n, k)
+        rep.extra["merge_after_churn"] = merge_with_probe(store)
+        store.close()
+        t = time.perf_counter()  # a restart: the mirror is reloaded from the engine
+        store = SegmentedStore(EdgeStore(root / "q"), root / "seg", merge_rows=0)
+        store.ensure_collection("songs", dim, {"genre": "integer"})
+        rep.extra["restart_reload_s"] = time.perf_counter() - t
+    finally:
+        store.close()
+        shutil.rmtree(root, ignore_errors=True)
+    return finish(rep, start, n, k)
+
+
+def finish(rep: Report, start: float, n: int, k: int) -> Report:
+    rep.seconds = time.perf_counter() - start
+    goals(rep, n, k)
+    return rep
+
+
+def goals(rep: Report, n: int, k: int) -> None:
+    ok = [r for r in rep.rows if r["filter"] == "none" and r["k"] == k and r["recall"] >= 0.95]
+    best = min(ok, key=lambda r: r["store_p50_ms"]) if ok else None
+    if best is not None:
+        rep.notes.append(f"choice: nprobe={best['nprobe']}, the fastest with recall@10 >= 0.95")
+        rep.goal("recall@10 with the genre filter at that nprobe", ">= 0.95", next(
+            r["recall"] for r in rep.rows if r["filter"] == "genre" and r["k"] == k
+            and r["nprobe"] == best["nprobe"]), lambda v: v >= 0.95)
+        rep.goal("search p50", "<= 2 ms", best["store_p50_ms"], lambda v: v <= 2.0)
+        rep.goal("search p99", "<= 10 ms", best["store_p99_ms"], lambda v: v <= 10.0)
+        rep.goal("speed-up vs numpy", ">= 10x", best["speedup_p50"], lambda v: v >= 10)
+    merges = [rep.extra[m] for m in ("merge", "merge_after_churn") if m in rep.extra]
+    rep.goal("max loop stall during a merge", "<= 50 ms",
+             max(m["max_loop_stall_ms"] for m in merges), lambda v: v <= 50)
+    rep.notes.append("recall: recall@k against exact numpy over the live points; store_*: the "
+                     "whole store.search (payloads from Qdrant Edge), segments_*: the index "
+                     "part alone")
+    if n < 1_000_000:
+        rep.notes.append(f"measured at {n // 1000}k; the issue's goals are stated at 1M")

@@ -1,0 +1,284 @@
+"""One collection's vectors in the worker: a sealed segment plus a growing one (Milvus's
+growing/sealed segments; FreshDiskANN's read-only index plus an in-memory delta).
+
+Every point has a slot: a row of ``vectors`` (unit vectors), a bit in ``alive`` and one value
+per indexed payload field (:mod:`.columns`). The sealed segment is an index over a snapshot
+of slots; a slot written or deleted since that snapshot is *dirty*: the sealed segment's copy
+is stale, so sealed results are restricted to clean slots (a tombstone by bitmap, checked
+inside the index scan) and the dirty live slots - the growing segment - are searched exactly.
+A re-sent song or an updated user therefore shadows its sealed copy at once, and a deleted
+slot reused for a new id is never answered from the old vector.
+
+A merge snapshots every live slot, builds a new sealed segment elsewhere (:mod:`.sealed`) and
+installs it: slots changed while it was built (``pending``) become the new dirty set. Every
+method runs under ``lock``; callers hold it for no longer than one numpy pass.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .base import Point, Where
+from .columns import Column
+from .sealed import SealedSegment, search_plain
+
+#: Filters matching at most this many points are searched exactly: cheaper than any index.
+EXACT_BELOW = 4096
+
+
+class Segments:
+    """Slots, the sealed segment and the dirty bitmap of one collection."""
+
+    def __init__(self, dim: int, indexes: dict[str, str], nprobe: int = 32) -> None:
+        self.lock = threading.RLock()
+        self.dim, self.nprobe, cap = dim, nprobe, 1024
+        self.exact_below = EXACT_BELOW
+        self.vectors = np.zeros((cap, dim), dtype=np.float32)
+        self.alive = np.zeros(cap, dtype=bool)
+        self.dirty = np.zeros(cap, dtype=bool)  # changed since the sealed snapshot
+        self.pending: np.ndarray | None = None  # changed since the snapshot being built
+        self.columns = {key: Column(kind, cap) for key, kind in indexes.items()}
+        self.ids: list[str | None] = []
+        self.slot_of: dict[str, int] = {}
+        self.free: list[int] = []
+        self.sealed: SealedSegment | None = None
+        self.merges = 0
+        # The growing segment, contiguous: one row per dirty slot, so its exact search is one
+        # matrix-vector product (a gather of scattered dirty rows cost ~5 ms at 11k rows).
+        self.grown = np.zeros((1024, dim), dtype=np.float32)
+        self.grown_slot = np.zeros(1024, dtype=np.int64)
+        self.grown_n = 0
+        self.row_of = np.full(cap, -1, dtype=np.int64)  # slot -> growing row (-1: none)
+
+    # writes ------------------------------------------------------------------------------
+    def upsert(self, points: Sequence[Point]) -> None:
+        if not points:
+            return
+        vecs = np.asarray([np.asarray(p.vector, dtype=np.float32) for p in points])
+        vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+        with self.lock:
+            for p, v in zip(points, vecs, strict=True):
+                slot = self._slot(p.id)
+                self.vectors[slot] = v
+                for key, col in self.columns.items():
+                    col.set(slot, p.payload.get(key))
+                self._touch(slot)
+                self._stage(slot, v)
+
+    def set_payload(self, point_id: str, payload: dict[str, Any]) -> None:
+        """Payload changes move no vector: the slot stays where it is, only columns change."""
+        with self.lock:
+            slot = self.slot_of.get(point_id)
+            if slot is None:
+                return
+            for key, value in payload.items():
+                if key in self.columns:
+                    self.columns[key].set(slot, value)
+
+    def delete(self, ids: Sequence[str]) -> None:
+        with self.lock:
+            for pid in ids:
+                slot = self.slot_of.pop(pid, None)
+                if slot is None:
+                    continue
+                self.alive[slot] = False
+                self.ids[slot] = None
+                self._touch(slot)
+                self.free.append(slot)
+
+    def _slot(self, point_id: str) -> int:
+        slot = self.slot_of.get(point_id)
+        if slot is not None:
+            return slot
+        if self.free:
+            slot = self.free.pop()
+            self.ids[slot] = point_id
+        else:
+            slot = len(self.ids)
+            self.ids.append(point_id)
+            if slot >= len(self.alive):
+                self._grow(2 * len(self.alive))
+        self.slot_of[point_id] = slot
+        self.alive[slot] = True
+        return slot
+
+    def _touch(self, slot: int) -> None:
+        self.dirty[slot] = True
+        if self.pending is not None:
+            self.pending[slot] = True
+
+    def _stage(self, slot: int, vector: np.ndarray) -> None:
+        """Put a written slot's vector in the growing segment (its row, or a new one)."""
+        row = int(self.row_of[slot])
+        if row < 0:
+            row = self.grown_n
+            if row == len(self.grown_slot):
+                self.grown = np.concatenate([self.grown, np.zeros_like(self.grown)])
+                self.grown_slot = np.concatenate([self.grown_slot, self.grown_slot])
+            self.grown_slot[row], self.row_of[slot] = slot, row
+            self.grown_n += 1
+        self.grown[row] = vector
+
+    def _grow(self, cap: int) -> None:
+        vectors = np.zeros((cap, self.dim), dtype=np.float32)
+        vectors[:len(self.vectors)] = self.vectors
+        self.vectors = vectors
+        self.alive, self.dirty = _widen(self.alive, cap), _widen(self.dirty, cap)
+        row_of = np.full(cap, -1, dtype=np.int64)
+        row_of[:len(self.row_of)] = self.row_of
+        self.row_of = row_of
+        if self.pending is not None:
+            self.pending = _widen(self.pending, cap)
+        for col in self.columns.values():
+            col.grow(cap)
+
+    # reads -------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.slot_of)
+
+    @property
+    def growing(self) -> int:
+        """Live points answered by exact search (written since the sealed snapshot)."""
+        with self.lock:
+            return int(np.count_nonzero(self.alive[self.grown_slot[:self.grown_n]]))
+
+    def search(self, vector: np.ndarray, k: int,
+               where: Where | None = None) -> list[tuple[str, float]] | None:
+        """Top ``k`` (id, cosine) over both segments; None: a filter it cannot evaluate."""
+        q = np.asarray(vector, dtype=np.float32)
+        q = q / max(float(np.linalg.norm(q)), 1e-12)
+        with self.lock:
+            if where is None and self.sealed is not None:
+                found = self._unfiltered(q, k)
+                if found is not None:
+                    return found
+            allowed = self._allowed(where)
+            if allowed is None:
+                return None
+            matching = int(np.count_nonzero(allowed))
+            if matching <= self.exact_below:
+                slots, scores = self._exact(np.flatnonzero(allowed), q, k)
+            else:
+                slots, scores = self._growing_top(q, k, allowed)
+                if self.sealed is not None:
+                    clean = allowed & ~self.dirty[:len(allowed)]
+                    # A filter keeping a share s of the points probes nprobe/s lists: its
+                    # nearest matches may sit in lists far from the query (measured: genre
+                    # 1/10 at nprobe 16 gave recall 0.73 without this).
+                    share = matching / max(1, len(self.slot_of))
+                    nprobe = int(np.ceil(self.nprobe / max(share, 1e-6)))
+                    s_slots, s_scores = self.sealed.search(q, k, clean, nprobe)
+                    slots, scores = _top(np.concatenate([s_slots, slots]),
+                                         np.concatenate([s_scores, scores]), k)
+            return [(self.ids[s], float(v)) for s, v in zip(slots, scores, strict=True)]
+
+    def _unfiltered(self, q: np.ndarray, k: int) -> list[tuple[str, float]] | None:
+        """No filter: over-fetch from the sealed index and drop dirty slots, instead of
+        building a bitmap over every slot per query (~1 ms at 1M). None: too many of the
+        sealed hits were dirty; the caller takes the bitmap path."""
+        assert self.sealed is not None
+        want = 2 * k + 16
+        s_slots, s_scores = search_plain(self.sealed, q, want, self.nprobe)
+        clean = ~self.dirty[s_slots]
+        if np.count_nonzero(clean) < k and len(s_slots) == want:
+            return None
+        g_slots, g_scores = self._growing_top(q, k, self.alive)
+        slots, scores = _top(np.concatenate([s_slots[clean], g_slots]),
+                             np.concatenate([s_scores[clean], g_scores]), k)
+        return [(self.ids[s], float(v)) for s, v in zip(slots, scores, strict=True)]
+
+    def _allowed(self, where: Where | None) -> np.ndarray | None:
+        n = len(self.ids)
+        mask = self.alive[:n].copy()
+        if where is None:
+            return mask
+        for key, value in where.equals.items():
+            col = self.columns.get(key)
+            if col is None or not col.usable:
+                return None
+            mask &= col.equals(value, n)
+        for key, bound in where.at_least.items():
+            col = self.columns.get(key)
+            if col is None or not col.usable:
+                return None
+            mask &= col.at_least(bound, n)
+        for pid in where.exclude_ids:
+            slot = self.slot_of.get(pid)
+            if slot is not None:
+                mask[slot] = False
+        return mask
+
+    def _growing_top(self, q: np.ndarray, k: int,
+                     allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top ``k`` of the growing segment (every live slot while nothing is sealed)."""
+        slots = self.grown_slot[:self.grown_n]
+        scores = _dot(self.grown[:self.grown_n], q)
+        keep = allowed[slots]
+        return _top(slots[keep], scores[keep], k)
+
+    def _exact(self, slots: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if len(slots) == 0:
+            return slots, np.zeros(0, dtype=np.float32)
+        return _top(slots, _dot(self.vectors[slots], q), k)
+
+    # merges ------------------------------------------------------------------------------
+    def begin_snapshot(self) -> np.ndarray:
+        """The live slots a new sealed segment will cover; changes from now on are pending."""
+        with self.lock:
+            n = len(self.ids)
+            self.pending = np.zeros(len(self.alive), dtype=bool)
+            return np.flatnonzero(self.alive[:n])
+
+    def copy_rows(self, slots: np.ndarray) -> np.ndarray:
+        """The current vectors of ``slots`` (a slot changed meanwhile is pending anyway)."""
+        with self.lock:
+            return self.vectors[slots]
+
+    def install(self, sealed: SealedSegment | None) -> None:
+        """Swap in the new sealed segment atomically (None: the build failed, keep the old)."""
+        with self.lock:
+            if sealed is not None and self.pending is not None:
+                self.sealed, self.dirty = sealed, self.pending
+                self._compact_growing()
+                self.merges += 1
+            self.pending = None
+
+    def _compact_growing(self) -> None:
+        """Keep the growing rows of slots still dirty (written since the new snapshot)."""
+        slots = self.grown_slot[:self.grown_n]
+        keep = self.dirty[slots]
+        kept = slots[keep]
+        self.grown = np.ascontiguousarray(self.grown[:self.grown_n][keep])
+        if len(self.grown) == 0:
+            self.grown = np.zeros((1024, self.dim), dtype=np.float32)
+        self.grown_slot = np.zeros(len(self.grown), dtype=np.int64)
+        self.grown_slot[:len(kept)] = kept
+        self.grown_n = len(kept)
+        self.row_of[:] = -1
+        self.row_of[kept] = np.arange(len(kept))
+
+
+def _dot(rows: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Scores of rows against q without BLAS: OpenBLAS hands a matvec this size to its
+    threads, which on a busy machine made p99 ~85 ms; einsum's own loop stayed at ~8 ms
+    (11k x 128, measured with the numpy baseline running in between)."""
+    return np.einsum("ij,j->i", rows, q)
+
+
+def _widen(bits: np.ndarray, cap: int) -> np.ndarray:
+    out = np.zeros(cap, dtype=bool)
+    out[:len(bits)] = bits
+    return out
+
+
+def _top(slots: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best by score, best first; ties broken by slot for a stable order."""
+    if len(slots) > k:
+        part = np.argpartition(-scores, k - 1)[:k]
+        slots, scores = slots[part], scores[part]
+    order = np.lexsort((slots, -scores))
+    return slots[order], scores[order]

@@ -1,0 +1,93 @@
+"""A model swap with the frozen-backbone cache gives the vectors a swap without it gives, and
+runs no frozen graph for songs the worker has embedded before."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from encoders.artifacts import Registry, write_manifest
+from encoders.backbone import BackboneCache
+from encoders.runtime import load_model
+from streams import pipeline, swap
+from streams.events import SongEvent
+from streams.ids import song_point_id
+from streams.settings import load_settings
+from streams.stores import EdgeStore, Point, scroll_all
+
+
+def derive_head(registry: Registry, parent: str, version: str) -> None:
+    """A new version with the same frozen graphs and a different head (fusion weights)."""
+    with registry.staging(version) as folder:
+        for f in registry.path(parent).iterdir():
+            if f.name != "manifest.json":
+                shutil.copy(f, folder / f.name)
+        manifest = registry.load(parent)
+        write_manifest(folder, manifest.model_copy(update={
+            "version": version, "parent": parent, "created_at": int(time.time() * 1000),
+            "fusion": manifest.fusion.model_copy(update={"text_weight": 0.5,
+                                                         "audio_weight": 0.9})}))
+
+
+def songs(folder: Path, n: int = 24) -> list[SongEvent]:
+    """Songs with text, every third with a short audio file."""
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        uri = None
+        if i % 3 == 0:
+            path = folder / f"s{i}.wav"
+            sf.write(path, 0.2 * rng.standard_normal(16_000 * 2).astype(np.float32), 16_000)
+            uri = path.as_uri()
+        out.append(SongEvent(schema_version=1, event_id=f"e{i}", song_id=f"s{i}",
+                             title=f"Song {i}", artist=f"Artist {i % 4}", tags=["pop", f"t{i}"],
+                             released_at=1_700_000_000_000, audio_uri=uri))
+    return out
+
+
+def test_swap_with_backbone_cache_equals_swap_without(private_registry: Registry,
+                                                      tmp_path: Path) -> None:
+    registry, base = private_registry, private_registry.current() or ""
+    derive_head(registry, base, "v2-head")
+    settings = load_settings(data_dir=tmp_path, audio_roots=(tmp_path,))
+    cache = BackboneCache()
+    v1 = load_model(registry, base, cache=cache)
+    store = EdgeStore(tmp_path / "qdrant")
+    try:
+        src = pipeline.ensure_collections(store, v1)
+        events = songs(tmp_path)
+        for ev in events:  # serving: each new song passes through the frozen graphs once
+            payload = pipeline.song_payload(ev, v1.version, [], ev.audio_uri is not None)
+            vec = v1.songs.encode([swap.song_input_from_payload(payload, v1, settings)])[0]
+            store.upsert(src.songs, [Point(song_point_id(ev.song_id), vec, payload)])
+        misses = cache.misses
+        vectors = {}
+        for label, model in (("cached", load_model(registry, "v2-head", cache=cache)),
+                             ("plain", load_model(registry, "v2-head"))):
+            dst = pipeline.Collections(f"songs_{label}", f"users_{label}")
+            store.ensure_collection(dst.songs, model.manifest.dim, pipeline.SONG_INDEXES)
+            assert swap.reembed_catalogue(store, src, dst, model, settings) == len(events)
+            vectors[label] = {h.id: h.vector for h in
+                              scroll_all(store, dst.songs, with_vector=True)}
+        assert cache.misses == misses  # the cached swap ran no frozen graph
+        assert vectors["cached"].keys() == vectors["plain"].keys()
+        for pid, v in vectors["plain"].items():
+            np.testing.assert_allclose(vectors["cached"][pid], v, atol=1e-5)
+        old = {h.id: h.vector for h in scroll_all(store, src.songs, with_vector=True)}
+        assert max(float(np.abs(old[p] - v).max()) for p, v in vectors["plain"].items()) > 1e-3
+    finally:
+        store.close()
+
+
+def test_a_changed_backbone_never_hits_old_rows() -> None:
+    cache = BackboneCache()
+    rows = cache.lookup("graph-a", [b"k1", b"k2"], lambda idx: np.ones((len(idx), 3)))
+    assert rows.shape == (2, 3) and cache.misses == 2
+    cache.lookup("graph-a", [b"k2", b"k3"], lambda idx: np.full((len(idx), 3), 2.0))
+    assert (cache.hits, cache.misses) == (1, 3)
+    fresh = cache.lookup("graph-b", [b"k1"], lambda idx: np.zeros((len(idx), 3)))
+    assert fresh.tolist() == [[0.0, 0.0, 0.0]] and cache.misses == 4
