@@ -179,6 +179,7 @@ def generate_world(config: WorldConfig | str = "demo", **overrides: Any) -> Data
         "user_taste": users["taste"],
         "user_mood": users["mood"],
         "user_pop_affinity": users["pop_affinity"],
+        "user_fav_sub": users["fav_sub"],
         "user_activity": users["activity"],
     }
     return Dataset(f"world-{cfg.seed}", catalogue, user_ids, inter, truth)
@@ -349,21 +350,35 @@ def _interactions(cfg: WorldConfig, songs: dict[str, Any], users: dict[str, np.n
     delay[late] = rng.random(late.sum()) * (end - rel[late])
     ts = (rel + delay).astype(np.int64)
     # Outcome: how well the song fits this listener (genre, favourite sub-genre, mood).
-    g_i, m_i = songs["genre"][item], songs["mood"][item]
-    taste = users["taste"][user, g_i] / users["taste"][user].max(1)
-    moodfit = users["mood"][user, m_i] / users["mood"][user].max(1)
-    subfit = users["fav_sub"][user, g_i] == songs["sub"][item]
-    z = 3.5 * taste + 1.5 * moodfit + 0.8 * subfit - 3.0 + rng.normal(0, 0.6, n)
-    accept = 1 / (1 + np.exp(-z))
-    r = rng.random(n)
-    action = np.full(n, ACTION_CODE["skip"], dtype=np.int8)
+    z = taste_logit(users["taste"], users["mood"], users["fav_sub"], songs["genre"],
+                    songs["mood"], songs["sub"], user, item) + rng.normal(0, 0.6, n)
+    action = outcomes(1 / (1 + np.exp(-z)), rng.random(n), rng.random(n))
+    order = np.argsort(ts, kind="stable")
+    return Interactions.build(user[order], item[order], action[order], ts[order])
+
+
+def taste_logit(taste: np.ndarray, mood: np.ndarray, fav_sub: np.ndarray,
+                song_genre: np.ndarray, song_mood: np.ndarray, song_sub: np.ndarray,
+                user: np.ndarray, item: np.ndarray) -> np.ndarray:
+    """How well each (user, item) pair fits, before noise: genre taste, mood, sub-genre.
+
+    The one rule listeners follow, in the history and in ``coldstream simulate``'s closed loop.
+    """
+    g_i, m_i = song_genre[item], song_mood[item]
+    fit = taste[user, g_i] / taste[user].max(1)
+    moodfit = mood[user, m_i] / mood[user].max(1)
+    subfit = fav_sub[user, g_i] == song_sub[item]
+    return 3.5 * fit + 1.5 * moodfit + 0.8 * subfit - 3.0
+
+
+def outcomes(accept: np.ndarray, r: np.ndarray, r2: np.ndarray) -> np.ndarray:
+    """Action codes from acceptance probabilities and two uniform draws per pair."""
+    action = np.full(len(accept), ACTION_CODE["skip"], dtype=np.int8)
     kept = r < accept
-    r2 = rng.random(n)
     action[kept] = ACTION_CODE["play"]
     action[kept & (r2 < 0.25 + 0.5 * accept)] = ACTION_CODE["complete"]
     action[kept & (r2 < 0.3 * accept)] = ACTION_CODE["collect"]
-    order = np.argsort(ts, kind="stable")
-    return Interactions.build(user[order], item[order], action[order], ts[order])
+    return action
 
 
 def _pick(pool: np.ndarray, pop: np.ndarray, by_pop: np.ndarray,

@@ -14,18 +14,18 @@ import logging
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import faust
 import orjson
 from faust import streams as faust_streams
 
-from . import pipeline
+from . import attribution, pipeline
 from .context import WorkerContext
 from .dlq import send_to_dlq
 from .errors import DecodeError, EventError
-from .events import InteractionEvent, SongEvent, decode, encode, now_ms
+from .events import CandidateEvent, InteractionEvent, SongEvent, decode, encode, now_ms
 from .state_format import read_user_state
 from .swap import ModelSwapper, follow_current, watch_announcements
 from .topics import Tables, Topics
@@ -67,8 +67,12 @@ async def guarded(ctx: WorkerContext, topics: Topics, event: Any, decoder: Decod
 
 
 async def guarded_batch(ctx: WorkerContext, topics: Topics, events: list[Any],
-                        decoder: Decoder, handler: BatchHandler) -> None:
-    """Decode each event (bad ones to the DLQ), then handle the valid ones together."""
+                        decoder: Decoder, handler: BatchHandler, gated: bool = True) -> None:
+    """Decode each event (bad ones to the DLQ), then handle the valid ones together.
+
+    ``gated=False`` for a handler that touches neither the model nor the store (delivery):
+    it need not wait for, or hold up, a model switch or the songs agent.
+    """
     valid = []
     for event in events:
         try:
@@ -78,7 +82,7 @@ async def guarded_batch(ctx: WorkerContext, topics: Topics, events: list[Any],
     if not valid:
         return
     try:
-        async with ctx.gate:
+        async with ctx.gate if gated else nullcontext():
             outcomes = await handler(valid)
     except Exception as exc:  # a bug must not stop the stream: dead-letter the batch
         log.exception("unexpected failure on a batch of %s", valid[0][0].message.topic)
@@ -150,9 +154,14 @@ class Agents:
         candidates = await ctx.run(pipeline.process_song, ctx.serving(), song, engagers,
                                    ctx.cfg, ctx.settings, m)
         start = time.perf_counter()
+        direct = not ctx.settings.max_candidates_per_user_day  # no per-user budget to apply
         for cand in candidates:
-            await topics.candidates.send(key=cand.user_id.encode(), value=encode(cand))
-            m.candidates.labels(path=cand.path).inc()
+            value = encode(cand)
+            if direct:  # deliver now; the delivery agent only records it
+                await topics.candidates.send(key=cand.user_id.encode(), value=value)
+                m.candidates.labels(path=cand.path).inc()
+            # to the user's partition: the daily budget and the delivery record are per user
+            await topics.candidates_proposed.send(key=cand.user_id.encode(), value=value)
         m.stage_seconds.labels(stage="emit").observe(time.perf_counter() - start)
         m.candidates_per_song.observe(len(candidates))
         # Listeners recorded before this song was indexed have it in their history without its
@@ -202,7 +211,76 @@ class Agents:
             state["boundary"] = boundaries[user_id]
             with acting_for(last[user_id]):
                 table[user_id] = state
+        self.attribute([(event, ev) for (event, ev), outcome in zip(batch, outcomes,
+                                                                    strict=True)
+                        if outcome == "ok"])
         return outcomes
+
+    def attribute(self, applied: list[tuple[Any, InteractionEvent]]) -> None:
+        """Count each new interaction against the user's deliveries of its song (the
+        interactions' duplicates were dropped above, so a replay counts nothing twice)."""
+        table, m = self.tables.online_state, self.ctx.metrics
+        window_ms = int(self.ctx.settings.attribution_window_s * 1000)
+        changed: dict[str, dict[str, Any]] = {}
+        last: dict[str, Any] = {}
+        for event, ev in applied:
+            state = changed.get(ev.user_id) or table.get(ev.user_id)
+            if state is None:
+                continue  # nothing was ever delivered to this user
+            after, found = attribution.attribute(state, ev, window_ms)
+            for hit in found:
+                arm = hit.arm or ""
+                m.attributed.labels(action=hit.action, version=hit.version, path=hit.path,
+                                    arm=arm).inc()
+                if hit.first_play_s is not None:
+                    m.time_to_first_play.labels(arm=arm).observe(hit.first_play_s)
+            if after is not state:
+                changed[ev.user_id], last[ev.user_id] = after, event
+        for user_id, state in changed.items():
+            with acting_for(last[user_id]):
+                table[user_id] = state
+
+    async def on_proposals(self, batch: list[tuple[Any, CandidateEvent]]) -> list[str]:
+        """Deliver proposed candidates within each user's daily budget, best first.
+
+        A proposal delivered before (a replay after a crash) is emitted again unchanged and
+        not counted twice; the candidate id lets downstream drop the repeat. Without a budget
+        the songs agent has delivered them already (no extra hop on the new-song latency):
+        here they are only recorded, for attribution.
+        """
+        table, s = self.tables.online_state, self.ctx.settings
+        by_user: dict[str, list[tuple[Any, CandidateEvent]]] = {}
+        for event, cand in batch:
+            by_user.setdefault(cand.user_id, []).append((event, cand))
+        outcome: dict[str, str] = {}
+        for user_id, items in by_user.items():
+            state = table.get(user_id) or attribution.new_online_state()
+            after, decisions = attribution.deliver(
+                state, [c for _, c in items], s.max_candidates_per_user_day,
+                int(s.attribution_window_s * 1000))
+            if after is not state:
+                with acting_for(items[-1][0]):
+                    table[user_id] = after
+            for d in decisions:
+                outcome[d.candidate.candidate_id] = d.outcome
+                await self.emit(d)
+        return [outcome[c.candidate_id] for _, c in batch]
+
+    async def emit(self, d: attribution.Decision) -> None:
+        m, cand = self.ctx.metrics, d.candidate
+        if d.outcome == "dropped":
+            m.budget_dropped.labels(budget="user_day").inc()
+            return
+        budgeted = bool(self.ctx.settings.max_candidates_per_user_day)
+        if budgeted:  # else the songs agent sent it (Agents.on_song)
+            await self.topics.candidates.send(key=cand.user_id.encode(), value=encode(cand))
+        if d.outcome == "delivered":
+            if budgeted:  # proposed -> delivered, wall time: the hop the budget adds
+                m.stage_seconds.labels(stage="deliver").observe(
+                    max(0.0, (now_ms() - cand.created_at) / 1000))
+                m.candidates.labels(path=cand.path).inc()
+            m.deliveries.labels(version=cand.model_version, path=cand.path,
+                                arm=cand.arm or "").inc()
 
     async def on_engagements(self, batch: list[tuple[Any, InteractionEvent]]) -> list[str]:
         """Newest listeners per song; one payload write per changed song in the batch."""
@@ -256,13 +334,15 @@ def per_event_agent(app: faust.App, ctx: WorkerContext, topics: Topics, topic: A
 
 
 def batch_agent(app: faust.App, ctx: WorkerContext, topics: Topics, topic: Any, name: str,
-                decoder: Decoder, handler: BatchHandler) -> None:
+                decoder: Decoder, handler: BatchHandler, window_s: float | None = None,
+                gated: bool = True) -> None:
     """Events acknowledged only after the whole batch's effects are written."""
     s = ctx.settings
+    window = window_s or s.batch_window_s
 
     async def agent(stream: Any) -> None:
-        async for events in stream.take_events(s.batch_max_events, s.batch_window_s):
-            await guarded_batch(ctx, topics, events, decoder, handler)
+        async for events in stream.take_events(s.batch_max_events, window):
+            await guarded_batch(ctx, topics, events, decoder, handler, gated)
 
     agent.__name__ = agent.__qualname__ = name
     app.agent(topic, name=f"coldstream.{name}")(agent)
@@ -270,7 +350,7 @@ def batch_agent(app: faust.App, ctx: WorkerContext, topics: Topics, topic: Any, 
 
 def register_agents(app: faust.App, ctx: WorkerContext, topics: Topics,
                     tables: Tables) -> Agents:
-    """The four stream agents, the model-version watcher and its fallback timer."""
+    """The five stream agents, the model-version watcher and its fallback timer."""
     swapper = ModelSwapper(ctx, tables.user_state)
     agents = Agents(ctx, swapper, topics, tables)
     interaction = decoder_for(InteractionEvent)
@@ -282,6 +362,9 @@ def register_agents(app: faust.App, ctx: WorkerContext, topics: Topics,
                 agents.on_engagements)
     batch_agent(app, ctx, topics, topics.user_refresh, "user_refresh", decode_refresh,
                 agents.on_refresh)
+    batch_agent(app, ctx, topics, topics.candidates_proposed, "delivery",
+                decoder_for(CandidateEvent), agents.on_proposals,
+                window_s=ctx.settings.delivery_window_s, gated=False)
 
     async def watch_model_versions() -> None:
         await watch_announcements(swapper, topics.model_versions.get_topic_name())

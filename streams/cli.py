@@ -146,6 +146,61 @@ def demo(
 
 
 @app.command()
+def simulate(
+    out: Annotated[Path, typer.Option(help="Folder for online.json")] = Path("reports/online"),
+    quick: Annotated[bool, typer.Option(help="The small world (minutes); default too")] = False,
+    world: Annotated[str, typer.Option(help="quick | demo (3,000 songs, 1,000 users)")] = "quick",
+    seed: Annotated[int, typer.Option(help="First seed (world, listeners, bootstrap)")] = 0,
+    seeds: Annotated[int, typer.Option(help="Seeds run one after the other")] = 1,
+    arms: Annotated[str, typer.Option(help="COLDSTREAM_AB_ARMS of the worker")] =
+        "A=i2i2u:50,B=both:50",
+) -> None:
+    """Closed loop: world listeners answer the worker's candidates (A/B arms, simulated days)."""
+    from dataclasses import replace
+
+    from encoders.artifacts import Registry
+    from encoders.provisional import ensure_model
+
+    from .online_report import write
+    from .simulate import DEMO, QUICK, run_simulation
+
+    settings = settings_or_exit()
+    setup_logging("warning")
+    base = QUICK if quick or world == "quick" else DEMO
+    registry = Registry(settings.models_path)
+    ensure_model(registry)
+    for s in range(seed, seed + seeds):
+        cfg = replace(base, seed=s, arms=arms)
+        doc = run_simulation(cfg, settings.models_path, out / f"seed-{s}" if seeds > 1 else out)
+        typer.echo(f"seed {s}: lift users reached {doc['lift_users_reached']:+.1%}, "
+                   f"collect rate {doc['lift_collect_rate']:+.1%} ({doc['wall_s']} s)")
+    if seeds > 1:
+        summary, _, _ = write(out)
+        first = orjson.loads((out / f"seed-{seed}" / "online.json").read_bytes())
+        (out / "online.json").write_bytes(orjson.dumps({**first, "seeds": summary},
+                                                       option=orjson.OPT_INDENT_2))
+    typer.echo(f"wrote {out / 'online.json'}")
+
+
+report_app = typer.Typer(no_args_is_help=True, help="Reports of serving runs.")
+app.add_typer(report_app, name="report")
+
+
+@report_app.command("online")
+def report_online(
+    run: Annotated[Path, typer.Option(help="Folder of a coldstream simulate run")] =
+        Path("reports/online"),
+) -> None:
+    """Print the arms table of a simulate run; write online-summary.json, online.md, PNG."""
+    from .online_report import write
+
+    _, table, png = write(run)
+    typer.echo(table)
+    typer.echo(f"wrote {run / 'online-summary.json'}, {run / 'online.md'}"
+               + (f", {png}" if png else " (no matplotlib: no PNG)"))
+
+
+@app.command()
 def schemas(
     out: Annotated[Path, typer.Option(help="Folder for the JSON Schemas")] = Path("deploy/schemas"),
 ) -> None:

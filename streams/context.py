@@ -21,7 +21,8 @@ from encoders.backbone import BackboneCache
 from encoders.runtime import LoadedModel, SongInput, load_model
 
 from . import pipeline
-from .errors import ModelArtifactError
+from .arms import check_servable, parse_arms
+from .errors import ColdstreamError, ModelArtifactError
 from .executor import RetryingExecutor, retry_store
 from .metrics import Metrics
 from .pipeline import Collections, PipelineConfig, Serving, SongVectorCache
@@ -33,7 +34,14 @@ T = TypeVar("T")
 
 
 def pipeline_config(settings: Settings) -> PipelineConfig:
+    """The pipeline's knobs; an A/B spec that cannot be served stops the worker here."""
+    try:
+        arms = parse_arms(settings.ab_arms)
+        check_servable(arms)
+    except ValueError as exc:
+        raise ColdstreamError(f"COLDSTREAM_AB_ARMS: {exc}") from None
     return PipelineConfig(
+        arms=arms, ab_salt=settings.ab_salt,
         similar_songs_k=settings.similar_songs_k, u2i_users_k=settings.u2i_users_k,
         max_candidates_per_song=settings.max_candidates_per_song,
         recent_items_per_user=settings.recent_items_per_user,

@@ -70,6 +70,11 @@ class CandidateEvent(Event):
     model_version: str
     created_at: EpochMs
     explanation: str
+    arm: str | None = Field(None, description="A/B arm of the user (none: no experiment). "
+                            "Absent in records written before arms existed.")
+    event_ts: EpochMs | None = Field(
+        None, description="Event time of the delivery (the song's released_at): the per-user "
+        "daily budget and the attribution window follow it. Absent in older records.")
 
 
 class ModelVersionEvent(Event):

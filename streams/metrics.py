@@ -17,9 +17,12 @@ from prometheus_client import start_http_server as _start_http_server
 STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 E2E_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 COUNT_BUCKETS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500)
+#: Event-time seconds from a delivery to its first play: minutes to a week.
+FIRST_PLAY_BUCKETS = (60, 300, 900, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 2 * 86400,
+                      4 * 86400, 7 * 86400)
 
 #: Pipeline stages timed by ``coldstream_stage_seconds``.
-STAGES = ("decode", "audio", "encode", "upsert", "search", "emit", "user_update")
+STAGES = ("decode", "audio", "encode", "upsert", "search", "emit", "deliver", "user_update")
 
 
 class Metrics:
@@ -39,10 +42,12 @@ class Metrics:
             buckets=STAGE_BUCKETS, registry=r)
         self.new_song_to_candidates = Histogram(
             "coldstream_new_song_to_candidates_seconds",
-            "From a songs.new record's timestamp to its candidates being emitted.",
+            "From a songs.new record's timestamp to its candidates being proposed (the hop "
+            "through the per-user budget is the stage_seconds stage \"deliver\").",
             buckets=E2E_BUCKETS, registry=r)
         self.candidates_per_song = Histogram(
-            "coldstream_candidates_per_song", "Candidates emitted per new song.",
+            "coldstream_candidates_per_song",
+            "Candidates proposed per new song (before the per-user budget).",
             buckets=COUNT_BUCKETS, registry=r)
         self.candidates = Counter(
             "coldstream_candidates", "Candidates emitted, by path.", ["path"], registry=r)
@@ -50,6 +55,7 @@ class Metrics:
             "coldstream_boundary_checks",
             "U2I users scored against their interest boundary, by result (pass, fail).",
             ["result"], registry=r)
+        self.declare_online(r)
         self.songs_indexed = Counter(
             "coldstream_songs_indexed", "New songs encoded and upserted.", registry=r)
         self.users_updated = Counter(
@@ -101,6 +107,26 @@ class Metrics:
         self.model = Info(
             "coldstream_model", "Model version this worker serves.", registry=r)
         self.build = Info("coldstream_build", "Coldstream build.", registry=r)
+
+    def declare_online(self, r: CollectorRegistry) -> None:
+        """The online loop's series (streams.attribution): deliveries, outcomes, budgets."""
+        self.deliveries = Counter(
+            "coldstream_deliveries", "Candidates delivered to candidates.coldstart after the "
+            "per-user budget, by model version, path and A/B arm.",
+            ["version", "path", "arm"], registry=r)
+        self.attributed = Counter(
+            "coldstream_attributed",
+            "Listener outcomes attributed to a delivery within the window (each action once "
+            "per delivery), by action, model version, path and arm.",
+            ["action", "version", "path", "arm"], registry=r)
+        self.time_to_first_play = Histogram(
+            "coldstream_time_to_first_play_seconds",
+            "Event time from a delivery to the listener's first play of the song, by arm.",
+            ["arm"], buckets=FIRST_PLAY_BUCKETS, registry=r)
+        self.budget_dropped = Counter(
+            "coldstream_budget_dropped",
+            "Candidates not delivered because a budget was full (song: per new song; "
+            "user_day: per user and day).", ["budget"], registry=r)
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:

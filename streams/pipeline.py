@@ -20,6 +20,7 @@ from encoders.artifacts import DeliverySpec
 from encoders.features import song_text
 from encoders.runtime import LoadedModel, SongInput
 
+from .arms import Arm, assign
 from .audio import load_song_audio
 from .events import CandidateEvent, InteractionEvent, SongEvent, now_ms
 from .ids import candidate_id, song_point_id, user_point_id
@@ -59,6 +60,8 @@ class PipelineConfig:
     recent_event_ids: int = 64
     similarity_margin: float = 0.1
     min_similarity: float = 0.3
+    arms: tuple[Arm, ...] = ()
+    ab_salt: str = "coldstream-ab"
 
 
 def ensure_collections(store: VectorStore, model: LoadedModel) -> Collections:
@@ -127,10 +130,13 @@ class Scored:
     u2i: float | None = None
     boundary: float | None = None
     seeds: list[tuple[str, str, float]] = field(default_factory=list)  # (song_id, title, sim)
+    arm: str | None = None
+    u2i_allowed: bool = True  # False in an A/B arm that serves I2I2U only
 
     @property
     def passes_boundary(self) -> bool:
-        return self.u2i is not None and self.boundary is not None and self.u2i > self.boundary
+        return (self.u2i_allowed and self.u2i is not None and self.boundary is not None
+                and self.u2i > self.boundary)
 
     @property
     def path(self) -> str:
@@ -190,7 +196,8 @@ EVIDENCE = ("i2i2u", "has_seed", "u2i_margin", "passes")
 def evidence(s: Scored) -> np.ndarray:
     """I2I2U strength, whether a seed exists, the U2I margin over the user's own boundary,
     and whether it passes: what the calibration weighs."""
-    margin = (s.u2i - s.boundary) if s.u2i is not None and s.boundary is not None else 0.0
+    margin = ((s.u2i - s.boundary) if s.u2i_allowed and s.u2i is not None
+              and s.boundary is not None else 0.0)  # an I2I2U-only arm has no U2I evidence
     return np.array([s.i2i2u, float(bool(s.seeds)), margin, float(s.passes_boundary)])
 
 
@@ -217,13 +224,23 @@ def explain(s: Scored) -> str:
     return "; ".join(parts) or "no evidence"
 
 
-def select(scored: dict[str, Scored], cap: int,
-           delivery: DeliverySpec | None = None) -> list[tuple[Scored, float]]:
+def apply_arms(scored: dict[str, Scored], cfg: PipelineConfig) -> None:
+    """Name each user's A/B arm; an I2I2U-only arm's users lose their U2I evidence."""
+    for s in scored.values():
+        arm = assign(s.user_id, cfg.arms, cfg.ab_salt)
+        if arm is not None:
+            s.arm, s.u2i_allowed = arm.name, arm.uses_u2i
+
+
+def select(scored: dict[str, Scored], cap: int, delivery: DeliverySpec | None = None,
+           metrics: Metrics | None = None) -> list[tuple[Scored, float]]:
     """Keep users with evidence (I2I2U tie or U2I pass), best first, within the song's budget;
     each with its score: calibrated when the model carries a calibration, else raw."""
     keep = [(s, calibrated(s, delivery) if delivery else s.score)
             for s in scored.values() if s.seeds or s.passes_boundary]
     keep.sort(key=lambda t: (-t[1], t[0].user_id))
+    if metrics is not None and len(keep) > cap:
+        metrics.budget_dropped.labels(budget="song").inc(len(keep) - cap)
     return keep[:cap]
 
 
@@ -254,8 +271,9 @@ def candidates_for_song(store: VectorStore, cols: Collections, song: SongEvent,
                         metrics: Metrics | None = None,
                         delivery: DeliverySpec | None = None) -> list[CandidateEvent]:
     """Both paths, merged, de-duplicated per user, capped (on one calibrated scale when the
-    model has one), explained."""
+    model has one), explained; each user's A/B arm applied and named."""
     scored = score_song(store, cols, song.song_id, vector, cfg, metrics)
+    apply_arms(scored, cfg)
     created = now_ms()
     return [CandidateEvent(
         schema_version=1, event_id=candidate_id(song.song_id, s.user_id, version),
@@ -263,8 +281,8 @@ def candidates_for_song(store: VectorStore, cols: Collections, song: SongEvent,
         user_id=s.user_id, score=round(float(score), 6),
         boundary=None if s.boundary is None else round(s.boundary, 6), path=s.path,
         seed_song_ids=[sid for sid, _, _ in s.seeds], model_version=version,
-        created_at=created, explanation=explain(s),
-    ) for s, score in select(scored, cfg.max_candidates_per_song, delivery)]
+        created_at=created, explanation=explain(s), arm=s.arm, event_ts=song.released_at,
+    ) for s, score in select(scored, cfg.max_candidates_per_song, delivery, metrics)]
 
 
 # ---------------------------------------------------------------------------------------------

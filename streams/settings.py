@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     topic_user_refresh: str = Field(
         "coldstream.users.refresh",
         description="Internal, keyed by user: recompute users whose songs arrived late.")
+    topic_candidates_proposed: str = Field(
+        "coldstream.candidates.proposed",
+        description="Internal, keyed by user: candidates before the per-user daily budget.")
     topic_candidates: str = "candidates.coldstart"
     topic_model_versions: str = "model.versions"
     topic_dlq: str = "coldstream.dlq"
@@ -111,6 +114,16 @@ class Settings(BaseSettings):
     i2i2u_min_similarity: float = Field(0.3, description="I2I2U: minimum seed similarity.")
     u2i_users_k: int = Field(200, ge=1, description="U2I: users scored per new song.")
     max_candidates_per_song: int = Field(50, ge=1, description="Exposure budget per new song.")
+    max_candidates_per_user_day: int = Field(
+        0, ge=0, description="Exposure budget per user and event-time day (0: no cap); the "
+        "highest scores proposed together win.")
+    attribution_window_s: float = Field(
+        7 * 86400.0, gt=0, description="Event time after a delivery in which a listener's "
+        "interactions with the song count as its outcomes.")
+    ab_arms: str = Field(
+        "", description="A/B arms NAME=TARGET:WEIGHT,... (target i2i2u or both); empty: none.")
+    ab_salt: str = Field("coldstream-ab", min_length=1,
+                         description="Key of the arm hash: a new salt reshuffles users.")
     recent_items_per_user: int = Field(50, ge=1)
     engagers_per_song: int = Field(100, ge=1)
     audio_roots: tuple[Path, ...] = Field((), description="Allowed roots for audio_uri files.")
@@ -121,6 +134,9 @@ class Settings(BaseSettings):
         10.0, gt=0, description="Wall-time limit on decoding one file (then it is dead-lettered).")
     batch_max_events: int = Field(256, ge=1, description="Interactions handled per batch.")
     batch_window_s: float = Field(0.05, gt=0, description="Longest wait to fill a batch.")
+    delivery_window_s: float = Field(
+        0.01, gt=0, description="Longest wait to fill a batch of proposals: it adds to the "
+        "new-song latency, and proposals of one song arrive together.")
     max_event_bytes: int = Field(256_000, ge=1, description="Larger events go to the DLQ.")
 
     # --- Metrics -----------------------------------------------------------------------------
@@ -171,7 +187,7 @@ class Settings(BaseSettings):
 
     def input_topics(self) -> list[str]:
         return [self.topic_songs, self.topic_interactions, self.topic_interactions_by_song,
-                self.topic_user_refresh,
+                self.topic_user_refresh, self.topic_candidates_proposed,
                 self.topic_model_versions]
 
     def all_topics(self) -> list[str]:

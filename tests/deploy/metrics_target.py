@@ -32,6 +32,10 @@ EXPECTED: dict[str, float] = {
     f'coldstream_model_info{{version="{MODEL_VERSION}"}}': 1,
     'coldstream_vector_store_errors_total{op="search"}': 1,
     'coldstream_vector_store_seconds_count{op="upsert"}': 3,
+    'coldstream_deliveries_total{arm="B", path="u2i"}': 20,
+    'coldstream_attributed_total{arm="B", action="collect"}': 3,
+    'coldstream_time_to_first_play_seconds_count{arm="A"}': 2,
+    'coldstream_budget_dropped_total{budget="user_day"}': 4,
 }
 
 
@@ -72,8 +76,23 @@ def record_samples(metrics: Metrics) -> None:
     metrics.model_swaps.labels(result="refused").inc()
     metrics.model_swap_seconds.observe(12.0)
     metrics.model_swap_in_progress.set(0)
+    record_online_samples(metrics)
     metrics.model.info({"version": MODEL_VERSION})
     metrics.build.info({"version": "0.1.0"})
+
+
+def record_online_samples(metrics: Metrics) -> None:
+    """Two A/B arms' deliveries and attributed outcomes, and both budgets."""
+    for arm, path, n in (("A", "i2i2u", 12), ("B", "u2i", 20)):
+        metrics.deliveries.labels(version=MODEL_VERSION, path=path, arm=arm).inc(n)
+        metrics.attributed.labels(action="play", version=MODEL_VERSION, path=path,
+                                  arm=arm).inc(5)
+        metrics.attributed.labels(action="collect", version=MODEL_VERSION, path=path,
+                                  arm=arm).inc(3)
+    for seconds in (600, 7200):
+        metrics.time_to_first_play.labels(arm="A").observe(seconds)
+    metrics.budget_dropped.labels(budget="user_day").inc(4)
+    metrics.budget_dropped.labels(budget="song").inc(2)
 
 
 def record_supervisor_samples(sup: SupervisorMetrics) -> None:

@@ -18,6 +18,7 @@ CONFIGS = [DEPLOY / "prometheus" / "prometheus.yml", DEPLOY / "compose" / "prome
 REQUIRED_ALERTS = {
     "ColdstreamWorkerDown", "ColdstreamConsumerLagGrowing", "ColdstreamDLQSpike",
     "ColdstreamNewSongLatencyHigh", "ColdstreamNoCandidates", "ColdstreamModelVersionSkew",
+    "ColdstreamCollectRateCollapsed",
 }
 
 

@@ -117,7 +117,8 @@ def assert_consistent(worker: WorkerProcess, registry: Registry, bs: str, prefix
     """Up, drained, every new song delivered, ids stable, table state exact."""
     assert worker.process is not None and worker.process.poll() is None, worker.log()
     drained(worker, [f"{prefix}.songs.new", f"{prefix}.interactions",
-                     f"{prefix}.interactions.by_song", f"{prefix}.users.refresh"])
+                     f"{prefix}.interactions.by_song", f"{prefix}.users.refresh",
+                     f"{prefix}.candidates.proposed"])
     assert worker.process.poll() is None, worker.log()
     assert "We experienced a crash" not in worker.log_path.read_text(errors="replace")
 

@@ -86,7 +86,7 @@ def test_kill_9_rounds_lose_nothing_and_duplicate_nothing(
     try:
         send(bs, f"{p}.interactions", plays[:5])  # producer retries: same event ids again
         drained(worker, [f"{p}.songs.new", f"{p}.interactions", f"{p}.interactions.by_song",
-                         f"{p}.users.refresh"])
+                         f"{p}.users.refresh", f"{p}.candidates.proposed"])
     finally:
         assert worker.stop() == 0
 

@@ -1,0 +1,249 @@
+"""``coldstream simulate``: a closed loop on the real broker and worker, days in minutes.
+
+A music world's history is replayed into a worker serving two A/B arms; then, day by simulated
+day, new songs are published, the worker's candidates are read from ``candidates.coldstart``
+by a ranker that shows each user a few a day, and the world's listeners answer from their
+ground-truth taste (:mod:`streams.listeners`) with interactions written back to the broker,
+which the worker learns from and attributes. Event time is a simulated clock in the past (the
+contract refuses timestamps in the future), so a week passes as fast as the worker keeps up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .arms import assign, parse_arms
+from .broker import EmbeddedBroker
+from .client import consume, json_records, produce
+from .listeners import Answer, Listeners, rank
+from .online_stats import ArmData, compare
+from .process import WorkerProcess, make_worker
+
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    n_songs: int = 600
+    n_users: int = 300
+    n_interactions: int = 9000
+    n_genres: int = 8
+    seed: int = 0
+    new_songs: int = 48  # the newest songs of the world, held out and published day by day
+    days: int = 6
+    shown_per_day: int = 3  # the ranker's slots for new songs, per user and day
+    budget_per_day: int = 10  # the worker's COLDSTREAM_MAX_CANDIDATES_PER_USER_DAY
+    arms: str = "A=i2i2u:50,B=both:50"
+    salt: str = "coldstream-ab"
+
+
+QUICK = SimConfig()
+DEMO = SimConfig(n_songs=3000, n_users=1000, n_interactions=60_000, n_genres=12,
+                 new_songs=120, days=6)
+
+
+@dataclass
+class World:
+    history_songs: list[dict[str, Any]]
+    history_interactions: list[dict[str, Any]]
+    new_songs: list[dict[str, Any]]
+    listeners: Listeners
+    user_ids: list[str]
+    start_ms: int  # the simulated clock's first day
+
+
+def build_world(cfg: SimConfig, now_ms: int) -> World:
+    """The world's history up to the first simulated day, and its newest songs held out."""
+    from coldstream_data.music_world import generate_world
+    from coldstream_data.replay import replay
+
+    world = generate_world("tiny", n_songs=cfg.n_songs, n_users=cfg.n_users,
+                           n_interactions=cfg.n_interactions, n_genres=cfg.n_genres,
+                           seed=cfg.seed)
+    start = (now_ms - (cfg.days + 1) * DAY_MS) // DAY_MS * DAY_MS
+    records = list(replay(world, end_at_ms=start - 3_600_000))
+    songs = [r[2] for r in records if r[0] == "songs.new"]
+    held = {s["song_id"] for s in songs[-cfg.new_songs:]}
+    users = [str(u) for u in world.user_ids]
+    return World(
+        history_songs=[s for s in songs if s["song_id"] not in held],
+        history_interactions=[r[2] for r in records
+                              if r[0] == "interactions" and r[2]["song_id"] not in held],
+        new_songs=[s for s in songs if s["song_id"] in held],
+        listeners=Listeners(world.truth, users, list(world.catalogue["song_id"]), cfg.seed),
+        user_ids=users, start_ms=start)
+
+
+def total(samples: dict[tuple[str, tuple], float], name: str, **labels: str) -> float:
+    return sum(v for (n, lab), v in samples.items()
+               if n == name and all(dict(lab).get(k) == x for k, x in labels.items()))
+
+
+async def wait_until(worker: WorkerProcess, check: Any, what: str,
+                     timeout: float = 1200.0) -> dict:
+    """Poll the worker's metrics until ``check(samples)`` holds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        samples = await asyncio.to_thread(worker.samples)
+        if samples and check(samples):
+            return samples
+        await asyncio.sleep(0.3)
+    raise TimeoutError(f"simulate: {what} not reached in {timeout:.0f}s\n{worker.log()}")
+
+
+class Loop:
+    """One closed-loop run against a started worker."""
+
+    def __init__(self, cfg: SimConfig, world: World, worker: WorkerProcess,
+                 bootstrap: str) -> None:
+        self.cfg, self.world, self.worker, self.bootstrap = cfg, world, worker, bootstrap
+        self.env = worker.env
+        self.received: list[dict[str, Any]] = []
+        self.answers: list[Answer] = []
+        self.sent_interactions = len(world.history_interactions)
+        self.sent_songs = len(world.history_songs)
+
+    async def collect(self) -> None:
+        async for rec in consume(self.bootstrap, self.env["COLDSTREAM_TOPIC_CANDIDATES"],
+                                 from_beginning=True):
+            self.received.append(orjson.loads(rec.value))
+
+    async def send(self, topic_env: str, kind: str, payloads: list[dict]) -> None:
+        await produce(self.bootstrap, self.env[topic_env], json_records(kind, payloads))
+
+    async def history(self) -> None:
+        w = self.world
+        await self.send("COLDSTREAM_TOPIC_SONGS", "songs.new", w.history_songs)
+        await wait_until(self.worker, lambda s: total(
+            s, "coldstream_songs_indexed_total") >= self.sent_songs, "history songs indexed")
+        await self.send("COLDSTREAM_TOPIC_INTERACTIONS", "interactions",
+                        w.history_interactions)
+        await self.interactions_done()
+
+    async def interactions_done(self) -> None:
+        by_song = self.env["COLDSTREAM_TOPIC_INTERACTIONS_BY_SONG"]
+        await wait_until(self.worker, lambda s: total(
+            s, "coldstream_events_total", topic=by_song) >= self.sent_interactions,
+            "interactions applied")
+
+    async def day(self, k: int, songs: list[dict[str, Any]]) -> None:
+        """Publish a day's songs, wait for their deliveries, show, answer, write back."""
+        day_start = self.world.start_ms + k * DAY_MS
+        songs = [{**s, "released_at": day_start + 600_000 * (j + 1)}
+                 for j, s in enumerate(songs)]
+        await self.send("COLDSTREAM_TOPIC_SONGS", "songs.new", songs)
+        self.sent_songs += len(songs)
+        proposed = self.env["COLDSTREAM_TOPIC_CANDIDATES_PROPOSED"]
+        await wait_until(self.worker, lambda s: total(
+            s, "coldstream_songs_indexed_total") >= self.sent_songs, f"day {k} songs indexed")
+        await wait_until(self.worker, lambda s: total(s, "coldstream_events_total",
+                                                      topic=proposed) >= total(
+            s, "coldstream_candidates_per_song_sum"), f"day {k} proposals handled")
+        await wait_until(self.worker, lambda s: len(self.received) >= total(
+            s, "coldstream_deliveries_total"), f"day {k} candidates read")
+        ids = {s["song_id"] for s in songs}
+        today = [c for c in self.received if c["song_id"] in ids]
+        shown = rank(today, self.cfg.shown_per_day, day_start + 12 * 3_600_000)
+        answers = self.world.listeners.answer(shown)
+        self.answers += answers
+        await self.send("COLDSTREAM_TOPIC_INTERACTIONS", "interactions",
+                        [interaction(a, self.cfg.seed) for a in answers])
+        self.sent_interactions += len(answers)
+        await self.interactions_done()
+
+    async def run(self) -> dict[str, Any]:
+        collector = asyncio.create_task(self.collect())
+        try:
+            await self.history()
+            per_day = -(-len(self.world.new_songs) // self.cfg.days)
+            for k in range(self.cfg.days):
+                await self.day(k, self.world.new_songs[k * per_day:(k + 1) * per_day])
+        finally:
+            collector.cancel()
+        return await asyncio.to_thread(self.worker.samples)
+
+
+def interaction(a: Answer, seed: int) -> dict[str, Any]:
+    e = a.exposure
+    return {"schema_version": 1, "event_id": f"sim{seed}-{e.user_id}-{e.song_id}",
+            "user_id": e.user_id, "song_id": e.song_id, "action": a.action, "ts": a.ts}
+
+
+def worker_counts(samples: dict[tuple[str, tuple], float], arm: str) -> dict[str, float]:
+    """What the worker itself attributed to ``arm`` (cross-checks the simulator's count)."""
+    out = {"deliveries": total(samples, "coldstream_deliveries_total", arm=arm)}
+    for action in ("play", "complete", "collect", "skip"):
+        out[action] = total(samples, "coldstream_attributed_total", arm=arm, action=action)
+    return out
+
+
+def by_path(answers: list[Answer]) -> dict[str, dict[str, dict[str, float]]]:
+    """Exposures and outcome rates per arm and path: where each arm's outcomes come from."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for a in answers:
+        row = out.setdefault(a.exposure.arm, {}).setdefault(a.exposure.path, {"exposures": 0})
+        row["exposures"] += 1
+        row[a.action] = row.get(a.action, 0) + 1
+    for paths in out.values():
+        for row in paths.values():
+            n = row["exposures"]
+            for action in ("collect", "complete", "skip"):
+                row[f"{action}_rate"] = row.pop(action, 0) / n
+            row.pop("play", None)
+    return out
+
+
+def results(cfg: SimConfig, world: World, loop: Loop, samples: dict) -> dict[str, Any]:
+    arms = parse_arms(cfg.arms)
+    members: dict[str, list[str]] = {a.name: [] for a in arms}
+    for u in world.user_ids:
+        members[assign(u, arms, cfg.salt).name].append(u)  # type: ignore[union-attr]
+    data = {a.name: ArmData.build(members[a.name],
+                                  [x for x in loop.answers if x.exposure.arm == a.name],
+                                  sum(1 for c in loop.received if c.get("arm") == a.name))
+            for a in arms}
+    doc = compare(data, len(world.new_songs), arms[0].name, arms[1].name, seed=cfg.seed)
+    doc["worker"] = {a.name: worker_counts(samples, a.name) for a in arms}
+    doc["by_path"] = by_path(loop.answers)
+    doc["budget_dropped"] = {b: total(samples, "coldstream_budget_dropped_total", budget=b)
+                             for b in ("song", "user_day")}  # all arms together
+    doc["config"] = asdict(cfg)
+    return doc
+
+
+def run_simulation(cfg: SimConfig, models: Path, out: Path, metrics_port: int | None = None,
+                   before_stop: Callable[[WorkerProcess], None] | None = None,
+                   ) -> dict[str, Any]:
+    """Broker + worker + loop; writes ``out/online.json`` and returns its content.
+
+    ``before_stop`` runs with the worker still up after the loop (a test scrapes it then).
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    world = build_world(cfg, int(time.time() * 1000))
+    broker = EmbeddedBroker(log_path=out / "tansu.log").start()
+    worker = make_worker(broker.bootstrap, models, out, f"sim{cfg.seed}", metrics_port,
+                         COLDSTREAM_AB_ARMS=cfg.arms, COLDSTREAM_AB_SALT=cfg.salt,
+                         COLDSTREAM_MAX_CANDIDATES_PER_USER_DAY=str(cfg.budget_per_day),
+                         COLDSTREAM_LOG_LEVEL="warning")
+    try:
+        worker.start()
+        loop = Loop(cfg, world, worker, broker.bootstrap)
+        samples = asyncio.run(loop.run())
+        if before_stop is not None:
+            before_stop(worker)
+    finally:
+        if worker.process is not None:
+            worker.stop()
+        broker.stop()
+    doc = results(cfg, world, loop, samples)
+    doc["wall_s"] = round(time.monotonic() - started, 1)
+    (out / "online.json").write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+    return doc

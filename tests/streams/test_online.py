@@ -1,0 +1,183 @@
+"""The online loop's pure rules: arms, the per-user daily budget, attribution (exact counts)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streams import attribution, pipeline
+from streams.arms import Arm, assign, bucket, check_servable, parse_arms
+from streams.attribution import DAY_MS, deliver, new_online_state
+from streams.events import CandidateEvent, InteractionEvent
+from streams.ids import candidate_id
+from streams.pipeline import PipelineConfig, Scored
+
+T0 = 1_704_067_200_000  # a UTC midnight
+WEEK = 7 * DAY_MS
+ARMS = parse_arms("A=i2i2u:50,B=both:50")
+
+
+def cand(song: str, user: str = "u1", score: float = 0.5, ts: int = T0,
+         arm: str | None = "B", path: str = "u2i") -> CandidateEvent:
+    cid = candidate_id(song, user, "v1")
+    return CandidateEvent(schema_version=1, event_id=cid, candidate_id=cid, song_id=song,
+                          user_id=user, score=score, boundary=0.1, path=path,
+                          seed_song_ids=[], model_version="v1", created_at=T0,
+                          explanation="x", arm=arm, event_ts=ts)
+
+
+def play(song: str, action: str, ts: int, user: str = "u1") -> InteractionEvent:
+    return InteractionEvent(schema_version=1, event_id=f"{user}-{song}-{action}-{ts}",
+                            user_id=user, song_id=song, action=action, ts=ts)
+
+
+# --- arms ------------------------------------------------------------------------------------
+
+def test_parse_arms_reads_policies_and_versions_and_rejects_nonsense() -> None:
+    assert (Arm("A", "i2i2u", 50.0), Arm("B", "both", 50.0)) == ARMS
+    assert not ARMS[0].uses_u2i and ARMS[1].uses_u2i
+    assert parse_arms("") == ()
+    versions = parse_arms("control=v1:50,treatment=v2:50")
+    assert [a.is_policy for a in versions] == [False, False]
+    with pytest.raises(ValueError, match="only policy arms"):
+        check_servable(versions)
+    for bad in ("A=i2i2u", "A:50", "=both:1", "A=both:0", "A=both:x", "A=both:1,A=i2i2u:1"):
+        with pytest.raises(ValueError):
+            parse_arms(bad)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(min_size=1, max_size=40), st.text(min_size=1, max_size=20))
+def test_arm_assignment_is_stable(user_id: str, salt: str) -> None:
+    first = assign(user_id, ARMS, salt)
+    assert first is not None
+    assert all(assign(user_id, ARMS, salt) == first for _ in range(3))
+    assert 0 <= bucket(user_id, salt) < 10_000
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.text(min_size=1, max_size=16),
+       st.lists(st.integers(1, 9), min_size=2, max_size=4))
+def test_arm_assignment_is_balanced_by_weight(salt: str, weights: list[int]) -> None:
+    arms = tuple(Arm(f"a{i}", "both", float(w)) for i, w in enumerate(weights))
+    n = 4000
+    counts = Counter(assign(f"user-{i}", arms, salt).name for i in range(n))  # type: ignore[union-attr]
+    total = sum(weights)
+    for i, w in enumerate(weights):
+        expected = n * w / total
+        # binomial sd <= sqrt(n)/2 = 32; 5 sd keeps the test honest and never flaky
+        assert abs(counts[f"a{i}"] - expected) < 5 * 32
+
+
+def test_an_i2i2u_only_arm_loses_u2i_evidence_and_every_candidate_names_its_arm() -> None:
+    cfg = PipelineConfig(arms=ARMS, ab_salt="s")
+    users = [f"u{i}" for i in range(40)]
+    scored = {u: Scored(u, u2i=0.9, boundary=0.1) for u in users}
+    pipeline.apply_arms(scored, cfg)
+    for u, s in scored.items():
+        arm = assign(u, ARMS, "s")
+        assert arm is not None and s.arm == arm.name
+        assert s.passes_boundary == (arm.name == "B")
+    kept = pipeline.select(scored, cap=100)
+    assert {s.arm for s, _ in kept} == {"B"}  # A's users had U2I evidence only
+
+
+# --- budget ----------------------------------------------------------------------------------
+
+def test_daily_budget_keeps_the_highest_scores_and_resets_next_day() -> None:
+    props = [cand(f"s{i}", score=i / 10) for i in range(5)]
+    state, out = deliver(new_online_state(), props, per_day=3, window_ms=WEEK)
+    by = {d.candidate.song_id: d.outcome for d in out}
+    assert by == {"s4": "delivered", "s3": "delivered", "s2": "delivered",
+                  "s1": "dropped", "s0": "dropped"}
+    state, out = deliver(state, [cand("s9", score=0.99)], per_day=3, window_ms=WEEK)
+    assert out[0].outcome == "dropped"  # the day is full; nothing is withdrawn
+    state, out = deliver(state, [cand("s9", score=0.99, ts=T0 + DAY_MS)], 3, WEEK)
+    assert out[0].outcome == "delivered"
+    assert len(state["deliveries"]) == 4
+
+
+def test_a_replayed_proposal_is_emitted_again_but_not_counted_twice() -> None:
+    state, _ = deliver(new_online_state(), [cand("s1"), cand("s2")], per_day=2, window_ms=WEEK)
+    again, out = deliver(state, [cand("s1"), cand("s2")], per_day=2, window_ms=WEEK)
+    assert [d.outcome for d in out] == ["replay", "replay"]
+    assert again is state  # nothing written: the table and its changelog are untouched
+    _, out = deliver(state, [cand("s3")], per_day=2, window_ms=WEEK)
+    assert out[0].outcome == "dropped"
+
+
+def test_no_cap_delivers_everything_and_old_deliveries_leave_the_window() -> None:
+    state, out = deliver(new_online_state(), [cand(f"s{i}") for i in range(30)], 0, WEEK)
+    assert all(d.outcome == "delivered" for d in out)
+    state, _ = deliver(state, [cand("late", ts=T0 + 9 * DAY_MS)], 0, WEEK)
+    assert [d["song"] for d in state["deliveries"]] == ["late"]
+
+
+# --- attribution -----------------------------------------------------------------------------
+
+def attributed_counts(state: dict, events: list[InteractionEvent]) -> tuple[Counter, list]:
+    counts: Counter = Counter()
+    first = []
+    for ev in events:
+        state, found = attribution.attribute(state, ev, WEEK)
+        for hit in found:
+            counts[(hit.arm, hit.action)] += 1
+            if hit.first_play_s is not None:
+                first.append(hit.first_play_s)
+    return counts, first
+
+
+def test_attribution_counts_a_scripted_sequence_exactly() -> None:
+    state, _ = deliver(new_online_state(),
+                       [cand("s1", arm="A"), cand("s2", arm="B"), cand("s3", arm="B")],
+                       0, WEEK)
+    script = [
+        play("s1", "play", T0 + 60_000),          # A: play, first play after 60 s
+        play("s1", "play", T0 + 120_000),         # again: counted once per delivery
+        play("s1", "collect", T0 + 180_000),      # A: collect
+        play("s2", "skip", T0 + 1_000),           # B: skip
+        play("s2", "complete", T0 + 3_600_000),   # B: complete, first play after 1 h
+        play("s3", "play", T0 - 1),               # before the delivery: not ours
+        play("s3", "play", T0 + WEEK + 1),        # after the window: not ours
+        play("s9", "collect", T0 + 5),            # never delivered
+    ]
+    counts, first = attributed_counts(state, script)
+    assert counts == Counter({("A", "play"): 1, ("A", "collect"): 1, ("B", "skip"): 1,
+                              ("B", "complete"): 1})
+    assert first == [60.0, 3600.0]
+
+
+def test_attribution_counts_do_not_depend_on_arrival_order() -> None:
+    state, _ = deliver(new_online_state(), [cand("s1"), cand("s2")], 0, WEEK)
+    script = [play("s1", a, T0 + k * 1000) for k, a in enumerate(("play", "complete", "play",
+                                                                 "collect", "skip"))]
+    script += [play("s2", "play", T0 + 5), play("s2", "play", T0 + 6)]
+    forward, _ = attributed_counts(state, script)
+    backward, _ = attributed_counts(state, script[::-1])
+    assert forward == backward == Counter({("B", "play"): 2, ("B", "complete"): 1,
+                                           ("B", "collect"): 1, ("B", "skip"): 1})
+
+
+def test_online_state_generation_only_grows() -> None:
+    state = new_online_state()
+    gens = [attribution.online_generation(state)]
+    for i in range(3):
+        state, _ = deliver(state, [cand(f"s{i}")], 0, WEEK)
+        gens.append(attribution.online_generation(state))
+        state, _ = attribution.attribute(state, play(f"s{i}", "play", T0 + 1), WEEK)
+        gens.append(attribution.online_generation(state))
+    assert gens == sorted(gens) and len(set(gens)) == len(gens)
+
+
+def test_candidates_written_before_arms_still_decode() -> None:
+    from streams.events import decode, encode
+    old = cand("s1").model_dump(mode="json")
+    del old["arm"], old["event_ts"]
+    import orjson
+    back = decode(orjson.dumps(old), CandidateEvent)
+    assert back.arm is None and back.event_ts is None
+    assert attribution.event_time(back) == back.created_at
+    assert decode(encode(cand("s1")), CandidateEvent).arm == "B"
