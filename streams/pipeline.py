@@ -232,12 +232,17 @@ def apply_arms(scored: dict[str, Scored], cfg: PipelineConfig) -> None:
             s.arm, s.u2i_allowed = arm.name, arm.uses_u2i
 
 
+def deliverable(s: Scored) -> bool:
+    """Evidence enough to deliver: an I2I2U tie, or a U2I score over the user's boundary."""
+    return bool(s.seeds) or s.passes_boundary
+
+
 def select(scored: dict[str, Scored], cap: int, delivery: DeliverySpec | None = None,
            metrics: Metrics | None = None) -> list[tuple[Scored, float]]:
     """Keep users with evidence (I2I2U tie or U2I pass), best first, within the song's budget;
     each with its score: calibrated when the model carries a calibration, else raw."""
     keep = [(s, calibrated(s, delivery) if delivery else s.score)
-            for s in scored.values() if s.seeds or s.passes_boundary]
+            for s in scored.values() if deliverable(s)]
     keep.sort(key=lambda t: (-t[1], t[0].user_id))
     if metrics is not None and len(keep) > cap:
         metrics.budget_dropped.labels(budget="song").inc(len(keep) - cap)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -41,6 +41,7 @@ from streams.pipeline import (
     Collections,
     PipelineConfig,
     Scored,
+    deliverable,
     evidence,
     pack_engagers,
     score_song,
@@ -103,10 +104,10 @@ def score_new_items(store: VectorStore, cols: Collections, data: Dataset,
     return [score_song(store, cols, ids[i], items[i], cfg) for i in new_items]
 
 
-def eligible(s: Scored, policy: str) -> bool:
-    if policy == "i2i2u":
-        return bool(s.seeds)
-    return bool(s.seeds) or s.passes_boundary
+def as_policy(s: Scored, policy: str) -> Scored:
+    """The candidate as a worker serving ``policy`` sees it: an I2I2U-only arm keeps no U2I
+    evidence (the same switch :func:`streams.pipeline.apply_arms` sets)."""
+    return replace(s, u2i_allowed=False) if policy == "i2i2u" else s
 
 
 @dataclass
@@ -143,18 +144,27 @@ def average_delivery(specs: Sequence[DeliverySpec], fitted_on: str = "") -> Deli
                         fitted_on=fitted_on)
 
 
-def calibrate_on_validation(data: Dataset, split: Split, items: np.ndarray, users: np.ndarray,
-                            bounds: np.ndarray, cfg: PipelineConfig | None = None,
-                            workdir: Path | None = None) -> Calibrator:
-    """Only the validation half of :func:`served_metrics`: the cold test is never loaded."""
-    cfg = cfg or PipelineConfig()
+def score_item_sets(data: Dataset, split: Split, items: np.ndarray, users: np.ndarray,
+                    bounds: np.ndarray, item_sets: Sequence[np.ndarray],
+                    cfg: PipelineConfig, workdir: Path | None = None
+                    ) -> list[list[dict[str, Scored]]]:
+    """A throwaway store loaded as the worker's, and the worker's scoring of each set of new
+    items in it."""
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         store = EdgeStore(Path(tmp) / "qdrant")
         try:
             cols = load_store(store, data, split, items, users, bounds, cfg)
-            val = score_new_items(store, cols, data, split.val_items, items, cfg)
+            return [score_new_items(store, cols, data, new, items, cfg) for new in item_sets]
         finally:
             store.close()
+
+
+def calibrate_on_validation(data: Dataset, split: Split, items: np.ndarray, users: np.ndarray,
+                            bounds: np.ndarray, cfg: PipelineConfig | None = None,
+                            workdir: Path | None = None) -> Calibrator:
+    """Only the validation half of :func:`served_metrics`: the cold test is never loaded."""
+    [val] = score_item_sets(data, split, items, users, bounds, [split.val_items],
+                            cfg or PipelineConfig(), workdir)
     vb = flatten(data, val, "i2i2u+u2i")
     return Calibrator().fit(vb.x, labels(vb, relevance(data, split, split.val_items, "val")))
 
@@ -171,9 +181,9 @@ class Candidates:
 
 def flatten(data: Dataset, scored: Sequence[dict[str, Scored]], policy: str) -> Candidates:
     index = {str(u): k for k, u in enumerate(data.user_ids)}
-    rows = [(col, index[s.user_id], s.i2i2u if policy == "i2i2u" else s.score, evidence(s))
-            for col, per_song in enumerate(scored) for s in per_song.values()
-            if eligible(s, policy)]
+    seen = ((col, as_policy(s, policy)) for col, per_song in enumerate(scored)
+            for s in per_song.values())
+    rows = [(col, index[s.user_id], s.score, evidence(s)) for col, s in seen if deliverable(s)]
     if not rows:
         return Candidates(*(np.zeros(0, dtype=t) for t in (np.int64, np.int64, float)),
                           np.zeros((0, 4)))
@@ -257,7 +267,7 @@ class ServedReport:
                 "lift_reach_equal_precision_uncapped": self.lift_uncapped,
                 "calibration": {"coef": [round(float(v), 4) for v in self.calibrator.coef],
                                 "intercept": round(self.calibrator.intercept, 4),
-                                "features": ["i2i2u", "has_seed", "u2i_margin", "passes"]}}
+                                "features": list(EVIDENCE)}}
 
 
 def served_metrics(data: Dataset, split: Split, items: np.ndarray, users: np.ndarray,
@@ -266,14 +276,8 @@ def served_metrics(data: Dataset, split: Split, items: np.ndarray, users: np.nda
     """Load the store, score validation and cold items with the worker's code, calibrate on
     validation, and measure each policy's delivery on the cold items."""
     cfg = cfg or PipelineConfig()
-    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        store = EdgeStore(Path(tmp) / "qdrant")
-        try:
-            cols = load_store(store, data, split, items, users, bounds, cfg)
-            val = score_new_items(store, cols, data, split.val_items, items, cfg)
-            cold = score_new_items(store, cols, data, split.cold_items, items, cfg)
-        finally:
-            store.close()
+    val, cold = score_item_sets(data, split, items, users, bounds,
+                                [split.val_items, split.cold_items], cfg, workdir)
     return _measure(data, split, val, cold, cfg.max_candidates_per_song)
 
 
@@ -299,12 +303,12 @@ def _measure(data: Dataset, split: Split, val: list[dict[str, Scored]],
         return threshold_for_precision(vb, calib.p(vb.x), rel_val, n_val, cap, target)
 
     rows: dict[str, dict[str, float]] = {}
-    for policy in POLICIES:
-        c = flatten(data, cold, policy)
+    by_policy = {policy: flatten(data, cold, policy) for policy in POLICIES}
+    for policy, c in by_policy.items():
         rows[f"{policy}:raw"] = row(c, c.raw, cap)
         rows[f"{policy}:calibrated"] = row(c, calib.p(c.x), cap)
     cut, uncapped = equal_precision_cut(cap), data.n_users
-    ca, cb = flatten(data, cold, "i2i2u"), flatten(data, cold, "i2i2u+u2i")
+    ca, cb = by_policy["i2i2u"], by_policy["i2i2u+u2i"]
     rows["i2i2u+u2i:equal-precision"] = row(cb, calib.p(cb.x), cap, cut)
     rows["i2i2u:raw:uncapped"] = row(ca, ca.raw, uncapped)
     rows["i2i2u+u2i:equal-precision:uncapped"] = row(cb, calib.p(cb.x), uncapped,
@@ -323,6 +327,13 @@ def _precision(c: Candidates, keep: np.ndarray, rel: np.ndarray) -> float:
     return float(y[keep].mean()) if keep.any() else 0.0
 
 
+def _stat(values: Sequence[float]) -> dict[str, float]:
+    """Mean, sd (ddof 1; NaN for one seed) and count, as :func:`training.protocol.summarise`."""
+    x = np.asarray(values, dtype=float)
+    return {"mean": float(x.mean()), "n": len(x),
+            "sd": float(x.std(ddof=1)) if len(x) > 1 else float("nan")}
+
+
 def served_over_seeds(data: Dataset, seeds: Sequence[int], epochs: int | None = None,
                       progress: bool = False) -> dict[str, Any]:
     """Train the full model on each seed's split (selected on validation), then score the
@@ -330,7 +341,6 @@ def served_over_seeds(data: Dataset, seeds: Sequence[int], epochs: int | None = 
     from tqdm.auto import tqdm
 
     from .evaluate import evaluate_segment
-    from .protocol import summarise
     from .recommender import make_variant
     from .selection import fit_on_view, validation_view
     from .split import cold_item_split
@@ -345,21 +355,16 @@ def served_over_seeds(data: Dataset, seeds: Sequence[int], epochs: int | None = 
         full = evaluate_segment(data, split, model, "cold", seed=s)  # the harness's ranking
         rep.rows["model:full-ranking"] = {**full["delivery_gated"], **{
             k: v for k, v in full.items() if "@" in k}}
-        runs.append({"seed": int(s), **rep.as_dict(), "segments": rep.rows,
+        runs.append({"seed": int(s), **rep.as_dict(),
                      "wall_s": round(time.perf_counter() - t0, 1)})
-    rows = list(runs[0]["rows"])
-    summary = summarise(runs, tuple(rows))
-    for key in rows:  # delivery figures have no "@" in their names
-        for m in runs[0]["rows"][key]:
-            x = np.array([r["rows"][key][m] for r in runs], dtype=float)
-            summary[key][m] = {"mean": float(x.mean()), "n": len(x),
-                               "sd": float(x.std(ddof=1)) if len(x) > 1 else float("nan")}
+    summary: dict[str, Any] = {
+        key: {m: _stat([r["rows"][key][m] for r in runs]) for m in metrics}
+        for key, metrics in runs[0]["rows"].items()}
+    summary["wall_s"] = {"mean": float(np.mean([r["wall_s"] for r in runs]))}
     doc = {"dataset": data.name, "seeds": [int(s) for s in seeds], "runs": runs,
            "summary": summary}
     for key in ("lift_reach_equal_precision", "lift_reach_equal_precision_uncapped"):
-        x = np.array([r[key] for r in runs])
-        doc[key] = {"mean": float(x.mean()), "n": len(x),
-                    "sd": float(x.std(ddof=1)) if len(x) > 1 else float("nan")}
+        doc[key] = _stat([r[key] for r in runs])
     return doc
 
 
