@@ -3,14 +3,12 @@ runs no frozen graph for songs the worker has embedded before."""
 
 from __future__ import annotations
 
-import shutil
-import time
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-from encoders.artifacts import Registry, write_manifest
+from encoders.artifacts import Registry
 from encoders.backbone import BackboneCache
 from encoders.runtime import load_model
 from streams import pipeline, swap
@@ -19,18 +17,7 @@ from streams.ids import song_point_id
 from streams.settings import load_settings
 from streams.stores import EdgeStore, Point, scroll_all
 
-
-def derive_head(registry: Registry, parent: str, version: str) -> None:
-    """A new version with the same frozen graphs and a different head (fusion weights)."""
-    with registry.staging(version) as folder:
-        for f in registry.path(parent).iterdir():
-            if f.name != "manifest.json":
-                shutil.copy(f, folder / f.name)
-        manifest = registry.load(parent)
-        write_manifest(folder, manifest.model_copy(update={
-            "version": version, "parent": parent, "created_at": int(time.time() * 1000),
-            "fusion": manifest.fusion.model_copy(update={"text_weight": 0.5,
-                                                         "audio_weight": 0.9})}))
+from .test_model_swap import derive_version
 
 
 def songs(folder: Path, n: int = 24) -> list[SongEvent]:
@@ -52,7 +39,8 @@ def songs(folder: Path, n: int = 24) -> list[SongEvent]:
 def test_swap_with_backbone_cache_equals_swap_without(private_registry: Registry,
                                                       tmp_path: Path) -> None:
     registry, base = private_registry, private_registry.current() or ""
-    derive_head(registry, base, "v2-head")
+    derive_version(registry, base, "v2-head",  # same frozen graphs, another head
+                   fusion={"text_weight": 0.5, "audio_weight": 0.9})
     settings = load_settings(data_dir=tmp_path, audio_roots=(tmp_path,))
     cache = BackboneCache()
     v1 = load_model(registry, base, cache=cache)

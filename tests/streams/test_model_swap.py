@@ -6,6 +6,7 @@ import json
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,8 +21,10 @@ from .workers import make_worker
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def derive_version(registry: Registry, parent: str, version: str, **user: float) -> None:
-    """A new version with the same graphs and a different user-model rule."""
+def derive_version(registry: Registry, parent: str, version: str,
+                   **sections: dict[str, Any]) -> None:
+    """A new version with the same graphs; ``sections`` updates manifest parts by name
+    (``user={"boundary_margin": 0.2}``: another user-model rule)."""
     with registry.staging(version) as folder:
         for f in registry.path(parent).iterdir():
             if f.name != "manifest.json":
@@ -29,7 +32,8 @@ def derive_version(registry: Registry, parent: str, version: str, **user: float)
         manifest = registry.load(parent)
         write_manifest(folder, manifest.model_copy(update={
             "version": version, "parent": parent, "created_at": int(time.time() * 1000),
-            "user": manifest.user.model_copy(update=user)}))
+            **{name: getattr(manifest, name).model_copy(update=update)
+               for name, update in sections.items()}}))
 
 
 def test_worker_swaps_versions_live_and_refuses_broken_ones(
@@ -45,7 +49,7 @@ def test_worker_swaps_versions_live_and_refuses_broken_ones(
         worker.wait_metric("coldstream_events_total", 12, topic=f"{p}.interactions.by_song",
                            outcome="ok")
 
-        derive_version(registry, base, "v2-test", boundary_margin=0.2)
+        derive_version(registry, base, "v2-test", user={"boundary_margin": 0.2})
         registry.promote("v2-test")
         send(bs, f"{p}.model.versions", [{
             "schema_version": 1, "event_id": "mv-v2", "version": "v2-test",
