@@ -76,18 +76,10 @@ class PopularityPrior:
         self.lam = 0.0
 
     def fit(self, train_data: Dataset, validation: ValidationView | None = None) -> None:
-        from sklearn.linear_model import Ridge
-
-        from .baselines import _user_items
-        from .coldstart import content_features
         from .selection import val_metrics
 
         self.model.fit(train_data, validation)
-        x = content_features(train_data, self.model.cfg.token_min_items)
-        counts = np.asarray(_user_items(train_data).sum(0)).ravel()
-        warm = counts > 0
-        prior = Ridge(alpha=10.0).fit(x[warm], np.log1p(counts[warm])).predict(x)
-        self.prior = ((prior - prior.mean()) / (prior.std() + 1e-9)).astype(np.float32)
+        self.fit_prior(train_data)
         if validation is None:
             return
         best = -np.inf
@@ -97,6 +89,19 @@ class PopularityPrior:
             if v > best:
                 best, chosen = v, lam
         self.lam = chosen
+
+    def fit_prior(self, train_data: Dataset) -> None:
+        """Ridge from content to log training popularity of warm items, z-scored."""
+        from sklearn.linear_model import Ridge
+
+        from .baselines import _user_items
+        from .coldstart import content_features
+
+        x = content_features(train_data, self.model.cfg.token_min_items)
+        counts = np.asarray(_user_items(train_data).sum(0)).ravel()
+        warm = counts > 0
+        prior = Ridge(alpha=10.0).fit(x[warm], np.log1p(counts[warm])).predict(x)
+        self.prior = ((prior - prior.mean()) / (prior.std() + 1e-9)).astype(np.float32)
 
     @property
     def chosen(self) -> str:
@@ -118,6 +123,80 @@ class PopularityPrior:
         return self.model.boundary(users)  # type: ignore[attr-defined]
 
 
+class PathFusion:
+    """The model's two served paths in one score, their weights picked on validation.
+
+    U2I is the model's ``user . song``; I2I2U is the song's similarity to what the user
+    liked (mean of the top-``k`` cosines between the new song's vector and the user's
+    liked training items, in the same learned space): the worker's two candidate paths.
+    ``score = u2i + beta * i2i2u + lam * z(prior)`` with ``beta`` from :data:`BETAS` and
+    ``lam`` from :data:`PopularityPrior.LAMBDAS`, the pair with the best validation NDCG@20
+    (``beta = lam = 0`` keeps the model). Harness scoring: the worker ranks its paths with
+    the calibrated delivery score, not this sum.
+    """
+
+    wants_validation = True
+    BETAS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+
+    def __init__(self, model: TrainedRecommender, k: int = 10) -> None:
+        self.prior = PopularityPrior(model)
+        self.model, self.k, self.name = model, k, model.name + "+paths"
+        self.beta = 0.0
+
+    def fit(self, train_data: Dataset, validation: ValidationView | None = None) -> None:
+        from .baselines import _user_items
+        from .selection import val_metrics
+
+        self.model.fit(train_data, validation)
+        self.prior.fit_prior(train_data)  # lam is chosen below, jointly with beta
+        v = self.model.items
+        self.unit = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-9)
+        ui = _user_items(train_data)
+        self.likes = [ui.indices[ui.indptr[u]: ui.indptr[u + 1]] for u in range(ui.shape[0])]
+        if validation is None:
+            return
+        best = -np.inf
+        for beta in self.BETAS:
+            for lam in PopularityPrior.LAMBDAS:
+                self.beta, self.prior.lam = beta, lam
+                got = val_metrics(validation, self.score)["ndcg@20"]
+                if got > best:
+                    best, chosen = got, (beta, lam)
+        self.beta, self.prior.lam = chosen
+
+    @property
+    def chosen(self) -> str:
+        return f"beta={self.beta},lam={self.prior.lam}"
+
+    @property
+    def result(self) -> TrainResult | None:
+        return self.model.result
+
+    @property
+    def base(self) -> TrainedRecommender:
+        return self.model
+
+    def i2i2u(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Mean of the top-k cosines between each item and the user's liked items."""
+        cand = self.unit[items]
+        out = np.zeros((len(users), len(items)), dtype=np.float32)
+        for r, u in enumerate(users):
+            liked = self.likes[u]
+            if len(liked) == 0:
+                continue
+            sims = self.unit[liked] @ cand.T
+            k = min(self.k, len(liked))
+            out[r] = (-np.partition(-sims, k - 1, axis=0)[:k]).mean(0)
+        return out
+
+    def score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        out = self.prior.score(users, items)
+        return out + self.beta * self.i2i2u(users, items) if self.beta else out
+
+    def boundary(self, users: np.ndarray) -> np.ndarray:
+        return self.model.boundary(users)  # type: ignore[attr-defined]
+
+
 #: The model's selection budget (same size as every baseline's grid in
 #: ``training.coldstart.GRIDS``): token cutoff and teacher weight, picked on validation.
 MODEL_GRID: list[dict] = [
@@ -132,7 +211,11 @@ def make_variant(variant: str, epochs: int | None = None, seed: int = 0,
                  tune: bool = False) -> TrainedRecommender | Tuned | PopularityPrior:
     """A name from :data:`VARIANTS` (full, no-contrastive, no-boundary, audio-only, ...);
     with ``tune`` a :class:`Tuned` over :data:`MODEL_GRID` (selected on validation);
-    ``<variant>+prior`` adds :class:`PopularityPrior`."""
+    ``<variant>+prior`` adds :class:`PopularityPrior`, ``<variant>+paths``
+    :class:`PathFusion` (I2I2U kNN and the prior, both weighed on validation)."""
+    if variant.endswith("+paths"):
+        return PathFusion(make_variant(variant.removesuffix("+paths"), epochs, seed,
+                                       progress, align_epochs))  # type: ignore[arg-type]
     if variant.endswith("+prior"):
         return PopularityPrior(make_variant(variant.removesuffix("+prior"), epochs, seed,
                                             progress, align_epochs))  # type: ignore[arg-type]
