@@ -33,10 +33,12 @@ def credentials(settings: Settings) -> Any:
     return None
 
 
-def create_app(settings: Settings, ctx: WorkerContext, bootstrap: str) -> faust.App:
+def base_app(settings: Settings, bootstrap: str) -> faust.App:
+    """The Faust app with the worker's configuration and nothing declared on it (the bench's
+    empty-agent ceiling runs on this same configuration)."""
     compat.register()
     table_store.register()
-    app = faust.App(
+    return faust.App(
         settings.app_id,
         broker=broker_url(settings, bootstrap),
         broker_credentials=credentials(settings),
@@ -56,6 +58,10 @@ def create_app(settings: Settings, ctx: WorkerContext, bootstrap: str) -> faust.
         web_enabled=False,
         autodiscover=False,
     )
+
+
+def create_app(settings: Settings, ctx: WorkerContext, bootstrap: str) -> faust.App:
+    app = base_app(settings, bootstrap)
     topics = declare_topics(app, settings)
     tables = declare_tables(app, settings)
     register_agents(app, ctx, topics, tables)
