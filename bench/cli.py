@@ -70,15 +70,16 @@ def bench(
         help="ingest: users in the restart/RSS rows (default 100k quick, 1M full; 0: skip)",
     )] = None,
     users: Annotated[int | None, typer.Option(
-        help="ingest: listeners in the catalogue (default 1k quick, 10k full)")] = None,
+        help="ingest: listeners in the catalogue (default 1k quick, 100k full)")] = None,
     songs: Annotated[int | None, typer.Option(
-        help="ingest: songs in the catalogue (default 2k quick, 20k full)")] = None,
+        help="ingest: songs in the catalogue (default 2k quick, 100k full)")] = None,
     events: Annotated[int | None, typer.Option(
         help="ingest: interactions in the backlog (default 10k quick, 50k full)")] = None,
     paced: Annotated[str | None, typer.Option(
-        help="ingest: offered rates, comma-separated, e.g. 5000 (default 100,300,1000)")] = None,
+        help="ingest: offered rates, comma-separated (quick 100,300,1000; full 1000,5000)",
+    )] = None,
     paced_s: Annotated[float | None, typer.Option(
-        help="ingest: seconds each paced rate is offered (default 5)")] = None,
+        help="ingest: seconds each paced rate is offered (default 5; full 60)")] = None,
 ) -> None:
     """Run the benchmark scenarios; every table has a same-run baseline ratio."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
