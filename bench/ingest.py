@@ -142,6 +142,11 @@ def ceiling(rep: Report, st: live.Stage, models: Path, n: int, raw: float) -> No
     rep.rows.append({"path": "faust: empty agent (same app config and batching)",
                      "events": c["events"], "events/s": c["events/s"],
                      "x_raw": ratio(c["events/s"], raw)})
+    rep.rows.append({"path": "faust: empty agent, events per CPU-second",
+                     "events": c["events"], "events/s": c["events/cpu_s"],
+                     "x_raw": ratio(c["events/cpu_s"], rep.extra.get("raw_events_per_cpu_s")),
+                     "x_decode_cpu": ratio(c["events/cpu_s"],
+                                           rep.extra.get("decode_events_per_cpu_s"))})
 
 
 @contextmanager
@@ -181,10 +186,13 @@ def worker_rates(rep: Report, worker: live.Worker, t: dict[str, str], n: int,
         raw_cpu = rep.extra.get("raw_events_per_cpu_s")
         dec_cpu = rep.extra.get("decode_events_per_cpu_s")
         # ratios against the bare consumer's own events per CPU-second, same run
+        empty_cpu = next((r["events/s"] for r in rep.rows
+                          if r["path"] == "faust: empty agent, events per CPU-second"), None)
         rep.rows.append({"path": "worker: events per CPU-second (both agents, whole process)",
                          "events": int(reached), "events/s": per_cpu_s,
                          "x_raw": ratio(per_cpu_s, raw_cpu),
-                         "x_decode_cpu": ratio(per_cpu_s, dec_cpu)})
+                         "x_decode_cpu": ratio(per_cpu_s, dec_cpu),
+                         "x_faust_cpu": ratio(per_cpu_s, empty_cpu)})
     empty = next((r["events/s"] for r in rep.rows if r["path"].startswith("faust: empty")),
                  None)
     decoded = next(r["events/s"] for r in rep.rows if r["path"].startswith("raw consume +"))
