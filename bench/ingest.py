@@ -275,9 +275,10 @@ class LagSampler:
 
     def _poll(self) -> None:
         while not self.stopped.wait(0.25):
-            done = (self.worker.metric("coldstream_events_total", topic=self.topic,
-                                       outcome="ok") or 0.0) - self.before
-            self.samples.append((time.perf_counter(), self.sent, done))
+            done = self.worker.metric("coldstream_events_total", topic=self.topic,
+                                      outcome="ok")
+            if done is not None:  # /metrics did not answer in time: no sample, not a 0
+                self.samples.append((time.perf_counter(), self.sent, done - self.before))
 
     def lag(self, t0: float) -> list[tuple[float, float]]:
         return [(t - t0, max(0.0, sent - done)) for t, sent, done in self.samples]
