@@ -6,7 +6,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -31,7 +31,7 @@ SCENARIOS = {
 
 
 def run_one(name: str, mode: Mode, models: Path, done: dict[str, Report],
-            state_users: int | None = None) -> Report:
+            state_users: int | None = None, size: dict[str, Any] | None = None) -> Report:
     from . import codecs, encoders, ingest, latency, reembed, search, segments, swap
 
     if name == "encoders":
@@ -48,7 +48,7 @@ def run_one(name: str, mode: Mode, models: Path, done: dict[str, Report],
     if name == "scaling_users":
         return swap.users_curve(mode)
     if name == "ingest":
-        return ingest.run(mode, models=models, state_users=state_users)
+        return ingest.run(mode, models=models, state_users=state_users, **(size or {}))
     if name == "new_song":
         return latency.run(mode, models=models)
     if name == "codecs":
@@ -69,6 +69,17 @@ def bench(
     state_users: Annotated[int | None, typer.Option(
         help="ingest: users in the restart/RSS rows (default 100k quick, 1M full; 0: skip)",
     )] = None,
+    users: Annotated[int | None, typer.Option(
+        help="ingest: listeners in the catalogue (default 1k quick, 100k full)")] = None,
+    songs: Annotated[int | None, typer.Option(
+        help="ingest: songs in the catalogue (default 2k quick, 100k full)")] = None,
+    events: Annotated[int | None, typer.Option(
+        help="ingest: interactions in the backlog (default 10k quick, 50k full)")] = None,
+    paced: Annotated[str | None, typer.Option(
+        help="ingest: offered rates, comma-separated (quick 100,300,1000; full 1000,5000)",
+    )] = None,
+    paced_s: Annotated[float | None, typer.Option(
+        help="ingest: seconds each paced rate is offered (default 5; full 60)")] = None,
 ) -> None:
     """Run the benchmark scenarios; every table has a same-run baseline ratio."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -86,7 +97,13 @@ def bench(
     start = time.perf_counter()
     for name in names:
         console.rule(f"{name}: {SCENARIOS[name]}")
-        rep = run_one(name, mode, models, done, state_users)
+        size: dict[str, Any] = {k: v for k, v in {"n_users": users, "n_songs": songs, "n": events,
+                                  "paced_s": paced_s}.items() if v is not None}
+        if name == "ingest":
+            size["lag_png"] = out / "ingest-lag.png"
+        if paced:
+            size["rates"] = [int(r) for r in paced.split(",")]
+        rep = run_one(name, mode, models, done, state_users, size)
         done[name] = rep
         rep.print()
         console.print(f"  saved {rep.save(out)}")

@@ -39,6 +39,7 @@ from rocksdict import Options, Rdict
 from streams.broker import ensure_topics
 from streams.pipeline import new_user_state
 from streams.process import WorkerProcess
+from streams.state_format import pack_user_state
 from streams.topics import USER_STATE_TABLE
 
 from . import live
@@ -87,7 +88,8 @@ def states(cat: live.Catalogue, n: int, seed: int = 1) -> Iterator[tuple[int, by
     for i in range(n):
         uid = f"x{i}"
         p = part(uid.encode(), PARTITIONS, PARTITIONS)  # the partition of the user's events
-        yield p, orjson.dumps(uid), orjson.dumps(user_state(cat, uid, rng, 20 * i))
+        yield p, orjson.dumps(uid), orjson.dumps(pack_user_state(user_state(cat, uid, rng,
+                                                                            20 * i)))
 
 
 async def write_changelog(bs: str, topic: str, records: Iterator[tuple[int, bytes, bytes]],

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 import weakref
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
@@ -26,7 +27,7 @@ from .context import WorkerContext
 from .dlq import send_to_dlq
 from .errors import DecodeError, EventError
 from .events import CandidateEvent, InteractionEvent, SongEvent, decode, encode, now_ms
-from .state_format import read_user_state
+from .state_format import pack_user_state, read_user_state
 from .swap import ModelSwapper, follow_current, watch_announcements
 from .topics import Tables, Topics
 
@@ -89,8 +90,10 @@ async def guarded_batch(ctx: WorkerContext, topics: Topics, events: list[Any],
         for event, _ in valid:
             await dead_letter_event(ctx, topics, event, exc)
         return
-    for (event, _), outcome in zip(valid, outcomes, strict=True):
-        ctx.metrics.events.labels(topic=event.message.topic, outcome=outcome).inc()
+    counted = Counter((event.message.topic, outcome)
+                      for (event, _), outcome in zip(valid, outcomes, strict=True))
+    for (topic, outcome), n in counted.items():  # one counter update per outcome, not event
+        ctx.metrics.events.labels(topic=topic, outcome=outcome).inc(n)
 
 
 def decoder_for(model: type) -> Decoder:
@@ -210,7 +213,7 @@ class Agents:
         for user_id, state in pending.items():
             state["boundary"] = boundaries[user_id]
             with acting_for(last[user_id]):
-                table[user_id] = state
+                table[user_id] = pack_user_state(state)
         self.attribute([(event, ev) for (event, ev), outcome in zip(batch, outcomes,
                                                                     strict=True)
                         if outcome == "ok"])
@@ -314,7 +317,7 @@ class Agents:
             boundaries = await self.update_users(states)
             for user_id, state in states.items():
                 with acting_for(last[user_id]):
-                    table[user_id] = {**state, "boundary": boundaries[user_id]}
+                    table[user_id] = pack_user_state({**state, "boundary": boundaries[user_id]})
         return ["ok" if user_id in last else "skipped" for _, user_id in batch]
 
 

@@ -26,7 +26,7 @@ from .events import CandidateEvent, InteractionEvent, SongEvent, now_ms
 from .ids import candidate_id, song_point_id, user_point_id
 from .metrics import Metrics
 from .settings import Settings
-from .state_format import USER_STATE_FORMAT
+from .state_format import USER_STATE_FORMAT, event_key
 from .stores import Hit, Point, VectorStore, Where
 
 #: How strongly an action ties a listener to a seed song in I2I2U (skip: no tie).
@@ -309,7 +309,7 @@ def is_duplicate(state: dict[str, Any], event: InteractionEvent, partition: int,
     delivers it after later ones. So an offset below the watermark is a replay only if it is
     among the recent offsets applied, or older than all of them (a replay beyond the window).
     """
-    if event.event_id in state["event_ids"]:
+    if event_key(event.event_id) in state["event_ids"]:
         return True
     last = state["offsets"].get(str(partition))
     if last is None or offset > last:
@@ -330,7 +330,7 @@ def apply_interaction(state: dict[str, Any], event: InteractionEvent, partition:
         "history": history[-cfg.recent_items_per_user:],
         "counts": counts,
         "offsets": {**state["offsets"], str(partition): watermark},
-        "event_ids": [*state["event_ids"], event.event_id][-cfg.recent_event_ids:],
+        "event_ids": [*state["event_ids"], event_key(event.event_id)][-cfg.recent_event_ids:],
         "seen": [*state.get("seen", []), [partition, offset]][-cfg.recent_event_ids:],
         "boundary": state.get("boundary"),
         # events applied: only grows, so table recovery can tell a stale changelog record

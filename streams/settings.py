@@ -132,8 +132,8 @@ class Settings(BaseSettings):
     audio_max_seconds: float = Field(30.0, gt=0, description="Decoded audio is cut here.")
     audio_max_decode_s: float = Field(
         10.0, gt=0, description="Wall-time limit on decoding one file (then it is dead-lettered).")
-    batch_max_events: int = Field(256, ge=1, description="Interactions handled per batch.")
-    batch_window_s: float = Field(0.05, gt=0, description="Longest wait to fill a batch.")
+    batch_max_events: int = Field(1024, ge=1, description="Interactions handled per batch.")
+    batch_window_s: float = Field(0.1, gt=0, description="Longest wait to fill a batch.")
     delivery_window_s: float = Field(
         0.01, gt=0, description="Longest wait to fill a batch of proposals: it adds to the "
         "new-song latency, and proposals of one song arrive together.")

@@ -29,6 +29,7 @@ from .errors import EventError, ModelArtifactError
 from .events import ModelVersionEvent, decode
 from .pipeline import Collections, SongVectorCache
 from .settings import Settings
+from .state_format import read_user_state
 from .stores import Hit, Point, VectorStore, chunks, scroll_all
 
 log = logging.getLogger(__name__)
@@ -123,10 +124,11 @@ class ModelSwapper:
             self.touched.update(user_ids)
 
     def user_states(self, ids: Iterable[str] | None = None) -> dict[str, Any]:
-        """Snapshot of local users' table state (all, or the given ids)."""
+        """Snapshot of local users' table state (all, or the given ids), read in the current
+        plain form (streams.state_format)."""
         if ids is None:
-            return dict(self.users.items())
-        return {k: self.users[k] for k in ids if k in self.users}
+            return {k: read_user_state(v) for k, v in self.users.items()}
+        return {k: read_user_state(self.users[k]) for k in ids if k in self.users}
 
     def needs(self, version: str | None) -> bool:
         """Whether ``version`` should replace the one serving now."""

@@ -21,6 +21,7 @@ from streams.client import consume
 from streams.ids import user_point_id
 from streams.pipeline import Collections
 from streams.process import WorkerProcess
+from streams.state_format import USER_STATE_FORMAT, pack_user_state, read_user_state
 from streams.stores import EdgeStore
 from streams.topics import SONG_ENGAGERS_TABLE, USER_STATE_TABLE
 
@@ -56,7 +57,7 @@ def assert_state_is_what_was_sent(worker: WorkerProcess, plays: list[dict],
     users = table_on_disk(tables, USER_STATE_TABLE)
     assert {u: s["applied"] for u, s in users.items()} == dict(sent)
     assert {u: sum(s["counts"].values()) for u, s in users.items()} == dict(sent)
-    assert all(s["format"] == 1 for s in users.values())
+    assert all(s["format"] == USER_STATE_FORMAT for s in users.values())
     engagers = table_on_disk(tables, SONG_ENGAGERS_TABLE)
     by_song = {(e["song_id"], e["user_id"]) for e in plays}
     assert {(s, row[0]) for s, rows in engagers.items() for row in rows} == by_song
@@ -138,7 +139,10 @@ def test_a_late_stale_record_after_a_warm_restart_is_skipped_against_the_local_s
     newest = states[-1]
     assert newest["applied"] == 3
     # the state after two of the three plays, as a paused member could still send it
-    stale = {**newest, "applied": 2, "counts": {"play": 2}, "history": newest["history"][:2]}
+    plain = read_user_state(newest)
+    assert plain is not None
+    stale = pack_user_state({**plain, "applied": 2, "counts": {"play": 2},
+                             "history": plain["history"][:2]})
     partition = next(iter(read_partitions(bs, changelog)))
     asyncio.run(produce_one(bs, changelog, partition, b'"u1"', orjson.dumps(stale)))
 
