@@ -25,14 +25,16 @@ SCENARIOS = {
     "scaling_users": "candidate generation cost vs number of users",
     "ingest": "interactions through a worker vs raw aiokafka; events/s curve",
     "new_song": "new song with 30 s audio -> first candidate latency, per-stage breakdown",
+    "scale": "the soak: one worker with N songs and N user vectors offered interactions and "
+             "new songs for minutes; lag, RSS, merges, loop stall (not in the default run)",
     "codecs": "Kafka codecs: candidates' bytes on the wire and latency per worker codec; "
               "producer codecs into one worker",
 }
 
 
 def run_one(name: str, mode: Mode, models: Path, done: dict[str, Report],
-            state_users: int | None = None) -> Report:
-    from . import codecs, encoders, ingest, latency, reembed, search, segments, swap
+            state_users: int | None = None, out: Path = Path("bench/results")) -> Report:
+    from . import codecs, encoders, ingest, latency, reembed, scale, search, segments, swap
 
     if name == "encoders":
         return encoders.run(mode, models=models)
@@ -51,6 +53,8 @@ def run_one(name: str, mode: Mode, models: Path, done: dict[str, Report],
         return ingest.run(mode, models=models, state_users=state_users)
     if name == "new_song":
         return latency.run(mode, models=models)
+    if name == "scale":
+        return scale.run(mode, models, out)
     if name == "codecs":
         return codecs.run(mode, models=models)
     raise typer.BadParameter(f"unknown scenario {name!r}; one of {', '.join(SCENARIOS)}")
@@ -75,7 +79,7 @@ def bench(
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     logging.basicConfig(level=logging.WARNING)
     mode: Mode = "quick" if quick else "full"
-    names = only or list(SCENARIOS)
+    names = only or [n for n in SCENARIOS if n != "scale"]  # the soak: only when asked
     for n in names:
         if n not in SCENARIOS:
             raise typer.BadParameter(f"unknown scenario {n!r}; one of {', '.join(SCENARIOS)}")
@@ -86,7 +90,7 @@ def bench(
     start = time.perf_counter()
     for name in names:
         console.rule(f"{name}: {SCENARIOS[name]}")
-        rep = run_one(name, mode, models, done, state_users)
+        rep = run_one(name, mode, models, done, state_users, out)
         done[name] = rep
         rep.print()
         console.print(f"  saved {rep.save(out)}")

@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 from typer.testing import CliRunner
 
-from bench import encoders, reembed, search, segments, swap
+from bench import encoders, reembed, scale, search, segments, swap
 from bench.cli import SCENARIOS, app
 from encoders.artifacts import Registry
 
@@ -80,6 +80,27 @@ def test_swap_smoke(tmp_path: Path) -> None:
     assert paths[0].startswith("one point per upsert") and data["rows"][0]["x_base"] == 1.0
     assert any(p.startswith("estimated full swap") for p in paths)
     assert all(r["songs/s"] > 0 for r in data["rows"])
+
+
+SCALE_KEYS = {"songs", "users", "interactions_per_s_offered", "interactions_per_s_achieved",
+              "new_songs_per_s_achieved", "new_song_p50_ms", "new_song_p99_ms", "search_p50_ms",
+              "search_recall_at_10", "rss_gb", "max_loop_stall_ms"}
+
+
+def test_scale_quick(model_registry: Registry, tmp_path: Path) -> None:
+    """``coldstream bench --only scale`` at quick sizes: a real worker on the embedded broker
+    is offered interactions and new songs; the issue's keys are at the JSON's top level."""
+    rep = scale.run("quick", model_registry.root, tmp_path)
+    data = saved(rep, tmp_path)
+    assert set(data) >= SCALE_KEYS
+    assert data["songs"] == scale.SIZES["quick"]["n_songs"]
+    assert data["interactions_per_s_achieved"] > 0 and data["new_songs_per_s_achieved"] > 0
+    assert data["rss_gb"] > 0 and data["max_loop_stall_ms"] >= 0
+    assert 0.0 <= data["search_recall_at_10"] <= 1.0
+    assert data["at_issue_rate"]["interactions_per_s_offered"] == scale.SIZES["quick"][
+        "issue_rate"]
+    assert (tmp_path / "scale_lag.png").stat().st_size > 0
+    assert data["extra"]["scrapes"], "the worker was never scraped"
 
 
 def test_cli_rejects_unknown_scenario() -> None:
