@@ -196,7 +196,8 @@ def scrape(worker: WorkerProcess, names: dict[str, str], t0: float) -> dict[str,
             events[lab["topic"]] = events.get(lab["topic"], 0.0) + v
     merges = sum(v for (n, _), v in s.items() if n == "coldstream_segment_merges_total")
     assert worker.process is not None
-    return {"t": time.perf_counter() - t0, "lag": lag,
+    # ok False: /metrics did not answer within 2 s (the worker's GIL was held that long)
+    return {"t": time.perf_counter() - t0, "ok": bool(s), "lag": lag,
             "interactions": events.get(names["interactions"], 0.0),
             "songs_indexed": s.get(("coldstream_songs_indexed_total", ()), 0.0),
             "merges": merges, "stall_s": s.get(("coldstream_event_loop_stall_seconds", ()), 0.0),
@@ -334,7 +335,8 @@ def plot_lag(soaks: list[Soak], path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(10, 4.5))
     points, offset, stops = [], 0.0, []
     for soak in soaks:
-        points += [(offset + s["t"], s["lag"]) for s in soak.scrapes]
+        points += [(offset + s["t"], s["lag"]) for s in soak.scrapes
+                   if s.get("ok", bool(s["lag"]))]
         stops.append(offset + soak.window[1])
         offset += soak.scrapes[-1]["t"] if soak.scrapes else 0.0
     for topic in sorted({t for _, lag in points for t in lag}):
@@ -342,7 +344,9 @@ def plot_lag(soaks: list[Soak], path: Path, title: str) -> None:
     for x in stops:
         ax.axvline(x, color="grey", linestyle="--")
     ax.set_xlabel("seconds since the soak began (dashed: offering stops)")
-    ax.set_ylabel("consumer lag (messages)")
+    ax.set_yscale("symlog", linthresh=10)  # a backlog of 200k next to one of 100
+    ax.set_ylim(bottom=0)
+    ax.set_ylabel("consumer lag (messages, symlog)")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -354,7 +358,8 @@ def plot_lag(soaks: list[Soak], path: Path, title: str) -> None:
 def figures(soak: Soak, rates: tuple[float, float]) -> dict[str, Any]:
     """The issue's keys that come from the soak (the search ones come from search_after)."""
     end = soak.window[1]
-    inside = [s for s in soak.scrapes if s["t"] <= end + 0.5]
+    answered = [s for s in soak.scrapes if s.get("ok", bool(s["lag"]))]
+    inside = [s for s in answered if s["t"] <= end + 0.5]
     first, last = inside[0], inside[-1]
     span = max(last["t"] - first["t"], 1e-9)
     lat = [soak.got[k] - soak.sent[k] for k in soak.got]
@@ -370,10 +375,11 @@ def figures(soak: Soak, rates: tuple[float, float]) -> dict[str, Any]:
             "max_loop_stall_ms": max(s["stall_s"] for s in inside) * 1e3,
             "idle_probe_max_stall_ms": soak.idle_probe_ms,
             "merges_during_soak": last["merges"] - first["merges"],
-            "merges_total": soak.scrapes[-1]["merges"],
-            "lag_max": {t: max(s["lag"].get(t, 0) for s in soak.scrapes)
-                        for t in {t for s in soak.scrapes for t in s["lag"]}},
-            "lag_end": soak.scrapes[-1]["lag"], "seconds": end}
+            "merges_total": answered[-1]["merges"],
+            "scrapes_unanswered": len(soak.scrapes) - len(answered),
+            "lag_max": {t: max(s["lag"].get(t, 0) for s in answered)
+                        for t in {t for s in answered for t in s["lag"]}},
+            "lag_end": answered[-1]["lag"], "soak_seconds": end}
 
 
 def wait_merges(worker: WorkerProcess, names: dict[str, str], at_least: int,
