@@ -33,7 +33,8 @@ SCENARIOS = {
 
 
 def run_one(name: str, mode: Mode, models: Path, done: dict[str, Report],
-            state_users: int | None = None, out: Path = Path("bench/results")) -> Report:
+            state_users: int | None = None, out: Path = Path("bench/results"),
+            vectors: str = "mixture") -> Report:
     from . import codecs, encoders, ingest, latency, reembed, scale, search, segments, swap
 
     if name == "encoders":
@@ -41,7 +42,7 @@ def run_one(name: str, mode: Mode, models: Path, done: dict[str, Report],
     if name == "search":
         return search.run(mode)
     if name == "segments":
-        return segments.run(mode)
+        return segments.run(mode, models=models if vectors == "world" else None)
     if name == "swap":
         rate = encoders.song_rate(done["encoders"]) if "encoders" in done else None
         return swap.run(mode, encoder_rate=rate)
@@ -73,6 +74,9 @@ def bench(
     state_users: Annotated[int | None, typer.Option(
         help="ingest: users in the restart/RSS rows (default 100k quick, 1M full; 0: skip)",
     )] = None,
+    vectors: Annotated[str, typer.Option(
+        help="segments: mixture (the Gaussian mixture, the hard case) or world (a music "
+             "world's songs encoded by the --models registry's model)")] = "mixture",
 ) -> None:
     """Run the benchmark scenarios; every table has a same-run baseline ratio."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -90,7 +94,7 @@ def bench(
     start = time.perf_counter()
     for name in names:
         console.rule(f"{name}: {SCENARIOS[name]}")
-        rep = run_one(name, mode, models, done, state_users, out)
+        rep = run_one(name, mode, models, done, state_users, out, vectors)
         done[name] = rep
         rep.print()
         console.print(f"  saved {rep.save(out)}")
