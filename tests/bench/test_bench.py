@@ -49,6 +49,17 @@ def test_segments_smoke(tmp_path: Path) -> None:
     assert data["extra"]["growing_after_churn"] == 120 + 30
 
 
+def test_segments_world_vectors_smoke(model_registry: Registry, tmp_path: Path) -> None:
+    """``--vectors world``: a music world's songs encoded by the registry's model, held-out
+    songs as queries; the same rows as the mixture."""
+    rep = segments.run("quick", n=300, n_queries=10, nprobes=[4, 64], second_merge=False,
+                       models=model_registry.root)
+    data = saved(rep, tmp_path)
+    assert data["scenario"] == "segments_world" and data["params"]["queries"] == 10
+    for r in data["rows"]:
+        assert 0.0 <= r["recall"] <= 1.0 and r["store_p50_ms"] > 0
+
+
 def test_reembed_smoke(model_registry: Registry, tmp_path: Path) -> None:
     rep = reembed.run("quick", model_registry.root, n=6)
     data = saved(rep, tmp_path)
