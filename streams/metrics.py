@@ -119,6 +119,10 @@ class Metrics:
             "coldstream_event_loop_lag_seconds",
             "Every late wake-up of the 10 ms event-loop probe task.", buckets=STAGE_BUCKETS,
             registry=r)
+        self.gc_pause = Gauge(
+            "coldstream_gc_pause_seconds",
+            "Longest garbage collection of the last 5 s window (it holds the GIL: the event "
+            "loop stalls at least that long), by generation.", ["generation"], registry=r)
         self.segment_merges = Counter(
             "coldstream_segment_merges",
             "Sealed segments built and installed by the in-worker index, by collection.",
