@@ -25,21 +25,24 @@ SCENARIOS = {
     "scaling_users": "candidate generation cost vs number of users",
     "ingest": "interactions through a worker vs raw aiokafka; events/s curve",
     "new_song": "new song with 30 s audio -> first candidate latency, per-stage breakdown",
+    "scale": "the soak: one worker with N songs and N user vectors offered interactions and "
+             "new songs for minutes; lag, RSS, merges, loop stall (not in the default run)",
     "codecs": "Kafka codecs: candidates' bytes on the wire and latency per worker codec; "
               "producer codecs into one worker",
 }
 
 
 def run_one(name: str, mode: Mode, models: Path, done: dict[str, Report],
-            state_users: int | None = None, size: dict[str, Any] | None = None) -> Report:
-    from . import codecs, encoders, ingest, latency, reembed, search, segments, swap
+            state_users: int | None = None, size: dict[str, Any] | None = None,
+            out: Path = Path("bench/results"), vectors: str = "mixture") -> Report:
+    from . import codecs, encoders, ingest, latency, reembed, scale, search, segments, swap
 
     if name == "encoders":
         return encoders.run(mode, models=models)
     if name == "search":
         return search.run(mode)
     if name == "segments":
-        return segments.run(mode)
+        return segments.run(mode, models=models if vectors == "world" else None)
     if name == "swap":
         rate = encoders.song_rate(done["encoders"]) if "encoders" in done else None
         return swap.run(mode, encoder_rate=rate)
@@ -51,6 +54,8 @@ def run_one(name: str, mode: Mode, models: Path, done: dict[str, Report],
         return ingest.run(mode, models=models, state_users=state_users, **(size or {}))
     if name == "new_song":
         return latency.run(mode, models=models)
+    if name == "scale":
+        return scale.run(mode, models, out)
     if name == "codecs":
         return codecs.run(mode, models=models)
     raise typer.BadParameter(f"unknown scenario {name!r}; one of {', '.join(SCENARIOS)}")
@@ -80,13 +85,16 @@ def bench(
     )] = None,
     paced_s: Annotated[float | None, typer.Option(
         help="ingest: seconds each paced rate is offered (default 5; full 60)")] = None,
+    vectors: Annotated[str, typer.Option(
+        help="segments: mixture (the Gaussian mixture, the hard case) or world (a music "
+             "world's songs encoded by the --models registry's model)")] = "mixture",
 ) -> None:
     """Run the benchmark scenarios; every table has a same-run baseline ratio."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     logging.basicConfig(level=logging.WARNING)
     mode: Mode = "quick" if quick else "full"
-    names = only or list(SCENARIOS)
+    names = only or [n for n in SCENARIOS if n != "scale"]  # the soak: only when asked
     for n in names:
         if n not in SCENARIOS:
             raise typer.BadParameter(f"unknown scenario {n!r}; one of {', '.join(SCENARIOS)}")
@@ -103,7 +111,7 @@ def bench(
             size["lag_png"] = out / "ingest-lag.png"
         if paced:
             size["rates"] = [int(r) for r in paced.split(",")]
-        rep = run_one(name, mode, models, done, state_users, size)
+        rep = run_one(name, mode, models, done, state_users, size, out, vectors)
         done[name] = rep
         rep.print()
         console.print(f"  saved {rep.save(out)}")

@@ -41,6 +41,8 @@ class Report:
     notes: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    #: Figures a scenario promises at the top level of its JSON (``scale``: the issue's keys).
+    summary: dict[str, Any] = field(default_factory=dict)
 
     def goal(self, name: str, target: str, value: float | None,
              ok: Callable[[float], bool]) -> None:
@@ -48,6 +50,7 @@ class Report:
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
+        out.update(out.pop("summary"))
         out["machine"] = machine()
         return out
 

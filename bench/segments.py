@@ -137,9 +137,46 @@ def memory_mb(store: SegmentedStore) -> dict[str, float]:
             "rss_max_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+def world_vectors(models: Path, n: int, n_queries: int, seed: int = 0,
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The songs of a generated music world (:mod:`coldstream_data.music_world`), encoded by
+    the registry's current model, text only (no audio is rendered); the last ``n_queries``
+    songs are held out as the queries (new songs of the same world, what the worker searches
+    with). Cached under build/ per model version, world and size: encoding is the slow part.
+    Returns (vectors, genre, queries)."""
+    from coldstream_data.music_world import generate_world
+    from encoders.features import song_text
+    from encoders.runtime import SongInput
+
+    from .models import loaded
+
+    model = loaded(models, threads=2)
+    total = n + n_queries
+    cache = Path("build/world-vectors") / f"{model.version}-s{seed}-{total}.npz"
+    if cache.exists():
+        z = np.load(cache)
+        x, genre = z["x"], z["genre"]
+    else:
+        world = generate_world("large", n_songs=total, n_users=1000, n_interactions=10_000,
+                               seed=seed)
+        cat = world.catalogue
+        texts = [song_text(t, a, tags, d) for t, a, tags, d in zip(
+            cat["title"], cat["artist"], cat["tags"], cat["description"], strict=True)]
+        x = np.concatenate([model.songs.encode([SongInput(t) for t in texts[i:i + 64]])
+                            for i in range(0, total, 64)]).astype(np.float32)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        genre = np.asarray(world.truth["song_genre"], dtype=np.int64)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, x=x, genre=genre)
+    return x[:n], genre[:n], x[n:]
+
+
 def run(mode: Mode, n: int | None = None, dim: int = 128, n_queries: int | None = None,
-        nprobes: list[int] | None = None, second_merge: bool = True) -> Report:
-    """``second_merge=False`` skips the merge after churn and the restart (a cheaper 1M run)."""
+        nprobes: list[int] | None = None, second_merge: bool = True,
+        models: Path | None = None) -> Report:
+    """``second_merge=False`` skips the merge after churn and the restart (a cheaper 1M run).
+    ``models``: search the vectors that registry's model gives a music world's songs
+    (:func:`world_vectors`) instead of the Gaussian mixture."""
     n = n or (100_000 if mode == "quick" else 1_000_000)
     n_queries = n_queries or 200
     nprobes = nprobes or [8, 16, 32, 64]
@@ -150,7 +187,16 @@ def run(mode: Mode, n: int | None = None, dim: int = 128, n_queries: int | None 
     start = time.perf_counter()
     root = Path(tempfile.mkdtemp(prefix="coldstream-bench-segments-"))
     rng = np.random.default_rng(3)
-    x, label = mixture(n + n // 25, dim)
+    if models is None:
+        x, label = mixture(n + n // 25, dim)
+        held_out = None
+    else:
+        x, label, held_out = world_vectors(models, n + n // 25, n_queries)
+        dim = x.shape[1]
+        rep.scenario = "segments_world"
+        rep.params.update(dim=dim, vectors=f"music world songs encoded by {models} (text "
+                          "only); queries: held-out songs of the same world",
+                          filter=f"genre % {GENRES} == g (world genres)")
     live = Live(x, label)
     store = SegmentedStore(EdgeStore(root / "q"), root / "seg", merge_rows=0)
     try:
@@ -159,7 +205,7 @@ def run(mode: Mode, n: int | None = None, dim: int = 128, n_queries: int | None 
         rep.extra["merge"] = merge_with_probe(store)
         rep.extra["churn"] = churn(store, live, np.arange(n, len(x)), rng)
         rep.extra["growing_after_churn"] = store.segments["songs"].growing
-        qs = queries(live.x[live.alive], n_queries)
+        qs = queries(live.x[live.alive], n_queries) if held_out is None else held_out
         for kk, filtered, nprobe in [(k, f, p) for f in (False, True) for p in nprobes] + [
                 (200, False, p) for p in nprobes[-2:]]:  # k=200: the U2I search's size
             rep.rows.append({"n": n, "k": kk, "filter": "genre" if filtered else "none",

@@ -104,9 +104,29 @@ class Metrics:
         self.model_swap_in_progress = Gauge(
             "coldstream_model_swap_in_progress", "1 while a new version is being built.",
             registry=r)
+        self.declare_loop_and_segments(r)
         self.model = Info(
             "coldstream_model", "Model version this worker serves.", registry=r)
         self.build = Info("coldstream_build", "Coldstream build.", registry=r)
+
+    def declare_loop_and_segments(self, r: CollectorRegistry) -> None:
+        """Event-loop stalls (streams.loop_probe) and the in-worker index's merges."""
+        self.loop_stall = Gauge(
+            "coldstream_event_loop_stall_seconds",
+            "Longest late wake-up of a 10 ms probe task in the last 5 s window: how long the "
+            "event loop was blocked at most (streams.loop_probe).", registry=r)
+        self.loop_lag = Histogram(
+            "coldstream_event_loop_lag_seconds",
+            "Every late wake-up of the 10 ms event-loop probe task.", buckets=STAGE_BUCKETS,
+            registry=r)
+        self.gc_pause = Gauge(
+            "coldstream_gc_pause_seconds",
+            "Longest garbage collection of the last 5 s window (it holds the GIL: the event "
+            "loop stalls at least that long), by generation.", ["generation"], registry=r)
+        self.segment_merges = Counter(
+            "coldstream_segment_merges",
+            "Sealed segments built and installed by the in-worker index, by collection.",
+            ["collection"], registry=r)
 
     def declare_online(self, r: CollectorRegistry) -> None:
         """The online loop's series (streams.attribution): deliveries, outcomes, budgets."""

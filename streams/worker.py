@@ -19,10 +19,11 @@ from .codecs import disable_codecs
 from .context import WorkerContext
 from .errors import ModelArtifactError
 from .lag import LagMonitor
+from .loop_probe import probe_loop
 from .metrics import Metrics, serve
 from .monotone_tables import MonotoneTable
 from .settings import Settings
-from .stores import MeteredStore, open_store
+from .stores import MeteredStore, SegmentedStore, VectorStore, open_store
 from .topics import TABLES
 from .versions import check_client_versions
 
@@ -76,6 +77,17 @@ class ColdstreamWorker(faust.Worker):
         log.info("coldstream worker ready")
 
 
+def watch_loop_and_segments(app: faust.App, backend: VectorStore, metrics: Metrics) -> None:
+    """The event-loop stall probe (streams.loop_probe) and a count of segment merges."""
+    async def probe_event_loop() -> None:
+        await probe_loop(metrics)
+
+    app.task(probe_event_loop)
+    if isinstance(backend, SegmentedStore):
+        backend.on_merge = lambda info: metrics.segment_merges.labels(
+            collection=info["collection"]).inc()
+
+
 def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
     """Run one worker in the foreground until SIGINT/SIGTERM; clean up everything it started.
 
@@ -116,6 +128,7 @@ def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
         MonotoneTable.on_stale = (
             lambda table, n: metrics.table_stale.labels(table=table).inc(n))
         app.consumer.on_unreadable = metrics.unreadable
+        watch_loop_and_segments(app, backend, metrics)
         lag = LagMonitor(bootstrap, settings.app_id, settings.input_topics(), metrics,
                          correct_end_offsets=settings.tansu_compat, **client_config(settings))
 

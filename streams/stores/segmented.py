@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,7 @@ class SegmentedStore(StoreWrapper):
         self.build_threads = build_threads
         self.segments: dict[str, Segments] = {}
         self.builds: list[dict[str, Any]] = []  # what each child reported (pid, rows, s)
+        self.on_merge: Callable[[dict[str, Any]], None] | None = None  # after each install
         self._aliases: dict[str, str] = {}  # set by this process
         self._guard = threading.Lock()
         self._stop = threading.Event()
@@ -159,6 +160,8 @@ class SegmentedStore(StoreWrapper):
             seg.install(sealed)
             info = {"collection": collection, **sealed.info}
             self.builds.append(info)
+            if self.on_merge is not None:
+                self.on_merge(info)
             return info
 
     def _start(self) -> None:

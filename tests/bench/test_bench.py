@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 from typer.testing import CliRunner
 
-from bench import encoders, reembed, search, segments, swap
+from bench import encoders, reembed, scale, search, segments, swap
 from bench.cli import SCENARIOS, app
 from encoders.artifacts import Registry
 
@@ -49,6 +49,17 @@ def test_segments_smoke(tmp_path: Path) -> None:
     assert data["extra"]["growing_after_churn"] == 120 + 30
 
 
+def test_segments_world_vectors_smoke(model_registry: Registry, tmp_path: Path) -> None:
+    """``--vectors world``: a music world's songs encoded by the registry's model, held-out
+    songs as queries; the same rows as the mixture."""
+    rep = segments.run("quick", n=300, n_queries=10, nprobes=[4, 64], second_merge=False,
+                       models=model_registry.root)
+    data = saved(rep, tmp_path)
+    assert data["scenario"] == "segments_world" and data["params"]["queries"] == 10
+    for r in data["rows"]:
+        assert 0.0 <= r["recall"] <= 1.0 and r["store_p50_ms"] > 0
+
+
 def test_reembed_smoke(model_registry: Registry, tmp_path: Path) -> None:
     rep = reembed.run("quick", model_registry.root, n=6)
     data = saved(rep, tmp_path)
@@ -80,6 +91,27 @@ def test_swap_smoke(tmp_path: Path) -> None:
     assert paths[0].startswith("one point per upsert") and data["rows"][0]["x_base"] == 1.0
     assert any(p.startswith("estimated full swap") for p in paths)
     assert all(r["songs/s"] > 0 for r in data["rows"])
+
+
+SCALE_KEYS = {"songs", "users", "interactions_per_s_offered", "interactions_per_s_achieved",
+              "new_songs_per_s_achieved", "new_song_p50_ms", "new_song_p99_ms", "search_p50_ms",
+              "search_recall_at_10", "rss_gb", "max_loop_stall_ms"}
+
+
+def test_scale_quick(model_registry: Registry, tmp_path: Path) -> None:
+    """``coldstream bench --only scale`` at quick sizes: a real worker on the embedded broker
+    is offered interactions and new songs; the issue's keys are at the JSON's top level."""
+    rep = scale.run("quick", model_registry.root, tmp_path)
+    data = saved(rep, tmp_path)
+    assert set(data) >= SCALE_KEYS
+    assert data["songs"] == scale.SIZES["quick"]["n_songs"]
+    assert data["interactions_per_s_achieved"] > 0 and data["new_songs_per_s_achieved"] > 0
+    assert data["rss_gb"] > 0 and data["max_loop_stall_ms"] >= 0
+    assert 0.0 <= data["search_recall_at_10"] <= 1.0
+    assert data["at_issue_rate"]["interactions_per_s_offered"] == scale.SIZES["quick"][
+        "issue_rate"]
+    assert (tmp_path / "scale_lag.png").stat().st_size > 0
+    assert data["extra"]["scrapes"], "the worker was never scraped"
 
 
 def test_cli_rejects_unknown_scenario() -> None:
