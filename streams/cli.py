@@ -1,4 +1,4 @@
-"""The serving commands of ``coldstream``: up, worker, demo, produce, tail, schemas.
+"""The serving commands of ``coldstream``: up, worker, demo, produce, tail, ab, schemas.
 
 :mod:`coldstream.cli` adds the training and bench commands; this package never imports them.
 """
@@ -180,6 +180,37 @@ def simulate(
         (out / "online.json").write_bytes(orjson.dumps({**first, "seeds": summary},
                                                        option=orjson.OPT_INDENT_2))
     typer.echo(f"wrote {out / 'online.json'}")
+
+
+ab_app = typer.Typer(no_args_is_help=True, help="A/B tests (COLDSTREAM_AB_ARMS).")
+app.add_typer(ab_app, name="ab")
+
+
+@ab_app.command("end")
+def ab_end(
+    promote: Annotated[str | None, typer.Option(help="Arm whose version becomes current")] =
+        None,
+    rollback: Annotated[bool, typer.Option(help="Back to the first arm's version (control)")] =
+        False,
+    arms: Annotated[str | None, typer.Option(help="The test; default COLDSTREAM_AB_ARMS")] =
+        None,
+) -> None:
+    """End an A/B test through the model registry: workers stop its arms and serve one version."""
+    from encoders.artifacts import ArtifactError, Registry
+
+    from .arms import end_test, parse_arms
+
+    if (promote is None) == (not rollback):
+        typer.echo("pass exactly one of --promote ARM and --rollback", err=True)
+        raise typer.Exit(2)
+    settings = settings_or_exit()
+    try:
+        current = end_test(Registry(settings.models_path),
+                           parse_arms(settings.ab_arms if arms is None else arms), promote)
+    except (ValueError, ArtifactError) as exc:
+        typer.echo(f"coldstream ab end: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"test ended; current model version: {current}")
 
 
 report_app = typer.Typer(no_args_is_help=True, help="Reports of serving runs.")

@@ -224,12 +224,17 @@ def explain(s: Scored) -> str:
     return "; ".join(parts) or "no evidence"
 
 
-def apply_arms(scored: dict[str, Scored], cfg: PipelineConfig) -> None:
-    """Name each user's A/B arm; an I2I2U-only arm's users lose their U2I evidence."""
-    for s in scored.values():
+def apply_arms(scored: dict[str, Scored], cfg: PipelineConfig,
+               served: frozenset[str] | None = None) -> None:
+    """Name each user's A/B arm; an I2I2U-only arm's users lose their U2I evidence. With
+    ``served`` (the arms of the version scoring: streams.context.servings), users of other
+    arms are dropped: another version serves them, from its own vector space."""
+    for uid, s in list(scored.items()):
         arm = assign(s.user_id, cfg.arms, cfg.ab_salt)
         if arm is not None:
             s.arm, s.u2i_allowed = arm.name, arm.uses_u2i
+        if served is not None and s.arm not in served:
+            del scored[uid]
 
 
 def deliverable(s: Scored) -> bool:
@@ -274,11 +279,13 @@ def score_song(store: VectorStore, cols: Collections, song_id: str, vector: np.n
 def candidates_for_song(store: VectorStore, cols: Collections, song: SongEvent,
                         vector: np.ndarray, version: str, cfg: PipelineConfig,
                         metrics: Metrics | None = None,
-                        delivery: DeliverySpec | None = None) -> list[CandidateEvent]:
+                        delivery: DeliverySpec | None = None,
+                        served: frozenset[str] | None = None) -> list[CandidateEvent]:
     """Both paths, merged, de-duplicated per user, capped (on one calibrated scale when the
-    model has one), explained; each user's A/B arm applied and named."""
+    model has one), explained; each user's A/B arm applied and named (only the ``served``
+    arms' users, when given: the per-song cap is then per version)."""
     scored = score_song(store, cols, song.song_id, vector, cfg, metrics)
-    apply_arms(scored, cfg)
+    apply_arms(scored, cfg, served)
     created = now_ms()
     return [CandidateEvent(
         schema_version=1, event_id=candidate_id(song.song_id, s.user_id, version),
@@ -515,8 +522,10 @@ class Serving:
 
 
 def process_song(sv: Serving, song: SongEvent, engagers: list[list[Any]], cfg: PipelineConfig,
-                 settings: Settings, metrics: Metrics) -> list[CandidateEvent]:
-    """Audio -> vector -> upsert -> candidates; each stage timed by its histogram."""
+                 settings: Settings, metrics: Metrics,
+                 served: frozenset[str] | None = None) -> list[CandidateEvent]:
+    """Audio -> vector -> upsert -> candidates (for the ``served`` arms' users, when given);
+    each stage timed by its histogram."""
     wave: np.ndarray | None = None
     if song.audio_uri:
         with metrics.stage("audio"):
@@ -528,7 +537,7 @@ def process_song(sv: Serving, song: SongEvent, engagers: list[list[Any]], cfg: P
                     engagers)
     with metrics.stage("search"):
         return candidates_for_song(sv.store, sv.cols, song, vector, sv.model.version, cfg,
-                                   metrics, sv.model.manifest.delivery)
+                                   metrics, sv.model.manifest.delivery, served)
 
 
 def refresh_users(sv: Serving, states: dict[str, dict[str, Any]],

@@ -8,7 +8,9 @@ import numpy as np
 import orjson
 import pytest
 
+from encoders.artifacts import Registry
 from streams import online_report
+from streams.arms import format_arms, parse_arms, versions_of
 from streams.context import pipeline_config
 from streams.errors import ColdstreamError
 from streams.listeners import Answer, Exposure, Listeners, rank
@@ -85,8 +87,16 @@ def test_report_online_summarizes_seeds(tmp_path: Path) -> None:
     assert (tmp_path / "online-summary.json").exists()
 
 
-def test_version_arms_are_refused_until_two_versions_can_serve() -> None:
-    with pytest.raises(ColdstreamError, match="only policy arms"):
-        pipeline_config(Settings(ab_arms="control=v1:50,treatment=v2:50"))
+def test_version_arms_must_be_in_the_registry_and_an_ended_test_runs_no_arms(
+        tmp_path: Path) -> None:
+    spec = "control=v1:50,treatment=v2:50"
+    assert versions_of(pipeline_config(Settings(ab_arms=spec)).arms) == ["v1", "v2"]
+    registry = Registry(tmp_path / "models")
+    with pytest.raises(ColdstreamError, match="not in the registry"):
+        pipeline_config(Settings(ab_arms=spec), registry)
+    registry.end_experiment(format_arms(parse_arms(spec)))
+    assert pipeline_config(Settings(ab_arms=spec), registry).arms == ()
+    with pytest.raises(ColdstreamError, match="COLDSTREAM_AB_ARMS"):
+        pipeline_config(Settings(ab_arms="A=v1/u2i:1"))
     assert [a.name for a in pipeline_config(Settings(ab_arms="A=i2i2u:1,B=both:1")).arms] == [
         "A", "B"]
