@@ -58,7 +58,8 @@ def pipeline_config(settings: Settings, registry: Registry | None = None) -> Pip
         recent_items_per_user=settings.recent_items_per_user,
         engagers_per_song=settings.engagers_per_song,
         similarity_margin=settings.i2i2u_similarity_margin,
-        min_similarity=settings.i2i2u_min_similarity)
+        min_similarity=settings.i2i2u_min_similarity,
+        u2i_min_margin=settings.u2i_min_margin)
 
 
 class WorkerContext:

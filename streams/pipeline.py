@@ -60,6 +60,7 @@ class PipelineConfig:
     recent_event_ids: int = 64
     similarity_margin: float = 0.1
     min_similarity: float = 0.3
+    u2i_min_margin: float = 0.0
     arms: tuple[Arm, ...] = ()
     ab_salt: str = "coldstream-ab"
 
@@ -237,17 +238,21 @@ def apply_arms(scored: dict[str, Scored], cfg: PipelineConfig,
             del scored[uid]
 
 
-def deliverable(s: Scored) -> bool:
-    """Evidence enough to deliver: an I2I2U tie, or a U2I score over the user's boundary."""
-    return bool(s.seeds) or s.passes_boundary
+def deliverable(s: Scored, u2i_min_margin: float = 0.0) -> bool:
+    """Evidence enough to deliver: an I2I2U tie, or a U2I score over the user's boundary (by
+    at least ``u2i_min_margin`` when U2I is the only evidence: U2I admission)."""
+    if s.seeds:
+        return True
+    return s.passes_boundary and (s.u2i or 0.0) - (s.boundary or 0.0) >= u2i_min_margin
 
 
 def select(scored: dict[str, Scored], cap: int, delivery: DeliverySpec | None = None,
-           metrics: Metrics | None = None) -> list[tuple[Scored, float]]:
+           metrics: Metrics | None = None,
+           u2i_min_margin: float = 0.0) -> list[tuple[Scored, float]]:
     """Keep users with evidence (I2I2U tie or U2I pass), best first, within the song's budget;
     each with its score: calibrated when the model carries a calibration, else raw."""
     keep = [(s, calibrated(s, delivery) if delivery else s.score)
-            for s in scored.values() if deliverable(s)]
+            for s in scored.values() if deliverable(s, u2i_min_margin)]
     keep.sort(key=lambda t: (-t[1], t[0].user_id))
     if metrics is not None and len(keep) > cap:
         metrics.budget_dropped.labels(budget="song").inc(len(keep) - cap)
@@ -294,7 +299,8 @@ def candidates_for_song(store: VectorStore, cols: Collections, song: SongEvent,
         boundary=None if s.boundary is None else round(s.boundary, 6), path=s.path,
         seed_song_ids=[sid for sid, _, _ in s.seeds], model_version=version,
         created_at=created, explanation=explain(s), arm=s.arm, event_ts=song.released_at,
-    ) for s, score in select(scored, cfg.max_candidates_per_song, delivery, metrics)]
+    ) for s, score in select(scored, cfg.max_candidates_per_song, delivery, metrics,
+                             cfg.u2i_min_margin)]
 
 
 # ---------------------------------------------------------------------------------------------
