@@ -154,6 +154,8 @@ def simulate(
     seeds: Annotated[int, typer.Option(help="Seeds run one after the other")] = 1,
     arms: Annotated[str, typer.Option(help="COLDSTREAM_AB_ARMS of the worker")] =
         "A=i2i2u:50,B=both:50",
+    u2i_min_margin: Annotated[float, typer.Option(
+        help="COLDSTREAM_U2I_MIN_MARGIN of the worker (U2I-only admission)")] = 0.0,
 ) -> None:
     """Closed loop: world listeners answer the worker's candidates (A/B arms, simulated days)."""
     from dataclasses import replace
@@ -170,7 +172,7 @@ def simulate(
     registry = Registry(settings.models_path)
     ensure_model(registry)
     for s in range(seed, seed + seeds):
-        cfg = replace(base, seed=s, arms=arms)
+        cfg = replace(base, seed=s, arms=arms, u2i_min_margin=u2i_min_margin)
         doc = run_simulation(cfg, settings.models_path, out / f"seed-{s}" if seeds > 1 else out)
         typer.echo(f"seed {s}: lift users reached {doc['lift_users_reached']:+.1%}, "
                    f"collect rate {doc['lift_collect_rate']:+.1%} ({doc['wall_s']} s)")

@@ -136,6 +136,16 @@ def test_an_i2i2u_only_arm_loses_u2i_evidence_and_every_candidate_names_its_arm(
     assert {s.arm for s, _ in kept} == {"B"}  # A's users had U2I evidence only
 
 
+def test_u2i_admission_margin_holds_back_weak_u2i_only_candidates() -> None:
+    scored = {"weak": Scored("weak", u2i=0.35, boundary=0.3),
+              "strong": Scored("strong", u2i=0.6, boundary=0.3),
+              "tied": Scored("tied", i2i2u=0.2, u2i=0.35, boundary=0.3,
+                             seeds=[("s", "t", 0.9)])}
+    assert {s.user_id for s, _ in pipeline.select(scored, cap=10)} == set(scored)
+    kept = pipeline.select(scored, cap=10, u2i_min_margin=0.1)
+    assert {s.user_id for s, _ in kept} == {"strong", "tied"}  # an I2I2U tie is not gated
+
+
 # --- budget ----------------------------------------------------------------------------------
 
 def test_daily_budget_keeps_the_highest_scores_and_resets_next_day() -> None:

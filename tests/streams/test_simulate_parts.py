@@ -16,6 +16,7 @@ from streams.errors import ColdstreamError
 from streams.listeners import Answer, Exposure, Listeners, rank
 from streams.online_stats import ArmData, compare
 from streams.settings import Settings
+from streams.simulate import u2i_margin_bands
 
 
 def c(user: str, song: str, score: float, arm: str = "B") -> dict:
@@ -85,6 +86,17 @@ def test_report_online_summarizes_seeds(tmp_path: Path) -> None:
     assert summary["lift_users_reached"]["sd"] == 0.0
     assert "| A |" in table and "lift B vs A" in table
     assert (tmp_path / "online-summary.json").exists()
+
+
+def test_u2i_margin_bands_split_u2i_only_exposures_by_margin() -> None:
+    def ans(margin: float, action: str, path: str = "u2i") -> Answer:
+        return Answer(Exposure("u", f"s{margin}", "B", 0.5 + margin, path, 0, 0.5), action, 1)
+
+    answers = [ans(m / 10, "collect" if m >= 5 else "skip") for m in range(10)]
+    bands = u2i_margin_bands([*answers, ans(0.9, "collect", "both")], bands=2)
+    assert [b["exposures"] for b in bands] == [5, 5]
+    assert [b["collect_rate"] for b in bands] == [0.0, 1.0]
+    assert bands[1]["margin_from"] == pytest.approx(0.5)
 
 
 def test_version_arms_must_be_in_the_registry_and_an_ended_test_runs_no_arms(
