@@ -52,8 +52,17 @@ def boundaries(data_dir: Path, version: str) -> dict[str, float]:
         store.close()
 
 
+def wait_until(check, what: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.3)
+
+
+@pytest.mark.parametrize("end", ["--promote=treatment", "--rollback"])
 def test_each_arm_is_served_by_its_version_until_the_test_ends(
-        broker: EmbeddedBroker, private_registry: Registry, tmp_path: Path) -> None:
+        broker: EmbeddedBroker, private_registry: Registry, tmp_path: Path, end: str) -> None:
     registry = private_registry
     v1, v2 = registry.current() or "", "v2-ab"
     # another user model: other action weights (another user vector) and a wider margin
@@ -64,7 +73,8 @@ def test_each_arm_is_served_by_its_version_until_the_test_ends(
     arm_of = {u: assign(u, parse_arms(spec), "coldstream-ab").name for u in USERS}  # type: ignore[union-attr]
     assert set(arm_of.values()) == {"control", "treatment"}
     version_of = {"control": v1, "treatment": v2}
-    bs, p = broker.bootstrap, "abv"
+    bs, p = broker.bootstrap, f"abv{end.strip('-').split('=')[0]}"
+    winner = v2 if end.startswith("--promote") else v1
     worker = make_worker(bs, registry.root, tmp_path, p, COLDSTREAM_AB_ARMS=spec).start()
     try:
         send(bs, f"{p}.songs.new", [song(f"jazz{i}", "jazz", i) for i in range(6)])
@@ -81,18 +91,28 @@ def test_each_arm_is_served_by_its_version_until_the_test_ends(
         for c in during:
             assert c["arm"] == arm_of[c["user_id"]]
             assert c["model_version"] == version_of[c["arm"]]
+        # a replayed song event proposes the same candidates again (same ids, same arms)
+        send(bs, f"{p}.songs.new", [song("jazz-new", "jazz", 1)])
+        deadline = time.monotonic() + 60
+        again = during
+        while len(again) < 2 * len(USERS) and time.monotonic() < deadline:
+            again = candidates_of(bs, f"{p}.candidates", "jazz-new", len(USERS))
+        assert len(again) == 2 * len(USERS)
+        assert ({(c["candidate_id"], c["arm"], c["model_version"]) for c in again}
+                == {(c["candidate_id"], c["arm"], c["model_version"]) for c in during})
 
-        # end the test: the treatment wins; the worker then serves v2 to everyone
-        end = subprocess.run([sys.executable, "-m", "streams.cli", "ab", "end",
-                              "--promote", "treatment"], env=worker.env,
-                             capture_output=True, text=True, timeout=60)
-        assert end.returncode == 0, end.stderr
-        assert registry.current() == v2
-        worker.wait_metric("coldstream_model_info", 1, version=v2, timeout=120)
-        assert worker.metric("coldstream_ab_version_serving", version=v2) == 0.0
+        # end the test (treatment promoted, or rolled back to control): the worker then
+        # serves the winner to everyone, with no arms
+        done = subprocess.run([sys.executable, "-m", "streams.cli", "ab", "end", end],
+                              env=worker.env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert registry.current() == winner
+        wait_until(lambda: worker.metric("coldstream_ab_version_serving", version=v2) == 0.0
+                   and worker.metric("coldstream_model_info", version=winner) == 1.0,
+                   f"one version ({winner}) serving")
         send(bs, f"{p}.songs.new", [song("jazz-after", "jazz", 0)])
         after = candidates_of(bs, f"{p}.candidates", "jazz-after", len(USERS))
-        assert {(c["model_version"], c["arm"]) for c in after} == {(v2, None)}
+        assert {(c["model_version"], c["arm"]) for c in after} == {(winner, None)}
     finally:
         assert worker.stop() == 0
 
