@@ -5,6 +5,7 @@ Layout of a registry (``COLDSTREAM_MODEL_DIR``)::
     versions/<version>/manifest.json   version, dims, preprocessing, hashes, metrics, parent
     versions/<version>/*.onnx          the graphs the manifest names
     CURRENT                            the version workers serve (atomically replaced)
+    ENDED_EXPERIMENTS                  A/B experiments ended (one key a line; workers stop them)
 
 Serving rebuilds everything from the manifest and never imports ``training``.
 """
@@ -27,6 +28,7 @@ from .features import MelConfig
 
 MANIFEST = "manifest.json"
 CURRENT = "CURRENT"
+ENDED = "ENDED_EXPERIMENTS"
 
 
 class ArtifactError(Exception):
@@ -161,6 +163,22 @@ class Registry:
         tmp = self.root / f".{CURRENT}.{os.getpid()}"
         tmp.write_text(version + "\n")
         os.replace(tmp, self.root / CURRENT)
+
+    def end_experiment(self, key: str) -> None:
+        """Record that the A/B experiment ``key`` (an opaque one-line string) is over."""
+        if "\n" in key or not key:
+            raise ValueError(f"experiment key {key!r} must be one non-empty line")
+        ended = sorted(self.ended_experiments() | {key})
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f".{ENDED}.{os.getpid()}"
+        tmp.write_text("".join(f"{k}\n" for k in ended))
+        os.replace(tmp, self.root / ENDED)
+
+    def ended_experiments(self) -> set[str]:
+        path = self.root / ENDED
+        if not path.exists():
+            return set()
+        return {line.strip() for line in path.read_text().splitlines() if line.strip()}
 
     def previous(self, version: str) -> str | None:
         return self.load(version).parent

@@ -28,7 +28,7 @@ from .dlq import send_to_dlq
 from .errors import DecodeError, EventError
 from .events import CandidateEvent, InteractionEvent, SongEvent, decode, encode, now_ms
 from .state_format import pack_user_state, read_user_state
-from .swap import ModelSwapper, follow_current, watch_announcements
+from .swap import ModelSwapper, follow_current, follow_experiment, watch_announcements
 from .topics import Tables, Topics
 
 log = logging.getLogger(__name__)
@@ -147,15 +147,30 @@ class Agents:
         self.tables = tables
 
     async def update_users(self, states: dict[str, dict[str, Any]]) -> dict[str, float]:
+        """Recompute users in every serving version's space (an A/B version arm keeps all
+        users too, so its U2I searches the same population, and ending the test leaves either
+        version complete). Returns the current version's boundaries."""
         self.swapper.note_updated(states)  # a swap in progress recomputes them at the switch
-        return await self.ctx.run(pipeline.refresh_users, self.ctx.serving(), states,
-                                  self.ctx.metrics)
+        boundaries = {}
+        for i, (sv, _arms) in enumerate(self.ctx.servings()):
+            got = await self.ctx.run(pipeline.refresh_users, sv, states, self.ctx.metrics)
+            boundaries = got if i == 0 else boundaries
+        return boundaries
+
+    async def candidates(self, song: SongEvent,
+                         engagers: list[list[Any]]) -> list[CandidateEvent]:
+        """Each serving version embeds the song into its own collections and proposes it to
+        the users of its arms."""
+        ctx, out = self.ctx, []
+        for sv, arms in ctx.servings():
+            out += await ctx.run(pipeline.process_song, sv, song, engagers, ctx.cfg,
+                                 ctx.settings, ctx.metrics, arms)
+        return out
 
     async def on_song(self, event: Any, song: SongEvent) -> str:
         ctx, m, topics = self.ctx, self.ctx.metrics, self.topics
         engagers = self.tables.song_engagers.get(song.song_id) or []  # co-partitioned
-        candidates = await ctx.run(pipeline.process_song, ctx.serving(), song, engagers,
-                                   ctx.cfg, ctx.settings, m)
+        candidates = await self.candidates(song, engagers)
         start = time.perf_counter()
         direct = not ctx.settings.max_candidates_per_user_day  # no per-user budget to apply
         for cand in candidates:
@@ -299,7 +314,8 @@ class Agents:
                 changed[ev.song_id] = after
                 last[ev.song_id] = event
         if changed:
-            await self.ctx.run(pipeline.write_known_engagers, self.ctx.serving(), changed)
+            for sv, _arms in self.ctx.servings():
+                await self.ctx.run(pipeline.write_known_engagers, sv, changed)
             for song_id, engagers in changed.items():
                 with acting_for(last[song_id]):
                     table[song_id] = engagers
@@ -353,7 +369,8 @@ def batch_agent(app: faust.App, ctx: WorkerContext, topics: Topics, topic: Any, 
 
 def register_agents(app: faust.App, ctx: WorkerContext, topics: Topics,
                     tables: Tables) -> Agents:
-    """The five stream agents, the model-version watcher and its fallback timer."""
+    """The five stream agents, the model-version watcher and its fallback timer (which also
+    starts and ends an A/B test's version arms)."""
     swapper = ModelSwapper(ctx, tables.user_state)
     agents = Agents(ctx, swapper, topics, tables)
     interaction = decoder_for(InteractionEvent)
@@ -373,6 +390,7 @@ def register_agents(app: faust.App, ctx: WorkerContext, topics: Topics,
         await watch_announcements(swapper, topics.model_versions.get_topic_name())
 
     async def follow_current_pointer() -> None:
+        await follow_experiment(swapper)  # first: an ended test's promotion is a swap
         await follow_current(swapper)
 
     app.task(watch_model_versions)

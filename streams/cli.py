@@ -1,4 +1,4 @@
-"""The serving commands of ``coldstream``: up, worker, demo, produce, tail, schemas.
+"""The serving commands of ``coldstream``: up, worker, demo, produce, tail, ab, schemas.
 
 :mod:`coldstream.cli` adds the training and bench commands; this package never imports them.
 """
@@ -154,6 +154,8 @@ def simulate(
     seeds: Annotated[int, typer.Option(help="Seeds run one after the other")] = 1,
     arms: Annotated[str, typer.Option(help="COLDSTREAM_AB_ARMS of the worker")] =
         "A=i2i2u:50,B=both:50",
+    u2i_min_margin: Annotated[float, typer.Option(
+        help="COLDSTREAM_U2I_MIN_MARGIN of the worker (U2I-only admission)")] = 0.0,
 ) -> None:
     """Closed loop: world listeners answer the worker's candidates (A/B arms, simulated days)."""
     from dataclasses import replace
@@ -170,7 +172,7 @@ def simulate(
     registry = Registry(settings.models_path)
     ensure_model(registry)
     for s in range(seed, seed + seeds):
-        cfg = replace(base, seed=s, arms=arms)
+        cfg = replace(base, seed=s, arms=arms, u2i_min_margin=u2i_min_margin)
         doc = run_simulation(cfg, settings.models_path, out / f"seed-{s}" if seeds > 1 else out)
         typer.echo(f"seed {s}: lift users reached {doc['lift_users_reached']:+.1%}, "
                    f"collect rate {doc['lift_collect_rate']:+.1%} ({doc['wall_s']} s)")
@@ -180,6 +182,37 @@ def simulate(
         (out / "online.json").write_bytes(orjson.dumps({**first, "seeds": summary},
                                                        option=orjson.OPT_INDENT_2))
     typer.echo(f"wrote {out / 'online.json'}")
+
+
+ab_app = typer.Typer(no_args_is_help=True, help="A/B tests (COLDSTREAM_AB_ARMS).")
+app.add_typer(ab_app, name="ab")
+
+
+@ab_app.command("end")
+def ab_end(
+    promote: Annotated[str | None, typer.Option(help="Arm whose version becomes current")] =
+        None,
+    rollback: Annotated[bool, typer.Option(help="Back to the first arm's version (control)")] =
+        False,
+    arms: Annotated[str | None, typer.Option(help="The test; default COLDSTREAM_AB_ARMS")] =
+        None,
+) -> None:
+    """End an A/B test through the model registry: workers stop its arms and serve one version."""
+    from encoders.artifacts import ArtifactError, Registry
+
+    from .arms import end_test, parse_arms
+
+    if (promote is None) == (not rollback):
+        typer.echo("pass exactly one of --promote ARM and --rollback", err=True)
+        raise typer.Exit(2)
+    settings = settings_or_exit()
+    try:
+        current = end_test(Registry(settings.models_path),
+                           parse_arms(settings.ab_arms if arms is None else arms), promote)
+    except (ValueError, ArtifactError) as exc:
+        typer.echo(f"coldstream ab end: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"test ended; current model version: {current}")
 
 
 report_app = typer.Typer(no_args_is_help=True, help="Reports of serving runs.")

@@ -1,8 +1,10 @@
 """The worker's context: settings, store, metrics and the model version being served.
 
-Its one job is the served model's lifecycle: open and warm a version, make it serve, hand out
-a :class:`~streams.pipeline.Serving` snapshot to the steps, and shut down cleanly. Blocking
-work runs in :class:`~streams.executor.RetryingExecutor`; switching versions is
+Its one job is the served models' lifecycle: open and warm a version, make it serve, hand out
+:class:`~streams.pipeline.Serving` snapshots to the steps, and shut down cleanly. Besides the
+current version, an A/B test's version arms (``streams.arms``) serve from their own
+collections: :meth:`WorkerContext.servings` pairs each served version with the arms it serves.
+Blocking work runs in :class:`~streams.executor.RetryingExecutor`; switching versions is
 :mod:`streams.swap`'s job.
 """
 
@@ -12,6 +14,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import numpy as np
@@ -21,7 +24,7 @@ from encoders.backbone import BackboneCache
 from encoders.runtime import LoadedModel, SongInput, load_model
 
 from . import pipeline
-from .arms import check_servable, parse_arms
+from .arms import format_arms, parse_arms, versions_of
 from .errors import ColdstreamError, ModelArtifactError
 from .executor import RetryingExecutor, retry_store
 from .metrics import Metrics
@@ -33,13 +36,21 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def pipeline_config(settings: Settings) -> PipelineConfig:
-    """The pipeline's knobs; an A/B spec that cannot be served stops the worker here."""
+def pipeline_config(settings: Settings, registry: Registry | None = None) -> PipelineConfig:
+    """The pipeline's knobs. A bad A/B spec, or one naming a version the registry lacks, stops
+    the worker here; an experiment ended in the registry (``coldstream ab end``) runs no arms."""
     try:
         arms = parse_arms(settings.ab_arms)
-        check_servable(arms)
     except ValueError as exc:
         raise ColdstreamError(f"COLDSTREAM_AB_ARMS: {exc}") from None
+    if registry is not None and arms:
+        if format_arms(arms) in registry.ended_experiments():
+            log.info("A/B experiment %s has ended: serving one version", format_arms(arms))
+            arms = ()
+        missing = [v for v in versions_of(arms) if v not in registry.versions()]
+        if missing:
+            raise ColdstreamError(f"COLDSTREAM_AB_ARMS: versions {missing} are not in the "
+                                  f"registry {registry.root}")
     return PipelineConfig(
         arms=arms, ab_salt=settings.ab_salt,
         similar_songs_k=settings.similar_songs_k, u2i_users_k=settings.u2i_users_k,
@@ -47,7 +58,8 @@ def pipeline_config(settings: Settings) -> PipelineConfig:
         recent_items_per_user=settings.recent_items_per_user,
         engagers_per_song=settings.engagers_per_song,
         similarity_margin=settings.i2i2u_similarity_margin,
-        min_similarity=settings.i2i2u_min_similarity)
+        min_similarity=settings.i2i2u_min_similarity,
+        u2i_min_margin=settings.u2i_min_margin)
 
 
 class WorkerContext:
@@ -62,9 +74,11 @@ class WorkerContext:
         #: runs only the trainable heads for songs it has embedded before).
         self.backbones = (BackboneCache(settings.backbone_cache_rows)
                           if settings.backbone_cache_rows else None)
-        self.cfg = pipeline_config(settings)
+        self.cfg = pipeline_config(settings, self.registry)
         self.model: LoadedModel | None = None
         self.cols: Collections | None = None
+        #: Version arms' models beside the current one, by version (built by streams.swap).
+        self.arm_servings: dict[str, Serving] = {}
         self.retry_max_delay_s = 5.0
         self.work = RetryingExecutor(self.retry_max_delay_s)
         #: A second thread for building a new model version while this one serves.
@@ -79,6 +93,44 @@ class WorkerContext:
     def serving(self) -> Serving:
         assert self.model is not None and self.cols is not None, "no model loaded"
         return Serving(self.store, self.model, self.cols, self.cache)
+
+    def servings(self) -> list[tuple[Serving, frozenset[str] | None]]:
+        """Each version serving now, with the names of the arms it serves (None: every user).
+
+        The current version serves arms without a version (or with its own); another
+        version's arms are served by its own models once built, and until then not at all:
+        their users never get a candidate from another vector space.
+        """
+        primary = self.serving()
+        if not versions_of(self.cfg.arms):
+            return [(primary, None)]
+        served: dict[str, tuple[Serving, set[str]]] = {primary.model.version: (primary, set())}
+        for arm in self.cfg.arms:
+            version = arm.version or primary.model.version
+            if version not in served and version in self.arm_servings:
+                served[version] = (self.arm_servings[version], set())
+            if version in served:
+                served[version][1].add(arm.name)
+        return [(sv, frozenset(names)) for sv, names in served.values()]
+
+    def pending_arm_versions(self) -> list[str]:
+        """Versions the arms name that serve neither as current nor beside it yet."""
+        current = self.model.version if self.model else None
+        return [v for v in versions_of(self.cfg.arms)
+                if v != current and v not in self.arm_servings]
+
+    def experiment_key(self) -> str:
+        return format_arms(self.cfg.arms)
+
+    def end_experiment(self) -> None:
+        """No arms from now on: the current version serves every user (the event loop calls
+        this under the gate)."""
+        log.info("A/B experiment %s ended: serving %s to every user", self.experiment_key(),
+                 self.model.version if self.model else None)
+        self.cfg = replace(self.cfg, arms=())
+        for version in self.arm_servings:
+            self.metrics.ab_version_serving.labels(version=version).set(0)
+        self.arm_servings.clear()
 
     # --- model lifecycle -------------------------------------------------------------------
     def open_model(self, version: str) -> LoadedModel:
@@ -116,6 +168,13 @@ class WorkerContext:
         self.store.set_alias("users", cols.users)
         self.metrics.model.info({"version": model.version})
         log.info("serving model %s (dim %d)", model.version, model.manifest.dim)
+
+    def serve_arm(self, model: LoadedModel, cols: Collections) -> None:
+        """Serve ``model`` to its A/B arms beside the current version (own cache, own space)."""
+        self.arm_servings[model.version] = Serving(self.store, model, cols, SongVectorCache())
+        self.metrics.ab_version_serving.labels(version=model.version).set(1)
+        log.info("serving model %s to its A/B arms (dim %d)", model.version,
+                 model.manifest.dim)
 
     def close(self, attempts: int = 8) -> None:
         """Drain the work thread, then flush the store (bounded retries: shutdown must end)."""

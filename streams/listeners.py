@@ -27,6 +27,7 @@ class Exposure:
     score: float
     path: str
     shown_at: int  # event time, ms
+    boundary: float | None = None  # the user's boundary on the candidate (U2I margin: score - it)
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ def rank(candidates: list[dict[str, Any]], per_user_day: int,
     for user_id in sorted(by_user):
         best = sorted(by_user[user_id].values(), key=lambda c: (-c["score"], c["song_id"]))
         shown += [Exposure(user_id, c["song_id"], c.get("arm") or "", c["score"], c["path"],
-                           shown_at) for c in best[:per_user_day]]
+                           shown_at, c.get("boundary")) for c in best[:per_user_day]]
     return shown
 
 

@@ -143,6 +143,10 @@ class Metrics:
             "coldstream_time_to_first_play_seconds",
             "Event time from a delivery to the listener's first play of the song, by arm.",
             ["arm"], buckets=FIRST_PLAY_BUCKETS, registry=r)
+        self.ab_version_serving = Gauge(
+            "coldstream_ab_version_serving", "1 while a model version serves its A/B arms "
+            "beside the current one (COLDSTREAM_AB_ARMS version arms).", ["version"],
+            registry=r)
         self.budget_dropped = Counter(
             "coldstream_budget_dropped",
             "Candidates not delivered because a budget was full (song: per new song; "

@@ -60,6 +60,7 @@ class PipelineConfig:
     recent_event_ids: int = 64
     similarity_margin: float = 0.1
     min_similarity: float = 0.3
+    u2i_min_margin: float = 0.0
     arms: tuple[Arm, ...] = ()
     ab_salt: str = "coldstream-ab"
 
@@ -224,25 +225,34 @@ def explain(s: Scored) -> str:
     return "; ".join(parts) or "no evidence"
 
 
-def apply_arms(scored: dict[str, Scored], cfg: PipelineConfig) -> None:
-    """Name each user's A/B arm; an I2I2U-only arm's users lose their U2I evidence."""
-    for s in scored.values():
+def apply_arms(scored: dict[str, Scored], cfg: PipelineConfig,
+               served: frozenset[str] | None = None) -> None:
+    """Name each user's A/B arm; an I2I2U-only arm's users lose their U2I evidence. With
+    ``served`` (the arms of the version scoring: streams.context.servings), users of other
+    arms are dropped: another version serves them, from its own vector space."""
+    for uid, s in list(scored.items()):
         arm = assign(s.user_id, cfg.arms, cfg.ab_salt)
         if arm is not None:
             s.arm, s.u2i_allowed = arm.name, arm.uses_u2i
+        if served is not None and s.arm not in served:
+            del scored[uid]
 
 
-def deliverable(s: Scored) -> bool:
-    """Evidence enough to deliver: an I2I2U tie, or a U2I score over the user's boundary."""
-    return bool(s.seeds) or s.passes_boundary
+def deliverable(s: Scored, u2i_min_margin: float = 0.0) -> bool:
+    """Evidence enough to deliver: an I2I2U tie, or a U2I score over the user's boundary (by
+    at least ``u2i_min_margin`` when U2I is the only evidence: U2I admission)."""
+    if s.seeds:
+        return True
+    return s.passes_boundary and (s.u2i or 0.0) - (s.boundary or 0.0) >= u2i_min_margin
 
 
 def select(scored: dict[str, Scored], cap: int, delivery: DeliverySpec | None = None,
-           metrics: Metrics | None = None) -> list[tuple[Scored, float]]:
+           metrics: Metrics | None = None,
+           u2i_min_margin: float = 0.0) -> list[tuple[Scored, float]]:
     """Keep users with evidence (I2I2U tie or U2I pass), best first, within the song's budget;
     each with its score: calibrated when the model carries a calibration, else raw."""
     keep = [(s, calibrated(s, delivery) if delivery else s.score)
-            for s in scored.values() if deliverable(s)]
+            for s in scored.values() if deliverable(s, u2i_min_margin)]
     keep.sort(key=lambda t: (-t[1], t[0].user_id))
     if metrics is not None and len(keep) > cap:
         metrics.budget_dropped.labels(budget="song").inc(len(keep) - cap)
@@ -274,11 +284,13 @@ def score_song(store: VectorStore, cols: Collections, song_id: str, vector: np.n
 def candidates_for_song(store: VectorStore, cols: Collections, song: SongEvent,
                         vector: np.ndarray, version: str, cfg: PipelineConfig,
                         metrics: Metrics | None = None,
-                        delivery: DeliverySpec | None = None) -> list[CandidateEvent]:
+                        delivery: DeliverySpec | None = None,
+                        served: frozenset[str] | None = None) -> list[CandidateEvent]:
     """Both paths, merged, de-duplicated per user, capped (on one calibrated scale when the
-    model has one), explained; each user's A/B arm applied and named."""
+    model has one), explained; each user's A/B arm applied and named (only the ``served``
+    arms' users, when given: the per-song cap is then per version)."""
     scored = score_song(store, cols, song.song_id, vector, cfg, metrics)
-    apply_arms(scored, cfg)
+    apply_arms(scored, cfg, served)
     created = now_ms()
     return [CandidateEvent(
         schema_version=1, event_id=candidate_id(song.song_id, s.user_id, version),
@@ -287,7 +299,8 @@ def candidates_for_song(store: VectorStore, cols: Collections, song: SongEvent,
         boundary=None if s.boundary is None else round(s.boundary, 6), path=s.path,
         seed_song_ids=[sid for sid, _, _ in s.seeds], model_version=version,
         created_at=created, explanation=explain(s), arm=s.arm, event_ts=song.released_at,
-    ) for s, score in select(scored, cfg.max_candidates_per_song, delivery, metrics)]
+    ) for s, score in select(scored, cfg.max_candidates_per_song, delivery, metrics,
+                             cfg.u2i_min_margin)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -515,8 +528,10 @@ class Serving:
 
 
 def process_song(sv: Serving, song: SongEvent, engagers: list[list[Any]], cfg: PipelineConfig,
-                 settings: Settings, metrics: Metrics) -> list[CandidateEvent]:
-    """Audio -> vector -> upsert -> candidates; each stage timed by its histogram."""
+                 settings: Settings, metrics: Metrics,
+                 served: frozenset[str] | None = None) -> list[CandidateEvent]:
+    """Audio -> vector -> upsert -> candidates (for the ``served`` arms' users, when given);
+    each stage timed by its histogram."""
     wave: np.ndarray | None = None
     if song.audio_uri:
         with metrics.stage("audio"):
@@ -528,7 +543,7 @@ def process_song(sv: Serving, song: SongEvent, engagers: list[list[Any]], cfg: P
                     engagers)
     with metrics.stage("search"):
         return candidates_for_song(sv.store, sv.cols, song, vector, sv.model.version, cfg,
-                                   metrics, sv.model.manifest.delivery)
+                                   metrics, sv.model.manifest.delivery, served)
 
 
 def refresh_users(sv: Serving, states: dict[str, dict[str, Any]],

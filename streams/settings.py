@@ -113,6 +113,9 @@ class Settings(BaseSettings):
         0.1, ge=0, description="I2I2U: seeds must be within this of the best match.")
     i2i2u_min_similarity: float = Field(0.3, description="I2I2U: minimum seed similarity.")
     u2i_users_k: int = Field(200, ge=1, description="U2I: users scored per new song.")
+    u2i_min_margin: float = Field(
+        0.0, ge=0, description="U2I admission: a candidate with U2I evidence only is delivered "
+        "when its U2I score exceeds the user's boundary by at least this (0: the boundary).")
     max_candidates_per_song: int = Field(50, ge=1, description="Exposure budget per new song.")
     max_candidates_per_user_day: int = Field(
         0, ge=0, description="Exposure budget per user and event-time day (0: no cap); the "
@@ -121,7 +124,8 @@ class Settings(BaseSettings):
         7 * 86400.0, gt=0, description="Event time after a delivery in which a listener's "
         "interactions with the song count as its outcomes.")
     ab_arms: str = Field(
-        "", description="A/B arms NAME=TARGET:WEIGHT,... (target i2i2u or both); empty: none.")
+        "", description="A/B arms NAME=TARGET:WEIGHT,...; TARGET is a policy (i2i2u or "
+        "both), a model version, or VERSION/POLICY; empty: none.")
     ab_salt: str = Field("coldstream-ab", min_length=1,
                          description="Key of the arm hash: a new salt reshuffles users.")
     recent_items_per_user: int = Field(50, ge=1)

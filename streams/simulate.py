@@ -42,6 +42,7 @@ class SimConfig:
     budget_per_day: int = 10  # the worker's COLDSTREAM_MAX_CANDIDATES_PER_USER_DAY
     arms: str = "A=i2i2u:50,B=both:50"
     salt: str = "coldstream-ab"
+    u2i_min_margin: float = 0.0  # the worker's COLDSTREAM_U2I_MIN_MARGIN
 
 
 QUICK = SimConfig()
@@ -200,6 +201,23 @@ def by_path(answers: list[Answer]) -> dict[str, dict[str, dict[str, float]]]:
     return out
 
 
+def u2i_margin_bands(answers: list[Answer], bands: int = 5) -> list[dict[str, float]]:
+    """U2I-only exposures in equal-count bands of their U2I margin over the user's boundary
+    (raw scores: a model without a calibration), with each band's collect rate: where to put
+    ``COLDSTREAM_U2I_MIN_MARGIN`` (read on a seed that is not reported)."""
+    rows = sorted((a.exposure.score - a.exposure.boundary, a.action == "collect")
+                  for a in answers
+                  if a.exposure.path == "u2i" and a.exposure.boundary is not None)
+    out = []
+    for k in range(bands):
+        band = rows[len(rows) * k // bands:len(rows) * (k + 1) // bands]
+        if band:
+            out.append({"margin_from": round(band[0][0], 4), "margin_to": round(band[-1][0], 4),
+                        "exposures": len(band),
+                        "collect_rate": sum(c for _, c in band) / len(band)})
+    return out
+
+
 def results(cfg: SimConfig, world: World, loop: Loop, samples: dict) -> dict[str, Any]:
     arms = parse_arms(cfg.arms)
     members: dict[str, list[str]] = {a.name: [] for a in arms}
@@ -212,6 +230,7 @@ def results(cfg: SimConfig, world: World, loop: Loop, samples: dict) -> dict[str
     doc = compare(data, len(world.new_songs), arms[0].name, arms[1].name, seed=cfg.seed)
     doc["worker"] = {a.name: worker_counts(samples, a.name) for a in arms}
     doc["by_path"] = by_path(loop.answers)
+    doc["u2i_margin"] = u2i_margin_bands(loop.answers)
     doc["budget_dropped"] = {b: total(samples, "coldstream_budget_dropped_total", budget=b)
                              for b in ("song", "user_day")}  # all arms together
     doc["config"] = asdict(cfg)
@@ -232,6 +251,7 @@ def run_simulation(cfg: SimConfig, models: Path, out: Path, metrics_port: int | 
     worker = make_worker(broker.bootstrap, models, out, f"sim{cfg.seed}", metrics_port,
                          COLDSTREAM_AB_ARMS=cfg.arms, COLDSTREAM_AB_SALT=cfg.salt,
                          COLDSTREAM_MAX_CANDIDATES_PER_USER_DAY=str(cfg.budget_per_day),
+                         COLDSTREAM_U2I_MIN_MARGIN=str(cfg.u2i_min_margin),
                          COLDSTREAM_LOG_LEVEL="warning")
     try:
         worker.start()

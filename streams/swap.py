@@ -6,7 +6,9 @@ song vectors. A short exclusive step then reconciles what changed meanwhile (new
 listeners, users who interacted) and switches. Every candidate records the version that made it.
 
 :class:`ModelSwapper` owns that orchestration and its state; :func:`watch_announcements` and
-:func:`follow_current` decide when to call it (the agents only schedule them).
+:func:`follow_current` decide when to call it (the agents only schedule them). An A/B test's
+version arms are built the same way and then serve beside the current version instead of
+replacing it (:func:`follow_experiment`).
 """
 
 from __future__ import annotations
@@ -146,16 +148,17 @@ class ModelSwapper:
         log.info("adopting model %s (%s)", version, why)
         await self.swap_to(version)
 
-    async def swap_to(self, version: str) -> str:
+    async def swap_to(self, version: str, as_arm: bool = False) -> str:
         """Returns "ok", "refused" (broken artifact: the old version keeps serving), "failed"
-        or "skipped"."""
+        or "skipped". ``as_arm``: build ``version`` the same way, then serve it beside the
+        current one to its A/B arms (:meth:`WorkerContext.serve_arm`) instead of switching."""
         ctx, m = self.ctx, self.ctx.metrics
         if self.swapping or (ctx.model and version == ctx.model.version):
             return "skipped"
         self.swapping, started = version, time.perf_counter()
         m.model_swap_in_progress.set(1)
         try:
-            result = await self._build_and_switch(version)
+            result = await self._build_and_switch(version, as_arm)
             m.model_swaps.labels(result=result).inc()
             if result == "ok":
                 m.model_swap_seconds.observe(time.perf_counter() - started)
@@ -168,7 +171,7 @@ class ModelSwapper:
             self.swapping = None
             m.model_swap_in_progress.set(0)
 
-    async def _build_and_switch(self, version: str) -> str:
+    async def _build_and_switch(self, version: str, as_arm: bool = False) -> str:
         ctx = self.ctx
         loop = asyncio.get_running_loop()
 
@@ -191,18 +194,20 @@ class ModelSwapper:
         log.info("model %s: %d songs and %d users re-embedded; reconciling", version, n, u)
         async with ctx.gate:  # no event is mid-flight: table writes are all done
             touched = self.user_states(set(self.touched))
-            await ctx.run(self._finish, model, src, dst, touched)
+            await ctx.run(self._finish, model, src, dst, touched, as_arm)
         return "ok"
 
     def _finish(self, model: LoadedModel, src: Collections, dst: Collections,
-                touched: dict[str, Any]) -> None:
-        """Exclusive (work thread): catch up with what happened meanwhile, then switch."""
+                touched: dict[str, Any], as_arm: bool = False) -> None:
+        """Exclusive (work thread): catch up with what happened meanwhile, then switch (or
+        serve beside the current version, for its A/B arms)."""
         ctx = self.ctx
         added, changed = reconcile(ctx.store, src, dst, model, ctx.settings)
         recompute_users(ctx.store, dst, model, touched)
-        ctx.serve(model, dst)
-        log.info("switched to %s (caught up %d songs, %d listener lists, %d users)",
-                 model.version, added, changed, len(touched))
+        (ctx.serve_arm if as_arm else ctx.serve)(model, dst)
+        log.info("%s %s (caught up %d songs, %d listener lists, %d users)",
+                 "serving A/B arms from" if as_arm else "switched to", model.version, added,
+                 changed, len(touched))
 
 
 async def watch_announcements(swapper: ModelSwapper, topic: str) -> None:
@@ -232,3 +237,22 @@ async def follow_current(swapper: ModelSwapper) -> None:
     current = await asyncio.get_running_loop().run_in_executor(None, registry.current)
     if current and swapper.needs(current):
         await swapper.adopt(current, "CURRENT pointer")
+
+
+async def follow_experiment(swapper: ModelSwapper) -> None:
+    """An A/B test's version arms: stop them once the registry says the test ended
+    (``coldstream ab end``), else build each arm's version not serving yet, one at a time."""
+    ctx = swapper.ctx
+    if not ctx.cfg.arms:
+        return
+    ended = await asyncio.get_running_loop().run_in_executor(
+        None, ctx.registry.ended_experiments)
+    if ctx.experiment_key() in ended:
+        async with ctx.gate:  # no event is mid-flight with the old arms
+            ctx.end_experiment()
+        return
+    for version in ctx.pending_arm_versions():
+        if version in swapper.refused:
+            continue
+        log.info("building model %s for its A/B arms", version)
+        await swapper.swap_to(version, as_arm=True)

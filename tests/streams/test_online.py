@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from encoders.artifacts import Registry
 from streams import attribution, pipeline
-from streams.arms import Arm, assign, bucket, check_servable, parse_arms
+from streams.arms import Arm, assign, bucket, end_test, format_arms, parse_arms, versions_of
 from streams.attribution import DAY_MS, deliver, new_online_state
 from streams.events import CandidateEvent, InteractionEvent
 from streams.ids import candidate_id
@@ -40,13 +41,31 @@ def test_parse_arms_reads_policies_and_versions_and_rejects_nonsense() -> None:
     assert (Arm("A", "i2i2u", 50.0), Arm("B", "both", 50.0)) == ARMS
     assert not ARMS[0].uses_u2i and ARMS[1].uses_u2i
     assert parse_arms("") == ()
-    versions = parse_arms("control=v1:50,treatment=v2:50")
-    assert [a.is_policy for a in versions] == [False, False]
-    with pytest.raises(ValueError, match="only policy arms"):
-        check_servable(versions)
-    for bad in ("A=i2i2u", "A:50", "=both:1", "A=both:0", "A=both:x", "A=both:1,A=i2i2u:1"):
+    assert parse_arms("control=v1:50,treatment=v2:50") == (
+        Arm("control", "both", 50.0, "v1"), Arm("treatment", "both", 50.0, "v2"))
+    mixed = parse_arms("A=i2i2u:1, B=v2/i2i2u:1 ,C=v2/both:2,D=both:1")
+    assert [(a.version, a.policy) for a in mixed] == [
+        (None, "i2i2u"), ("v2", "i2i2u"), ("v2", "both"), (None, "both")]
+    assert versions_of(mixed) == ["v2"]
+    for bad in ("A=i2i2u", "A:50", "=both:1", "A=both:0", "A=both:x", "A=both:1,A=i2i2u:1",
+                "A=v2/u2i:1", "A=/both:1", "A=v2/:1", "A=both:inf", "A=both:nan"):
         with pytest.raises(ValueError):
             parse_arms(bad)
+
+
+NAMES = st.text(st.characters(whitelist_categories=("L", "N"), whitelist_characters="_-."),
+                min_size=1, max_size=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(NAMES, st.one_of(st.none(), NAMES), st.sampled_from(["i2i2u", "both"]),
+                          st.floats(0.01, 1e6)), min_size=1, max_size=5,
+                unique_by=lambda t: t[0]))
+def test_arms_spec_round_trips_through_its_canonical_form(
+        parts: list[tuple[str, str | None, str, float]]) -> None:
+    arms = tuple(Arm(name, policy, weight, None if version in ("i2i2u", "both") else version)
+                 for name, version, policy, weight in parts)
+    assert parse_arms(format_arms(arms)) == arms
 
 
 @settings(max_examples=200, deadline=None)
@@ -72,6 +91,38 @@ def test_arm_assignment_is_balanced_by_weight(salt: str, weights: list[int]) -> 
         assert abs(counts[f"a{i}"] - expected) < 5 * 32
 
 
+def test_a_version_scores_only_the_users_of_the_arms_it_serves() -> None:
+    arms = parse_arms("control=v1:50,treatment=v2:50")
+    cfg = PipelineConfig(arms=arms, ab_salt="s")
+    users = [f"u{i}" for i in range(40)]
+    by_arm = {u: assign(u, arms, "s").name for u in users}  # type: ignore[union-attr]
+    for served in ({"control"}, {"treatment"}):
+        scored = {u: Scored(u, u2i=0.9, boundary=0.1) for u in users}
+        pipeline.apply_arms(scored, cfg, frozenset(served))
+        assert set(scored) == {u for u in users if by_arm[u] in served}
+        assert {s.arm for s in scored.values()} == served
+
+
+def test_ending_a_test_promotes_or_rolls_back_through_the_registry(
+        private_registry: Registry) -> None:
+    from .test_model_swap import derive_version
+
+    registry = private_registry
+    v1 = registry.current() or ""
+    derive_version(registry, v1, "v2-ab")
+    arms = parse_arms(f"control={v1}:50,treatment=v2-ab:50")
+    with pytest.raises(ValueError, match="no arm"):
+        end_test(registry, arms, "nobody")
+    with pytest.raises(ValueError, match="policy i2i2u"):
+        end_test(registry, parse_arms("A=i2i2u:1,B=both:1"), None)
+    assert registry.ended_experiments() == set()
+    assert end_test(registry, arms, "treatment") == "v2-ab"
+    assert registry.ended_experiments() == {format_arms(arms)}
+    again = parse_arms(f"control={v1}:50,treatment=v2-ab:50,other=v2-ab/i2i2u:1")
+    assert end_test(registry, again, None) == v1  # rollback: the first arm's version
+    assert registry.ended_experiments() == {format_arms(arms), format_arms(again)}
+
+
 def test_an_i2i2u_only_arm_loses_u2i_evidence_and_every_candidate_names_its_arm() -> None:
     cfg = PipelineConfig(arms=ARMS, ab_salt="s")
     users = [f"u{i}" for i in range(40)]
@@ -83,6 +134,16 @@ def test_an_i2i2u_only_arm_loses_u2i_evidence_and_every_candidate_names_its_arm(
         assert s.passes_boundary == (arm.name == "B")
     kept = pipeline.select(scored, cap=100)
     assert {s.arm for s, _ in kept} == {"B"}  # A's users had U2I evidence only
+
+
+def test_u2i_admission_margin_holds_back_weak_u2i_only_candidates() -> None:
+    scored = {"weak": Scored("weak", u2i=0.35, boundary=0.3),
+              "strong": Scored("strong", u2i=0.6, boundary=0.3),
+              "tied": Scored("tied", i2i2u=0.2, u2i=0.35, boundary=0.3,
+                             seeds=[("s", "t", 0.9)])}
+    assert {s.user_id for s, _ in pipeline.select(scored, cap=10)} == set(scored)
+    kept = pipeline.select(scored, cap=10, u2i_min_margin=0.1)
+    assert {s.user_id for s, _ in kept} == {"strong", "tied"}  # an I2I2U tie is not gated
 
 
 # --- budget ----------------------------------------------------------------------------------

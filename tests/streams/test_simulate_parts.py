@@ -8,12 +8,15 @@ import numpy as np
 import orjson
 import pytest
 
+from encoders.artifacts import Registry
 from streams import online_report
+from streams.arms import format_arms, parse_arms, versions_of
 from streams.context import pipeline_config
 from streams.errors import ColdstreamError
 from streams.listeners import Answer, Exposure, Listeners, rank
 from streams.online_stats import ArmData, compare
 from streams.settings import Settings
+from streams.simulate import u2i_margin_bands
 
 
 def c(user: str, song: str, score: float, arm: str = "B") -> dict:
@@ -85,8 +88,27 @@ def test_report_online_summarizes_seeds(tmp_path: Path) -> None:
     assert (tmp_path / "online-summary.json").exists()
 
 
-def test_version_arms_are_refused_until_two_versions_can_serve() -> None:
-    with pytest.raises(ColdstreamError, match="only policy arms"):
-        pipeline_config(Settings(ab_arms="control=v1:50,treatment=v2:50"))
+def test_u2i_margin_bands_split_u2i_only_exposures_by_margin() -> None:
+    def ans(margin: float, action: str, path: str = "u2i") -> Answer:
+        return Answer(Exposure("u", f"s{margin}", "B", 0.5 + margin, path, 0, 0.5), action, 1)
+
+    answers = [ans(m / 10, "collect" if m >= 5 else "skip") for m in range(10)]
+    bands = u2i_margin_bands([*answers, ans(0.9, "collect", "both")], bands=2)
+    assert [b["exposures"] for b in bands] == [5, 5]
+    assert [b["collect_rate"] for b in bands] == [0.0, 1.0]
+    assert bands[1]["margin_from"] == pytest.approx(0.5)
+
+
+def test_version_arms_must_be_in_the_registry_and_an_ended_test_runs_no_arms(
+        tmp_path: Path) -> None:
+    spec = "control=v1:50,treatment=v2:50"
+    assert versions_of(pipeline_config(Settings(ab_arms=spec)).arms) == ["v1", "v2"]
+    registry = Registry(tmp_path / "models")
+    with pytest.raises(ColdstreamError, match="not in the registry"):
+        pipeline_config(Settings(ab_arms=spec), registry)
+    registry.end_experiment(format_arms(parse_arms(spec)))
+    assert pipeline_config(Settings(ab_arms=spec), registry).arms == ()
+    with pytest.raises(ColdstreamError, match="COLDSTREAM_AB_ARMS"):
+        pipeline_config(Settings(ab_arms="A=v1/u2i:1"))
     assert [a.name for a in pipeline_config(Settings(ab_arms="A=i2i2u:1,B=both:1")).arms] == [
         "A", "B"]
