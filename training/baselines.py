@@ -138,17 +138,24 @@ class ContentKNN:
         self.likes = [ui.indices[ui.indptr[u]: ui.indptr[u + 1]] for u in range(train.n_users)]
 
     def score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        cand = self.vectors[items]
-        out = np.zeros((len(users), len(items)), dtype=np.float32)
-        for r, u in enumerate(users):
-            liked = self.likes[u]
-            if len(liked) == 0:
-                continue
-            sims = self.vectors[liked] @ cand.T  # (liked, items)
-            k = min(self.k, len(liked))
-            top = -np.partition(-sims, k - 1, axis=0)[:k] if k < len(liked) else sims
-            out[r] = top.mean(0)
-        return out
+        return top_k_mean_similarity(self.vectors, self.likes, users, items, self.k)
+
+
+def top_k_mean_similarity(vectors: np.ndarray, likes: list[np.ndarray], users: np.ndarray,
+                          items: np.ndarray, k: int) -> np.ndarray:
+    """Per (user, item): mean of the ``k`` highest dot products between the item and the
+    user's liked items (0 for a user with no likes): item-to-item evidence for a user."""
+    cand = vectors[items]
+    out = np.zeros((len(users), len(items)), dtype=np.float32)
+    for r, u in enumerate(users):
+        liked = likes[u]
+        if len(liked) == 0:
+            continue
+        sims = vectors[liked] @ cand.T  # (liked, items)
+        top = min(k, len(liked))
+        out[r] = (-np.partition(-sims, top - 1, axis=0)[:top] if top < len(liked)
+                  else sims).mean(0)
+    return out
 
 
 class TagEncoder:

@@ -123,7 +123,7 @@ class PopularityPrior:
         return self.model.boundary(users)  # type: ignore[attr-defined]
 
 
-class PathFusion:
+class PathFusion(PopularityPrior):
     """The model's two served paths in one score, their weights picked on validation.
 
     U2I is the model's ``user . song``; I2I2U is the song's similarity to what the user
@@ -135,12 +135,11 @@ class PathFusion:
     the calibrated delivery score, not this sum.
     """
 
-    wants_validation = True
     BETAS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 
     def __init__(self, model: TrainedRecommender, k: int = 10) -> None:
-        self.prior = PopularityPrior(model)
-        self.model, self.k, self.name = model, k, model.name + "+paths"
+        super().__init__(model)
+        self.k, self.name = k, model.name + "+paths"
         self.beta = 0.0
 
     def fit(self, train_data: Dataset, validation: ValidationView | None = None) -> None:
@@ -148,7 +147,7 @@ class PathFusion:
         from .selection import val_metrics
 
         self.model.fit(train_data, validation)
-        self.prior.fit_prior(train_data)  # lam is chosen below, jointly with beta
+        self.fit_prior(train_data)
         v = self.model.items
         self.unit = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-9)
         ui = _user_items(train_data)
@@ -157,44 +156,26 @@ class PathFusion:
             return
         best = -np.inf
         for beta in self.BETAS:
-            for lam in PopularityPrior.LAMBDAS:
-                self.beta, self.prior.lam = beta, lam
+            for lam in self.LAMBDAS:
+                self.beta, self.lam = beta, lam
                 got = val_metrics(validation, self.score)["ndcg@20"]
                 if got > best:
                     best, chosen = got, (beta, lam)
-        self.beta, self.prior.lam = chosen
+        self.beta, self.lam = chosen
 
     @property
     def chosen(self) -> str:
-        return f"beta={self.beta},lam={self.prior.lam}"
-
-    @property
-    def result(self) -> TrainResult | None:
-        return self.model.result
-
-    @property
-    def base(self) -> TrainedRecommender:
-        return self.model
+        return f"beta={self.beta},lam={self.lam}"
 
     def i2i2u(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Mean of the top-k cosines between each item and the user's liked items."""
-        cand = self.unit[items]
-        out = np.zeros((len(users), len(items)), dtype=np.float32)
-        for r, u in enumerate(users):
-            liked = self.likes[u]
-            if len(liked) == 0:
-                continue
-            sims = self.unit[liked] @ cand.T
-            k = min(self.k, len(liked))
-            out[r] = (-np.partition(-sims, k - 1, axis=0)[:k]).mean(0)
-        return out
+        from .baselines import top_k_mean_similarity
+
+        return top_k_mean_similarity(self.unit, self.likes, users, items, self.k)
 
     def score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        out = self.prior.score(users, items)
+        out = super().score(users, items)
         return out + self.beta * self.i2i2u(users, items) if self.beta else out
-
-    def boundary(self, users: np.ndarray) -> np.ndarray:
-        return self.model.boundary(users)  # type: ignore[attr-defined]
 
 
 #: The model's selection budget (same size as every baseline's grid in
