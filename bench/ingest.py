@@ -151,10 +151,10 @@ def ceiling(rep: Report, st: live.Stage, models: Path, n: int, raw: float) -> No
 
 @contextmanager
 def profiled(pid: int | None) -> Iterator[None]:
-    """With ``COLDSTREAM_BENCH_PYSPY=PREFIX`` (bench only; py-spy is not a dependency): py-spy
+    """With ``BENCH_PYSPY=PREFIX`` (bench only; py-spy is not a dependency): py-spy
     on the worker, all threads, while it drains the backlog: a flame graph PREFIX.svg and the
     collapsed stacks PREFIX.txt (for self-time tables, ``bench.profile_top``)."""
-    prefix = os.environ.get("COLDSTREAM_BENCH_PYSPY")
+    prefix = os.environ.get("BENCH_PYSPY")
     if not prefix or pid is None:
         yield
         return

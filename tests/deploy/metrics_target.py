@@ -36,6 +36,8 @@ EXPECTED: dict[str, float] = {
     'coldstream_attributed_total{arm="B", action="collect"}': 3,
     'coldstream_time_to_first_play_seconds_count{arm="A"}': 2,
     'coldstream_budget_dropped_total{budget="user_day"}': 4,
+    'coldstream_ab_version_serving{version="v-test-2"}': 1,
+    'coldstream_segment_merges_total{collection="songs"}': 2,
 }
 
 
@@ -77,8 +79,18 @@ def record_samples(metrics: Metrics) -> None:
     metrics.model_swap_seconds.observe(12.0)
     metrics.model_swap_in_progress.set(0)
     record_online_samples(metrics)
+    record_probe_samples(metrics)
     metrics.model.info({"version": MODEL_VERSION})
+    metrics.ab_version_serving.labels(version="v-test-2").set(1)
     metrics.build.info({"version": "0.1.0"})
+
+
+def record_probe_samples(metrics: Metrics) -> None:
+    """The event-loop probe, GC pauses and the in-worker index's merges."""
+    metrics.loop_stall.set(0.03)
+    metrics.loop_lag.observe(0.012)
+    metrics.gc_pause.labels(generation="2").set(0.2)
+    metrics.segment_merges.labels(collection="songs").inc(2)
 
 
 def record_online_samples(metrics: Metrics) -> None:
