@@ -151,11 +151,9 @@ class Agents:
         users too, so its U2I searches the same population, and ending the test leaves either
         version complete). Returns the current version's boundaries."""
         self.swapper.note_updated(states)  # a swap in progress recomputes them at the switch
-        boundaries = {}
-        for i, (sv, _arms) in enumerate(self.ctx.servings()):
-            got = await self.ctx.run(pipeline.refresh_users, sv, states, self.ctx.metrics)
-            boundaries = got if i == 0 else boundaries
-        return boundaries
+        per_version = [await self.ctx.run(pipeline.refresh_users, sv, states, self.ctx.metrics)
+                        for sv, _arms in self.ctx.servings()]
+        return per_version[0] if per_version else {}
 
     async def candidates(self, song: SongEvent,
                          engagers: list[list[Any]]) -> list[CandidateEvent]:

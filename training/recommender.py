@@ -7,6 +7,7 @@ tower's threshold, both computed by the same towers that are exported.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -15,6 +16,9 @@ from coldstream_data.base import Dataset
 from .selection import Tuned, ValidationView
 from .tasks import TrainConfig
 from .train import TrainResult, train
+
+if TYPE_CHECKING:
+    from .coldstart import ColdStartConfig
 
 #: Ablation name -> how it differs from the full model.
 VARIANTS: dict[str, dict] = {
@@ -178,6 +182,58 @@ class PathFusion(PopularityPrior):
         return out + self.beta * self.i2i2u(users, items) if self.beta else out
 
 
+class TeacherFusion(PathFusion):
+    """:class:`PathFusion` plus a collaborative-teacher head, weighed on validation.
+
+    The head maps a new item's content into the space of a BPR-MF teacher trained on warm
+    interactions and scores it against the teacher's user vectors (DropoutNet's objective,
+    :class:`training.coldstart.DropoutNet`, early-stopped on validation): the issue's
+    "distil a collaborative teacher" lever as a third term. ``score = paths + gamma * s *
+    head`` where ``s`` puts the head on the fused score's scale (their sd over validation
+    users x validation items) and ``gamma`` comes from :data:`GAMMAS` by validation NDCG@20,
+    after ``beta`` and ``lam`` (``gamma = 0`` keeps :class:`PathFusion`). Harness scoring only.
+    """
+
+    GAMMAS = (0.0, 0.25, 0.5, 1.0, 2.0)
+
+    def __init__(self, model: TrainedRecommender, k: int = 10,
+                 head: ColdStartConfig | None = None) -> None:
+        super().__init__(model, k)
+        self.name = model.name + "+paths+teacher"
+        self.gamma, self.scale, self.head_cfg = 0.0, 0.0, head
+
+    def fit(self, train_data: Dataset, validation: ValidationView | None = None) -> None:
+        from .coldstart import make_coldstart
+        from .selection import val_metrics
+
+        super().fit(train_data, validation)
+        self.head = make_coldstart("dropoutnet", seed=self.model.cfg.seed, tune=False,
+                                   base=self.head_cfg)
+        self.head.fit(train_data, validation)
+        if validation is None:
+            return
+        users = np.unique(validation.val.user)
+        paths = np.std(super().score(users, validation.items))
+        self.scale = float(paths / max(np.std(self.head.score(users, validation.items)), 1e-9))
+        best = -np.inf
+        for gamma in self.GAMMAS:
+            self.gamma = gamma
+            got = val_metrics(validation, self.score)["ndcg@20"]
+            if got > best:
+                best, chosen = got, gamma
+        self.gamma = chosen
+
+    @property
+    def chosen(self) -> str:
+        return f"{super().chosen},gamma={self.gamma}"
+
+    def score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        out = super().score(users, items)
+        if not self.gamma:
+            return out
+        return out + self.gamma * self.scale * self.head.score(users, items)
+
+
 #: The model's selection budget (same size as every baseline's grid in
 #: ``training.coldstart.GRIDS``): token cutoff and teacher weight, picked on validation.
 MODEL_GRID: list[dict] = [
@@ -193,7 +249,11 @@ def make_variant(variant: str, epochs: int | None = None, seed: int = 0,
     """A name from :data:`VARIANTS` (full, no-contrastive, no-boundary, audio-only, ...);
     with ``tune`` a :class:`Tuned` over :data:`MODEL_GRID` (selected on validation);
     ``<variant>+prior`` adds :class:`PopularityPrior`, ``<variant>+paths``
-    :class:`PathFusion` (I2I2U kNN and the prior, both weighed on validation)."""
+    :class:`PathFusion` (I2I2U kNN and the prior, both weighed on validation),
+    ``<variant>+paths+teacher`` :class:`TeacherFusion` (and a collaborative-teacher head)."""
+    if variant.endswith("+paths+teacher"):
+        return TeacherFusion(make_variant(variant.removesuffix("+paths+teacher"), epochs, seed,
+                                          progress, align_epochs))  # type: ignore[arg-type]
     if variant.endswith("+paths"):
         return PathFusion(make_variant(variant.removesuffix("+paths"), epochs, seed,
                                        progress, align_epochs))  # type: ignore[arg-type]

@@ -12,7 +12,7 @@ import training.train as train_mod
 from coldstream_data.base import ACTION_CODE, Dataset, Interactions
 from training.coldstart import ColdStartConfig, DropoutNet
 from training.evaluate import evaluate
-from training.recommender import GatedRecommender, PathFusion, PopularityPrior
+from training.recommender import GatedRecommender, PathFusion, PopularityPrior, TeacherFusion
 from training.selection import Tuned, ValidationView, val_metrics, validation_view
 from training.split import Split, cold_item_split
 from training.tasks import TrainConfig
@@ -71,7 +71,7 @@ def test_choices_do_not_move_when_the_cold_test_changes(tiny_world: Dataset) -> 
                                      lambda: DropoutNet(replace(base, lr=1e-2))],
                       ["lr=1e-3", "lr=1e-2"])
         rec = PopularityPrior(GatedRecommender(CFG, name="m"))
-        fused = PathFusion(GatedRecommender(CFG, name="f"))
+        fused = TeacherFusion(GatedRecommender(CFG, name="f"), head=base)
         cold = evaluate(tiny_world, s, tuned, segments=("cold",))["segments"]["cold"]
         evaluate(tiny_world, s, rec, segments=("cold",))
         evaluate(tiny_world, s, fused, segments=("cold",))
@@ -83,6 +83,7 @@ def test_choices_do_not_move_when_the_cold_test_changes(tiny_world: Dataset) -> 
     *choices1, r1 = runs[1]
     assert choices0 == choices1
     assert choices0[4] in PopularityPrior.LAMBDAS
-    beta, lam = (float(x.split("=")[1]) for x in choices0[6].split(","))
+    beta, lam, gamma = (float(x.split("=")[1]) for x in choices0[6].split(","))
     assert beta in PathFusion.BETAS and lam in PopularityPrior.LAMBDAS
+    assert gamma in TeacherFusion.GAMMAS
     assert r0 != r1  # the cold test did change, and only the reported figure moved
