@@ -157,6 +157,8 @@ def simulate(
     u2i_min_margin: Annotated[float, typer.Option(
         help="COLDSTREAM_U2I_MIN_MARGIN of the worker (U2I-only admission; raw margin, "
         "also with a calibrated model)")] = 0.0,
+    per_song_cap: Annotated[int, typer.Option(
+        help="COLDSTREAM_MAX_CANDIDATES_PER_SONG of the worker (shared by the arms)")] = 50,
     model: Annotated[str, typer.Option(
         help="provisional (untrained) | trained: per seed, coldstream train on that world's "
         "history without the held-out new songs, published into its own registry")] =
@@ -183,7 +185,8 @@ def simulate(
     if train is None:
         provisional_registry(settings.models_path)
     for s in range(seed, seed + seeds):
-        cfg = replace(base, seed=s, arms=arms, u2i_min_margin=u2i_min_margin)
+        cfg = replace(base, seed=s, arms=arms, u2i_min_margin=u2i_min_margin,
+                      per_song_cap=per_song_cap)
         models = (settings.models_path if train is None
                   else model_cache / f"{name}-seed{s}-e{train_epochs}")
         doc = run_simulation(cfg, models, out / f"seed-{s}" if seeds > 1 else out,

@@ -44,6 +44,7 @@ class SimConfig:
     days: int = 6
     shown_per_day: int = 3  # the ranker's slots for new songs, per user and day
     budget_per_day: int = 10  # the worker's COLDSTREAM_MAX_CANDIDATES_PER_USER_DAY
+    per_song_cap: int = 50  # the worker's COLDSTREAM_MAX_CANDIDATES_PER_SONG (all arms share it)
     arms: str = "A=i2i2u:50,B=both:50"
     salt: str = "coldstream-ab"
     u2i_min_margin: float = 0.0  # the worker's COLDSTREAM_U2I_MIN_MARGIN
@@ -348,6 +349,7 @@ def run_simulation(cfg: SimConfig, models: Path, out: Path, metrics_port: int | 
     worker = make_worker(broker.bootstrap, models, out, f"sim{cfg.seed}", metrics_port,
                          COLDSTREAM_AB_ARMS=cfg.arms, COLDSTREAM_AB_SALT=cfg.salt,
                          COLDSTREAM_MAX_CANDIDATES_PER_USER_DAY=str(cfg.budget_per_day),
+                         COLDSTREAM_MAX_CANDIDATES_PER_SONG=str(cfg.per_song_cap),
                          COLDSTREAM_U2I_MIN_MARGIN=str(cfg.u2i_min_margin),
                          COLDSTREAM_LOG_LEVEL="warning")
     try:
