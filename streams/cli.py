@@ -155,33 +155,65 @@ def simulate(
     arms: Annotated[str, typer.Option(help="COLDSTREAM_AB_ARMS of the worker")] =
         "A=i2i2u:50,B=both:50",
     u2i_min_margin: Annotated[float, typer.Option(
-        help="COLDSTREAM_U2I_MIN_MARGIN of the worker (U2I-only admission)")] = 0.0,
+        help="COLDSTREAM_U2I_MIN_MARGIN of the worker (U2I-only admission; raw margin, "
+        "also with a calibrated model)")] = 0.0,
+    per_song_cap: Annotated[int, typer.Option(
+        help="COLDSTREAM_MAX_CANDIDATES_PER_SONG of the worker (shared by the arms)")] = 50,
+    model: Annotated[str, typer.Option(
+        help="provisional (untrained) | trained: per seed, coldstream train on that world's "
+        "history without the held-out new songs, published into its own registry")] =
+        "provisional",
+    train_epochs: Annotated[int, typer.Option(
+        help="--model trained: most joint epochs (early stopping on validation picks fewer)")]
+        = 6,
+    model_cache: Annotated[Path, typer.Option(
+        help="--model trained: registries per world and seed (a trained one is reused)")] =
+        Path(".coldstream/sim-models"),
 ) -> None:
     """Closed loop: world listeners answer the worker's candidates (A/B arms, simulated days)."""
     from dataclasses import replace
 
-    from encoders.artifacts import Registry
-    from encoders.provisional import ensure_model
+    from .simulate import DEMO, QUICK, TrainSpec, run_simulation
 
-    from .online_report import write
-    from .simulate import DEMO, QUICK, run_simulation
-
+    if model not in ("provisional", "trained"):
+        raise typer.BadParameter("--model must be provisional or trained")
     settings = settings_or_exit()
     setup_logging("warning")
     base = QUICK if quick or world == "quick" else DEMO
-    registry = Registry(settings.models_path)
-    ensure_model(registry)
+    name = "quick" if base is QUICK else "demo"
+    train = TrainSpec(epochs=train_epochs) if model == "trained" else None
+    if train is None:
+        provisional_registry(settings.models_path)
     for s in range(seed, seed + seeds):
-        cfg = replace(base, seed=s, arms=arms, u2i_min_margin=u2i_min_margin)
-        doc = run_simulation(cfg, settings.models_path, out / f"seed-{s}" if seeds > 1 else out)
+        cfg = replace(base, seed=s, arms=arms, u2i_min_margin=u2i_min_margin,
+                      per_song_cap=per_song_cap)
+        models = (settings.models_path if train is None
+                  else model_cache / f"{name}-seed{s}-e{train_epochs}")
+        doc = run_simulation(cfg, models, out / f"seed-{s}" if seeds > 1 else out,
+                             train=train)
         typer.echo(f"seed {s}: lift users reached {doc['lift_users_reached']:+.1%}, "
-                   f"collect rate {doc['lift_collect_rate']:+.1%} ({doc['wall_s']} s)")
+                   f"collect rate {doc['lift_collect_rate']:+.1%} ({doc['wall_s']} s, "
+                   f"{doc['model']['kind']} model {doc['model']['version']})")
     if seeds > 1:
-        summary, _, _ = write(out)
-        first = orjson.loads((out / f"seed-{seed}" / "online.json").read_bytes())
-        (out / "online.json").write_bytes(orjson.dumps({**first, "seeds": summary},
-                                                       option=orjson.OPT_INDENT_2))
+        write_seeds(out, seed)
     typer.echo(f"wrote {out / 'online.json'}")
+
+
+def provisional_registry(path: Path) -> None:
+    from encoders.artifacts import Registry
+    from encoders.provisional import ensure_model
+
+    ensure_model(Registry(path))
+
+
+def write_seeds(out: Path, seed: int) -> None:
+    """The seeds' summary, and seed ``seed``'s run with it as ``out/online.json``."""
+    from .online_report import write
+
+    summary, _, _ = write(out)
+    first = orjson.loads((out / f"seed-{seed}" / "online.json").read_bytes())
+    (out / "online.json").write_bytes(orjson.dumps({**first, "seeds": summary},
+                                                   option=orjson.OPT_INDENT_2))
 
 
 ab_app = typer.Typer(no_args_is_help=True, help="A/B tests (COLDSTREAM_AB_ARMS).")

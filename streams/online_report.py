@@ -41,7 +41,16 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "treatment": first["treatment"], "arms": arms, **lifts,
             "by_path": paths_summary(runs),
             "world": {k: first["config"][k] for k in ("n_songs", "n_users", "new_songs",
-                                                      "days", "shown_per_day")}}
+                                                      "days", "shown_per_day")},
+            "worker": {k: first["config"].get(k) for k in ("u2i_min_margin", "per_song_cap")},
+            "runs": [run_info(r) for r in runs]}
+
+
+def run_info(run: dict[str, Any]) -> dict[str, Any]:
+    """Which model a run served (provisional or trained on its world) and how long it took."""
+    model = run.get("model") or {"kind": "provisional"}
+    return {"seed": run["config"]["seed"], "wall_s": run.get("wall_s"), **{
+        k: model.get(k) for k in ("kind", "version", "train_s", "delivery")}}
 
 
 def paths_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:

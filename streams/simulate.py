@@ -11,12 +11,16 @@ contract refuses timestamps in the future), so a week passes as fast as the work
 from __future__ import annotations
 
 import asyncio
+import math
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 
 from .arms import assign, parse_arms
@@ -40,6 +44,7 @@ class SimConfig:
     days: int = 6
     shown_per_day: int = 3  # the ranker's slots for new songs, per user and day
     budget_per_day: int = 10  # the worker's COLDSTREAM_MAX_CANDIDATES_PER_USER_DAY
+    per_song_cap: int = 50  # the worker's COLDSTREAM_MAX_CANDIDATES_PER_SONG (all arms share it)
     arms: str = "A=i2i2u:50,B=both:50"
     salt: str = "coldstream-ab"
     u2i_min_margin: float = 0.0  # the worker's COLDSTREAM_U2I_MIN_MARGIN
@@ -58,6 +63,7 @@ class World:
     listeners: Listeners
     user_ids: list[str]
     start_ms: int  # the simulated clock's first day
+    source: Any = None  # the generated world (coldstream_data Dataset, with its ground truth)
 
 
 def build_world(cfg: SimConfig, now_ms: int) -> World:
@@ -79,7 +85,63 @@ def build_world(cfg: SimConfig, now_ms: int) -> World:
                               if r[0] == "interactions" and r[2]["song_id"] not in held],
         new_songs=[s for s in songs if s["song_id"] in held],
         listeners=Listeners(world.truth, users, list(world.catalogue["song_id"]), cfg.seed),
-        user_ids=users, start_ms=start)
+        user_ids=users, start_ms=start, source=world)
+
+
+def history_dataset(world: World) -> Any:
+    """What a trained model may learn from: the world's history as replayed to the worker,
+    without the held-out new songs (the cold items) or any interaction with them, and
+    without the ground truth the listeners answer from."""
+    from coldstream_data.base import Dataset, Interactions
+
+    data = world.source
+    held = {s["song_id"] for s in world.new_songs}
+    keep = ~data.catalogue["song_id"].isin(held).to_numpy()
+    index = np.cumsum(keep) - 1  # old item index -> new one (held-out rows unused)
+    inter = data.interactions.subset(keep[data.interactions.item])
+    inter = Interactions(inter.user, index[inter.item].astype(np.int32), inter.action,
+                         inter.ts, inter.rating)
+    return Dataset(f"{data.name}-history", data.catalogue[keep].reset_index(drop=True),
+                   data.user_ids, inter)
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """``coldstream simulate --model trained``: ``coldstream train`` on the seed's history.
+
+    One measured seed (``--seeds 1``): a cold-item split of the history, joint epochs
+    early-stopped on its validation items (at most ``epochs``, patience 2), the delivery
+    calibration fitted on those validation items; then the published model is trained on the
+    whole history for the selected epoch count."""
+
+    epochs: int = 6
+    variant: str = "full"
+    device: str = "cpu"
+
+
+def train_on_history(world: World, seed: int, registry: Path, work: Path,
+                     spec: TrainSpec) -> str:
+    """Train and publish into ``registry`` (a folder of its own) unless it already has a
+    current version (the same seed's model, reused e.g. across margins); returns it. A
+    subprocess runs ``training.cli train``: serving code never imports the trainer."""
+    from coldstream_data.own import write_own
+    from encoders.artifacts import Registry
+
+    current = Registry(registry).current()
+    if current is not None:
+        return current
+    data_dir = write_own(history_dataset(world), work / "history")
+    cmd = [sys.executable, "-m", "training.cli", "train", "--dataset", str(data_dir),
+           "--registry", str(registry), "--seed", str(seed), "--seeds", "1",
+           "--epochs", str(spec.epochs), "--variant", spec.variant, "--device", spec.device,
+           "--run-dir", str(work / "runs")]
+    with open(work / "train.log", "wb") as log:
+        done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=False)
+    current = Registry(registry).current()
+    if done.returncode or current is None:
+        raise RuntimeError(f"simulate: training failed (rc {done.returncode}), see "
+                           f"{work / 'train.log'}")
+    return current
 
 
 def total(samples: dict[tuple[str, tuple], float], name: str, **labels: str) -> float:
@@ -201,12 +263,25 @@ def by_path(answers: list[Answer]) -> dict[str, dict[str, dict[str, float]]]:
     return out
 
 
-def u2i_margin_bands(answers: list[Answer], bands: int = 5) -> list[dict[str, float]]:
-    """U2I-only exposures in equal-count bands of their U2I margin over the user's boundary
-    (raw scores: a model without a calibration), with each band's collect rate: where to put
-    ``COLDSTREAM_U2I_MIN_MARGIN`` (read on a seed that is not reported)."""
-    rows = sorted((a.exposure.score - a.exposure.boundary, a.action == "collect")
-                  for a in answers
+def raw_margin(score: float, boundary: float, delivery: Any = None) -> float:
+    """A U2I-only candidate's raw margin (U2I score - boundary, what
+    ``COLDSTREAM_U2I_MIN_MARGIN`` compares): the score itself without a calibration, else
+    recovered from the calibrated probability (evidence: i2i2u 0, has_seed 0, passes 1)."""
+    if delivery is None:
+        return score - boundary
+    p = min(max(score, 1e-6), 1 - 1e-6)
+    c = delivery.coef
+    return (math.log(p / (1 - p)) - delivery.intercept - c[3]) / c[2]
+
+
+def u2i_margin_bands(answers: list[Answer], bands: int = 5,
+                     delivery: Any = None) -> list[dict[str, float]]:
+    """U2I-only exposures in equal-count bands of their raw U2I margin over the user's
+    boundary (``delivery``: the model's calibration, when its scores are calibrated), with
+    each band's collect rate: where to put ``COLDSTREAM_U2I_MIN_MARGIN`` (read on a seed
+    that is not reported)."""
+    rows = sorted((raw_margin(a.exposure.score, a.exposure.boundary, delivery),
+                   a.action == "collect") for a in answers
                   if a.exposure.path == "u2i" and a.exposure.boundary is not None)
     out = []
     for k in range(bands):
@@ -218,7 +293,8 @@ def u2i_margin_bands(answers: list[Answer], bands: int = 5) -> list[dict[str, fl
     return out
 
 
-def results(cfg: SimConfig, world: World, loop: Loop, samples: dict) -> dict[str, Any]:
+def results(cfg: SimConfig, world: World, loop: Loop, samples: dict,
+            delivery: Any = None) -> dict[str, Any]:
     arms = parse_arms(cfg.arms)
     members: dict[str, list[str]] = {a.name: [] for a in arms}
     for u in world.user_ids:
@@ -230,27 +306,50 @@ def results(cfg: SimConfig, world: World, loop: Loop, samples: dict) -> dict[str
     doc = compare(data, len(world.new_songs), arms[0].name, arms[1].name, seed=cfg.seed)
     doc["worker"] = {a.name: worker_counts(samples, a.name) for a in arms}
     doc["by_path"] = by_path(loop.answers)
-    doc["u2i_margin"] = u2i_margin_bands(loop.answers)
+    doc["u2i_margin"] = u2i_margin_bands(loop.answers, delivery=delivery)
     doc["budget_dropped"] = {b: total(samples, "coldstream_budget_dropped_total", budget=b)
                              for b in ("song", "user_day")}  # all arms together
     doc["config"] = asdict(cfg)
     return doc
 
 
+def served_model(cfg: SimConfig, world: World, models: Path, out: Path,
+                 train: TrainSpec | None) -> dict[str, Any]:
+    """Which model the worker serves: the registry's current one (``train``: first trained on
+    the world's history and published there); what ``online.json`` says about it."""
+    from encoders.artifacts import Registry
+
+    started = time.monotonic()
+    if train is not None:
+        train_on_history(world, cfg.seed, models, out, train)
+    current = Registry(models).current()
+    delivery = Registry(models).load(current).delivery if current else None
+    return {"kind": "provisional" if train is None else "trained", "version": current,
+            "train": None if train is None else asdict(train),
+            "train_s": round(time.monotonic() - started, 1) if train else 0.0,
+            "delivery": None if delivery is None else delivery.model_dump(),
+            "calibration": delivery}
+
+
 def run_simulation(cfg: SimConfig, models: Path, out: Path, metrics_port: int | None = None,
                    before_stop: Callable[[WorkerProcess], None] | None = None,
-                   ) -> dict[str, Any]:
+                   train: TrainSpec | None = None) -> dict[str, Any]:
     """Broker + worker + loop; writes ``out/online.json`` and returns its content.
 
     ``before_stop`` runs with the worker still up after the loop (a test scrapes it then).
+    ``train``: serve a model trained on this world's history (published into ``models``,
+    which must then be this seed's own registry) instead of the registry's current one.
     """
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     world = build_world(cfg, int(time.time() * 1000))
+    model = served_model(cfg, world, models, out, train)
+    delivery = model.pop("calibration")
     broker = EmbeddedBroker(log_path=out / "tansu.log").start()
     worker = make_worker(broker.bootstrap, models, out, f"sim{cfg.seed}", metrics_port,
                          COLDSTREAM_AB_ARMS=cfg.arms, COLDSTREAM_AB_SALT=cfg.salt,
                          COLDSTREAM_MAX_CANDIDATES_PER_USER_DAY=str(cfg.budget_per_day),
+                         COLDSTREAM_MAX_CANDIDATES_PER_SONG=str(cfg.per_song_cap),
                          COLDSTREAM_U2I_MIN_MARGIN=str(cfg.u2i_min_margin),
                          COLDSTREAM_LOG_LEVEL="warning")
     try:
@@ -263,7 +362,8 @@ def run_simulation(cfg: SimConfig, models: Path, out: Path, metrics_port: int | 
         if worker.process is not None:
             worker.stop()
         broker.stop()
-    doc = results(cfg, world, loop, samples)
+    doc = results(cfg, world, loop, samples, delivery)
+    doc["model"] = model
     doc["wall_s"] = round(time.monotonic() - started, 1)
     (out / "online.json").write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
     return doc

@@ -16,7 +16,7 @@ from streams.errors import ColdstreamError
 from streams.listeners import Answer, Exposure, Listeners, rank
 from streams.online_stats import ArmData, compare
 from streams.settings import Settings
-from streams.simulate import u2i_margin_bands
+from streams.simulate import SimConfig, build_world, history_dataset, raw_margin, u2i_margin_bands
 
 
 def c(user: str, song: str, score: float, arm: str = "B") -> dict:
@@ -97,6 +97,33 @@ def test_u2i_margin_bands_split_u2i_only_exposures_by_margin() -> None:
     assert [b["exposures"] for b in bands] == [5, 5]
     assert [b["collect_rate"] for b in bands] == [0.0, 1.0]
     assert bands[1]["margin_from"] == pytest.approx(0.5)
+
+
+def test_a_trained_model_learns_from_the_history_without_the_held_out_songs() -> None:
+    cfg = SimConfig(n_songs=200, n_users=40, n_interactions=1500, n_genres=4, new_songs=12)
+    world = build_world(cfg, now_ms=1_800_000_000_000)
+    held = {s["song_id"] for s in world.new_songs}
+    data = history_dataset(world)
+    song_ids = data.catalogue["song_id"].to_numpy()
+    assert len(held) == 12 and not held & set(song_ids)
+    assert set(song_ids) == {s["song_id"] for s in world.history_songs}
+    trained_on = {(data.user_ids[u], song_ids[i])
+                  for u, i in zip(data.interactions.user, data.interactions.item, strict=True)}
+    replayed = {(e["user_id"], e["song_id"]) for e in world.history_interactions}
+    assert len(data.interactions) == len(world.history_interactions) and trained_on == replayed
+    assert data.truth == {}  # the listeners' ground truth is not training data
+
+
+def test_the_raw_u2i_margin_is_recovered_from_a_calibrated_score() -> None:
+    from encoders.artifacts import DeliverySpec
+    from streams.pipeline import Scored, calibrated
+
+    spec = DeliverySpec(coef=[2.0, 0.5, 9.0, 0.3], intercept=-2.5)
+    for margin in (0.01, 0.05, 0.2):
+        s = Scored("u", u2i=0.4 + margin, boundary=0.4)
+        assert s.path == "u2i"
+        assert raw_margin(calibrated(s, spec), 0.4, spec) == pytest.approx(margin, abs=1e-9)
+    assert raw_margin(0.7, 0.5) == pytest.approx(0.2)  # no calibration: the score is raw
 
 
 def test_version_arms_must_be_in_the_registry_and_an_ended_test_runs_no_arms(
