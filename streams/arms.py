@@ -117,6 +117,18 @@ def assign(user_id: str, arms: tuple[Arm, ...], salt: str) -> Arm | None:
     return arms[-1]
 
 
+def arm_caps(arms: tuple[Arm, ...], cap: int) -> dict[str, int]:
+    """Each arm's share of a per-song cap, by weight (at least 1 each).
+
+    A shared cap would let one arm's candidates crowd out the other's (an I2I2U-only arm's
+    high-scoring listeners take slots a U2I arm needs), so the arms would not be compared
+    on equal budgets; split by weight, each arm gets the budget it would have on its share
+    of the traffic, and the total stays about ``cap``.
+    """
+    total = sum(a.weight for a in arms)
+    return {a.name: max(1, round(cap * a.weight / total)) for a in arms}
+
+
 def end_test(registry: Registry, arms: tuple[Arm, ...], promote: str | None) -> str | None:
     """End the test: ``promote`` names the winning arm (None: roll back to the first arm).
 

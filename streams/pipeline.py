@@ -20,7 +20,7 @@ from encoders.artifacts import DeliverySpec
 from encoders.features import song_text
 from encoders.runtime import LoadedModel, SongInput
 
-from .arms import Arm, assign
+from .arms import Arm, arm_caps, assign
 from .audio import load_song_audio
 from .events import CandidateEvent, InteractionEvent, SongEvent, now_ms
 from .ids import candidate_id, song_point_id, user_point_id
@@ -247,16 +247,24 @@ def deliverable(s: Scored, u2i_min_margin: float = 0.0) -> bool:
 
 
 def select(scored: dict[str, Scored], cap: int, delivery: DeliverySpec | None = None,
-           metrics: Metrics | None = None,
-           u2i_min_margin: float = 0.0) -> list[tuple[Scored, float]]:
+           metrics: Metrics | None = None, u2i_min_margin: float = 0.0,
+           caps: dict[str, int] | None = None) -> list[tuple[Scored, float]]:
     """Keep users with evidence (I2I2U tie or U2I pass), best first, within the song's budget;
-    each with its score: calibrated when the model carries a calibration, else raw."""
+    each with its score: calibrated when the model carries a calibration, else raw. With
+    ``caps`` (A/B arms: :func:`streams.arms.arm_caps`) each arm has its own share."""
     keep = [(s, calibrated(s, delivery) if delivery else s.score)
             for s in scored.values() if deliverable(s, u2i_min_margin)]
     keep.sort(key=lambda t: (-t[1], t[0].user_id))
-    if metrics is not None and len(keep) > cap:
-        metrics.budget_dropped.labels(budget="song").inc(len(keep) - cap)
-    return keep[:cap]
+    taken: dict[str | None, int] = {}
+    out = []
+    for s, score in keep:
+        budget = s.arm if caps and s.arm in caps else None  # None: the shared cap
+        if taken.get(budget, 0) < (cap if budget is None else caps[budget]):  # type: ignore[index]
+            taken[budget] = taken.get(budget, 0) + 1
+            out.append((s, score))
+    if metrics is not None and len(keep) > len(out):
+        metrics.budget_dropped.labels(budget="song").inc(len(keep) - len(out))
+    return out
 
 
 def score_song(store: VectorStore, cols: Collections, song_id: str, vector: np.ndarray,
@@ -300,7 +308,9 @@ def candidates_for_song(store: VectorStore, cols: Collections, song: SongEvent,
         seed_song_ids=[sid for sid, _, _ in s.seeds], model_version=version,
         created_at=created, explanation=explain(s), arm=s.arm, event_ts=song.released_at,
     ) for s, score in select(scored, cfg.max_candidates_per_song, delivery, metrics,
-                             cfg.u2i_min_margin)]
+                             cfg.u2i_min_margin,
+                             arm_caps(cfg.arms, cfg.max_candidates_per_song) if cfg.arms
+                             else None)]
 
 
 # ---------------------------------------------------------------------------------------------

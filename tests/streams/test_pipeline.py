@@ -62,6 +62,25 @@ def test_merge_marks_both_paths_and_caps_by_score() -> None:
     assert "'A'" in pipeline.explain(scored["u1"])
 
 
+def test_each_arm_gets_its_share_of_the_song_cap() -> None:
+    """A's strong I2I2U listeners must not take the slots of B's weaker U2I ones: with the
+    cap split by weight (4 -> 2 + 2), B keeps its two best although A has four better."""
+    from streams.arms import arm_caps, parse_arms
+
+    arms = parse_arms("A=i2i2u:50,B=both:50")
+    assert arm_caps(arms, 4) == {"A": 2, "B": 2}
+    assert arm_caps(parse_arms("A=i2i2u:90,B=both:10"), 4) == {"A": 4, "B": 1}
+    scored = {f"{arm}{i}": Scored(f"{arm}{i}") for arm in "AB" for i in range(4)}
+    for uid, s in scored.items():
+        s.arm = uid[0]
+        s.seeds = [("seed", "Seed", 0.9)]
+        s.i2i2u = (0.9 if s.arm == "A" else 0.5) - 0.01 * int(uid[1])
+    shared = pipeline.select(scored, cap=4)
+    assert [s.user_id for s, _ in shared] == ["A0", "A1", "A2", "A3"]
+    split = pipeline.select(scored, cap=4, caps=arm_caps(arms, 4))
+    assert [s.user_id for s, _ in split] == ["A0", "A1", "B0", "B1"]
+
+
 def test_calibration_puts_both_paths_on_one_scale() -> None:
     """Raw scores rank a weak I2I2U tie (0.3) above a U2I user far over their boundary
     (0.25 + margin); a calibration that values the margin puts the U2I user first, and the
