@@ -158,7 +158,7 @@ def simulate(
         help="COLDSTREAM_U2I_MIN_MARGIN of the worker (U2I-only admission; raw margin, "
         "also with a calibrated model)")] = 0.0,
     per_song_cap: Annotated[int, typer.Option(
-        help="COLDSTREAM_MAX_CANDIDATES_PER_SONG of the worker (shared by the arms)")] = 50,
+        help="COLDSTREAM_MAX_CANDIDATES_PER_SONG of the worker (each arm gets its share)")] = 50,
     model: Annotated[str, typer.Option(
         help="provisional (untrained) | trained: per seed, coldstream train on that world's "
         "history without the held-out new songs, published into its own registry")] =

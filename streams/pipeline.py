@@ -258,8 +258,9 @@ def select(scored: dict[str, Scored], cap: int, delivery: DeliverySpec | None = 
     taken: dict[str | None, int] = {}
     out = []
     for s, score in keep:
-        budget = s.arm if caps and s.arm in caps else None  # None: the shared cap
-        if taken.get(budget, 0) < (cap if budget is None else caps[budget]):  # type: ignore[index]
+        own = (caps or {}).get(s.arm or "")
+        budget, limit = (s.arm, own) if own is not None else (None, cap)  # None: shared cap
+        if taken.get(budget, 0) < limit:
             taken[budget] = taken.get(budget, 0) + 1
             out.append((s, score))
     if metrics is not None and len(keep) > len(out):

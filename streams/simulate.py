@@ -44,7 +44,7 @@ class SimConfig:
     days: int = 6
     shown_per_day: int = 3  # the ranker's slots for new songs, per user and day
     budget_per_day: int = 10  # the worker's COLDSTREAM_MAX_CANDIDATES_PER_USER_DAY
-    per_song_cap: int = 50  # the worker's COLDSTREAM_MAX_CANDIDATES_PER_SONG (all arms share it)
+    per_song_cap: int = 50  # the worker's COLDSTREAM_MAX_CANDIDATES_PER_SONG (split by arm weight)
     arms: str = "A=i2i2u:50,B=both:50"
     salt: str = "coldstream-ab"
     u2i_min_margin: float = 0.0  # the worker's COLDSTREAM_U2I_MIN_MARGIN
@@ -270,8 +270,8 @@ def raw_margin(score: float, boundary: float, delivery: Any = None) -> float:
     if delivery is None:
         return score - boundary
     p = min(max(score, 1e-6), 1 - 1e-6)
-    c = delivery.coef
-    return (math.log(p / (1 - p)) - delivery.intercept - c[3]) / c[2]
+    w = dict(zip(delivery.features, delivery.coef, strict=True))
+    return (math.log(p / (1 - p)) - delivery.intercept - w["passes"]) / w["u2i_margin"]
 
 
 def u2i_margin_bands(answers: list[Answer], bands: int = 5,
@@ -322,8 +322,9 @@ def served_model(cfg: SimConfig, world: World, models: Path, out: Path,
     started = time.monotonic()
     if train is not None:
         train_on_history(world, cfg.seed, models, out, train)
-    current = Registry(models).current()
-    delivery = Registry(models).load(current).delivery if current else None
+    registry = Registry(models)
+    current = registry.current()
+    delivery = registry.load(current).delivery if current else None
     return {"kind": "provisional" if train is None else "trained", "version": current,
             "train": None if train is None else asdict(train),
             "train_s": round(time.monotonic() - started, 1) if train else 0.0,

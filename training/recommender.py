@@ -6,19 +6,23 @@ tower's threshold, both computed by the same towers that are exported.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from itertools import product
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
 from coldstream_data.base import Dataset
 
-from .selection import Tuned, ValidationView
+from .selection import Scorer, Tuned, ValidationView
 from .tasks import TrainConfig
 from .train import TrainResult, train
 
 if TYPE_CHECKING:
     from .coldstart import ColdStartConfig
+
+T = TypeVar("T")
 
 #: Ablation name -> how it differs from the full model.
 VARIANTS: dict[str, dict] = {
@@ -62,6 +66,22 @@ class GatedRecommender(TrainedRecommender):
         return self.bounds[users]
 
 
+def pick_on_validation(validation: ValidationView, score: Scorer, options: Iterable[T],
+                       apply: Callable[[T], None]) -> T:
+    """Apply each option in turn and keep (and leave applied) the one whose ``score`` has
+    the best validation NDCG@20; the first wins a tie, so list the neutral option first."""
+    from .selection import val_metrics
+
+    best, chosen = -np.inf, None
+    for option in options:
+        apply(option)
+        got = val_metrics(validation, score)["ndcg@20"]
+        if got > best:
+            best, chosen = got, option
+    apply(chosen)  # type: ignore[arg-type]
+    return chosen  # type: ignore[return-value]
+
+
 class PopularityPrior:
     """A trained model plus a content-predicted popularity prior, weighed on validation.
 
@@ -80,19 +100,11 @@ class PopularityPrior:
         self.lam = 0.0
 
     def fit(self, train_data: Dataset, validation: ValidationView | None = None) -> None:
-        from .selection import val_metrics
-
         self.model.fit(train_data, validation)
         self.fit_prior(train_data)
-        if validation is None:
-            return
-        best = -np.inf
-        for lam in self.LAMBDAS:
-            self.lam = lam
-            v = val_metrics(validation, self.score)["ndcg@20"]
-            if v > best:
-                best, chosen = v, lam
-        self.lam = chosen
+        if validation is not None:
+            pick_on_validation(validation, self.score, self.LAMBDAS,
+                               lambda lam: setattr(self, "lam", lam))
 
     def fit_prior(self, train_data: Dataset) -> None:
         """Ridge from content to log training popularity of warm items, z-scored."""
@@ -148,7 +160,6 @@ class PathFusion(PopularityPrior):
 
     def fit(self, train_data: Dataset, validation: ValidationView | None = None) -> None:
         from .baselines import _user_items
-        from .selection import val_metrics
 
         self.model.fit(train_data, validation)
         self.fit_prior(train_data)
@@ -156,16 +167,12 @@ class PathFusion(PopularityPrior):
         self.unit = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-9)
         ui = _user_items(train_data)
         self.likes = [ui.indices[ui.indptr[u]: ui.indptr[u + 1]] for u in range(ui.shape[0])]
-        if validation is None:
-            return
-        best = -np.inf
-        for beta in self.BETAS:
-            for lam in self.LAMBDAS:
-                self.beta, self.lam = beta, lam
-                got = val_metrics(validation, self.score)["ndcg@20"]
-                if got > best:
-                    best, chosen = got, (beta, lam)
-        self.beta, self.lam = chosen
+        if validation is not None:
+            pick_on_validation(validation, self.score, product(self.BETAS, self.LAMBDAS),
+                               self.set_weights)
+
+    def set_weights(self, weights: tuple[float, float]) -> None:
+        self.beta, self.lam = weights
 
     @property
     def chosen(self) -> str:
@@ -204,7 +211,6 @@ class TeacherFusion(PathFusion):
 
     def fit(self, train_data: Dataset, validation: ValidationView | None = None) -> None:
         from .coldstart import make_coldstart
-        from .selection import val_metrics
 
         super().fit(train_data, validation)
         self.head = make_coldstart("dropoutnet", seed=self.model.cfg.seed, tune=False,
@@ -215,13 +221,8 @@ class TeacherFusion(PathFusion):
         users = np.unique(validation.val.user)
         paths = np.std(super().score(users, validation.items))
         self.scale = float(paths / max(np.std(self.head.score(users, validation.items)), 1e-9))
-        best = -np.inf
-        for gamma in self.GAMMAS:
-            self.gamma = gamma
-            got = val_metrics(validation, self.score)["ndcg@20"]
-            if got > best:
-                best, chosen = got, gamma
-        self.gamma = chosen
+        pick_on_validation(validation, self.score, self.GAMMAS,
+                           lambda gamma: setattr(self, "gamma", gamma))
 
     @property
     def chosen(self) -> str:
