@@ -149,7 +149,9 @@ def demo(
 def simulate(
     out: Annotated[Path, typer.Option(help="Folder for online.json")] = Path("reports/online"),
     quick: Annotated[bool, typer.Option(help="The small world (minutes); default too")] = False,
-    world: Annotated[str, typer.Option(help="quick | demo (3,000 songs, 1,000 users)")] = "quick",
+    world: Annotated[str, typer.Option(
+        help="quick | demo (3,000 songs, 1,000 users) | large (9,000 songs, 3,000 users)")] =
+        "quick",
     seed: Annotated[int, typer.Option(help="First seed (world, listeners, bootstrap)")] = 0,
     seeds: Annotated[int, typer.Option(help="Seeds run one after the other")] = 1,
     arms: Annotated[str, typer.Option(help="COLDSTREAM_AB_ARMS of the worker")] =
@@ -173,14 +175,16 @@ def simulate(
     """Closed loop: world listeners answer the worker's candidates (A/B arms, simulated days)."""
     from dataclasses import replace
 
-    from .simulate import DEMO, QUICK, TrainSpec, run_simulation
+    from .simulate import WORLDS, TrainSpec, run_simulation
 
     if model not in ("provisional", "trained"):
         raise typer.BadParameter("--model must be provisional or trained")
     settings = settings_or_exit()
     setup_logging("warning")
-    base = QUICK if quick or world == "quick" else DEMO
-    name = "quick" if base is QUICK else "demo"
+    name = "quick" if quick else world
+    if name not in WORLDS:
+        raise typer.BadParameter(f"--world must be one of {', '.join(WORLDS)}")
+    base = WORLDS[name]
     train = TrainSpec(epochs=train_epochs) if model == "trained" else None
     if train is None:
         provisional_registry(settings.models_path)

@@ -53,6 +53,10 @@ class SimConfig:
 QUICK = SimConfig()
 DEMO = SimConfig(n_songs=3000, n_users=1000, n_interactions=60_000, n_genres=12,
                  new_songs=120, days=6)
+# three times the demo world's users, songs and history; new songs in proportion
+LARGE = SimConfig(n_songs=9000, n_users=3000, n_interactions=180_000, n_genres=12,
+                  new_songs=360, days=6)
+WORLDS = {"quick": QUICK, "demo": DEMO, "large": LARGE}
 
 
 @dataclass
