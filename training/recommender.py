@@ -6,6 +6,7 @@ tower's threshold, both computed by the same towers that are exported.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from itertools import product
@@ -64,6 +65,41 @@ class GatedRecommender(TrainedRecommender):
 
     def boundary(self, users: np.ndarray) -> np.ndarray:
         return self.bounds[users]
+
+
+class EnsembleRecommender(GatedRecommender):
+    """The mean score of ``n`` copies of a model trained from different init seeds.
+
+    The issue's "reduce seed variance: averaging, ensembling" lever: each member trains
+    (and early-stops on validation) on its own; ``score`` is their mean. ``items`` are the
+    members' unit item vectors side by side, scaled by ``1/sqrt(n)``: their cosine is the
+    mean of the members' cosines, what :class:`PathFusion`'s I2I2U reads. Harness scoring
+    only (one served model has one vector space). Costs ``n`` trainings; ``n`` is fixed,
+    not selected.
+    """
+
+    def __init__(self, members: list[TrainedRecommender]) -> None:
+        super().__init__(members[0].cfg, name=members[0].name + f"*{len(members)}",
+                         progress=members[0].progress, device=members[0].device)
+        self.members = members
+
+    def fit(self, train_data: Dataset, validation: ValidationView | None = None) -> None:
+        for member in self.members:
+            member.fit(train_data, validation)
+        root = np.sqrt(len(self.members))
+        self.result = self.members[0].result
+        self.users = np.concatenate([m.users for m in self.members], axis=1) / root
+        self.items = np.concatenate([_unit(m.items) for m in self.members], axis=1) / root
+        self.bias = np.mean([m.bias for m in self.members], axis=0)
+        self.bounds = np.mean([getattr(m, "bounds", np.zeros(len(m.users)))
+                               for m in self.members], axis=0)
+
+    def score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return np.mean([m.score(users, items) for m in self.members], axis=0)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-9)
 
 
 def pick_on_validation(validation: ValidationView, score: Scorer, options: Iterable[T],
@@ -261,6 +297,11 @@ def make_variant(variant: str, epochs: int | None = None, seed: int = 0,
     if variant.endswith("+prior"):
         return PopularityPrior(make_variant(variant.removesuffix("+prior"), epochs, seed,
                                             progress, align_epochs))  # type: ignore[arg-type]
+    ens = re.fullmatch(r"(.+)\+ens(\d+)", variant)  # "full+ens3": three inits of "full"
+    if ens:
+        return EnsembleRecommender([make_variant(ens[1], epochs, seed + 1000 * k, progress,
+                                                 align_epochs)  # type: ignore[misc]
+                                    for k in range(int(ens[2]))])
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose from {sorted(VARIANTS)}")
     cfg = replace(TrainConfig(seed=seed), **VARIANTS[variant])
