@@ -270,11 +270,10 @@ def goals(rep: Report, n: int, k: int) -> None:
              max(m["max_loop_stall_ms"] for m in merges), lambda v: v <= 50)
     delta, full = rep.extra.get("merge_after_churn"), rep.extra.get("full_after_churn")
     if delta and full:
-        rep.notes.append(
-            f"merge after churn: {delta.get('mode')} {delta['wall_s']:.2f} s (child "
-            f"{delta.get('seconds', 0):.2f} s, stall {delta['max_loop_stall_ms']:.0f} ms) vs "
-            f"full {full['wall_s']:.2f} s (child {full.get('seconds', 0):.2f} s, stall "
-            f"{full['max_loop_stall_ms']:.0f} ms)")
+        rep.notes.append("merge after churn: " + " vs ".join(
+            f"{m.get('mode')} {m['wall_s']:.2f} s (child {m.get('seconds', 0):.2f} s, "
+            f"{m.get('cpu_s', 0):.2f} s CPU; stall {m['max_loop_stall_ms']:.0f} ms)"
+            for m in (delta, full)))
     rep.notes.append("recall: recall@k against exact numpy over the live points; store_*: the "
                      "whole store.search (payloads from Qdrant Edge), segments_*: the index "
                      "part alone")

@@ -11,7 +11,7 @@ GIL, and a crash leaves the worker serving the old segment. faiss releases the G
 The child is ``python .../sealed_build.py <folder> <threads> [<base>]``, run as a script so
 that it imports numpy and faiss only (not the worker's packages) and is niced before anything
 else: it reads ``vectors.npy`` and ``labels.npy`` from the folder, writes ``index.faiss`` and
-``build.json`` (its pid, mode, rows, added, removed, lists, seconds) atomically. With a
+``build.json`` (pid, mode, rows, added, removed, lists, seconds, CPU seconds) atomically. With a
 ``base`` (the previous segment's index file) it builds a *delta*: the base minus the slots in
 ``removed.npy`` plus the given rows, reusing the trained lists (no k-means, no full pass).
 """
