@@ -54,14 +54,16 @@ def build_index(vectors: np.ndarray, labels: np.ndarray, seed: int = 0) -> Any:
 
 
 def delta_index(base: Path, vectors: np.ndarray, labels: np.ndarray,
-                removed: np.ndarray) -> tuple[Any, int]:
+                removed: np.ndarray) -> tuple[Any, dict[str, Any]]:
     """The previous index minus every dirty slot's copy, plus the live dirty rows: what a
     full build over the same live slots would hold, with the old centroids. Returns the
-    index and how many copies were removed (dirty slots the old index did not hold - new
-    since its snapshot - remove nothing)."""
+    index and what was done: copies removed (a dirty slot the old index did not hold - new
+    since its snapshot - removes nothing) and the seconds of each step."""
     import faiss
 
+    start = time.perf_counter()
     index = faiss.read_index(str(base))
+    read = time.perf_counter()
     gone = 0
     if len(removed):
         # A bitmap over the labels: one bit test per stored vector (a hash set per id was the
@@ -70,8 +72,10 @@ def delta_index(base: Path, vectors: np.ndarray, labels: np.ndarray,
         bits[removed] = True
         packed = np.packbits(bits, bitorder="little")
         gone = int(index.remove_ids(faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(packed))))
+    cut = time.perf_counter()
     add_rows(index, vectors, labels)
-    return index, gone
+    return index, {"removed": gone, "read_s": read - start, "remove_s": cut - read,
+                   "add_s": time.perf_counter() - cut}
 
 
 def main(argv: list[str]) -> None:
@@ -88,16 +92,16 @@ def main(argv: list[str]) -> None:
     labels = np.load(folder / "labels.npy")
     dirty = np.zeros(0, dtype=np.int64) if base is None else np.load(folder / "removed.npy")
     if base is None:
-        index, removed = build_index(vectors, labels), 0
+        index, steps = build_index(vectors, labels), {"removed": 0}
     else:
-        index, removed = delta_index(base, vectors, labels, dirty)
+        index, steps = delta_index(base, vectors, labels, dirty)
     built = time.perf_counter()
     tmp = folder / "index.faiss.tmp"
     faiss.write_index(index, str(tmp))
     os.replace(tmp, folder / "index.faiss")
     end = time.perf_counter()
     info = {"pid": os.getpid(), "mode": "full" if base is None else "delta",
-            "rows": int(index.ntotal), "added": int(len(labels)), "removed": removed,
+            "rows": int(index.ntotal), "added": int(len(labels)), **steps,
             "dirty": int(len(dirty)), "lists": int(index.nlist), "seconds": end - start,
             "build_s": built - start, "write_s": end - built,
             "cpu_s": time.process_time() - cpu}
