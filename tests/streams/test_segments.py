@@ -219,9 +219,13 @@ def test_a_collection_no_alias_serves_loses_its_mirror(store: SegmentedStore) ->
     pts = make_points(rng, range(300))
     store.upsert("songs", pts)
     ref.upsert(pts)
+    store.merge("songs")
+    kept = store.segments["songs"].sealed.path  # type: ignore[union-attr]
+    assert kept is not None and kept.exists()  # the next delta merge's base
     store.set_alias("songs-alias", "songs")
     store.set_alias("songs-alias", "songs_v2")
     assert "songs" not in store.segments and "songs_v2" in store.segments
+    assert not kept.exists()  # and the kept index file with it
     q = rng.standard_normal(DIM).astype(np.float32)
     assert [h.id for h in store.search("songs", q, 5)] == ref.search(q, 5, None)
 
