@@ -175,8 +175,6 @@ class SegmentedStore(StoreWrapper):
             folder.mkdir(parents=True)
             try:
                 sealed = self._build(seg, folder, base)
-                sealed.path = self._base_file(collection)
-                os.replace(folder / "index.faiss", sealed.path)  # the next delta's base
             except Exception:
                 log.exception("segment merge of %s failed; the old segment keeps serving",
                               collection)
@@ -184,8 +182,12 @@ class SegmentedStore(StoreWrapper):
                 return None
             finally:
                 self._child = None
+            try:
+                if not seg.install(sealed):
+                    return None
+                sealed.path = self._keep(collection, folder / "index.faiss")
+            finally:
                 shutil.rmtree(folder, ignore_errors=True)
-            seg.install(sealed)
             if self.segments.get(collection) is not seg:  # dropped while it was built
                 self._base_file(collection).unlink(missing_ok=True)
             info = {"collection": collection, **_lineage(sealed.info, old),
@@ -211,6 +213,18 @@ class SegmentedStore(StoreWrapper):
 
     def _base_file(self, collection: str) -> Path:
         return self.workdir / f"{collection}.faiss"
+
+    def _keep(self, collection: str, built: Path) -> Path | None:
+        """Move the installed segment's index file where the next delta merge reads it
+        (None: it could not be kept; the next merge is a full build)."""
+        try:
+            os.replace(built, self._base_file(collection))
+        except OSError:
+            log.exception("could not keep the index of %s; its next merge is a full build",
+                          collection)
+            self._base_file(collection).unlink(missing_ok=True)
+            return None
+        return self._base_file(collection)
 
     def _start(self) -> None:
         if self._thread is None and self.merge_rows > 0:

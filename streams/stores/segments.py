@@ -258,14 +258,17 @@ class Segments:
         with self.lock:
             return self.vectors[slots]
 
-    def install(self, sealed: SealedSegment | None) -> None:
-        """Swap in the new sealed segment atomically (None: the build failed, keep the old)."""
+    def install(self, sealed: SealedSegment | None) -> bool:
+        """Swap in the new sealed segment atomically (None: the build failed, keep the old).
+        False: nothing was installed (no snapshot was begun)."""
         with self.lock:
-            if sealed is not None and self.pending is not None:
+            done = sealed is not None and self.pending is not None
+            if done:
                 self.sealed, self.dirty = sealed, self.pending
                 self._compact_growing()
                 self.merges += 1
             self.pending = None
+            return done
 
     def _compact_growing(self) -> None:
         """Keep the growing rows of slots still dirty (written since the new snapshot)."""

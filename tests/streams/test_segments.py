@@ -148,7 +148,7 @@ def test_writes_during_a_build_stay_correct(store: SegmentedStore, tmp_path: Pat
     write_snapshot(seg, slots, folder)
     child = start_build(folder)
     churn(store, ref, rng, 2000)  # while the child builds
-    seg.install(finish_build(child, folder))
+    assert seg.install(finish_build(child, folder))
     assert seg.growing > 0
     assert_same(store, ref, rng)
 
@@ -368,10 +368,11 @@ def test_writes_during_a_delta_build_stay_correct(store: SegmentedStore,
     child = start_build(folder, base=seg.sealed.path)
     churn(store, ref, rng, 2150)  # while the child patches the index
     reuse_slots(store, ref, rng, 2300)
-    seg.install(finish_build(child, folder))
+    assert seg.install(finish_build(child, folder))
     assert seg.sealed is not None and seg.sealed.info["mode"] == "delta"
     assert seg.growing > 0
     assert_same(store, ref, rng, queries=10)
+    assert not seg.install(seg.sealed)  # no snapshot begun: nothing to install
     info = store.merge("songs")
     assert info is not None and info["mode"] == "delta"
     assert np.array_equal(indexed_slots(seg.sealed.index), live_slots(store))
