@@ -91,6 +91,10 @@ class Settings(BaseSettings):
         "more) that triggers a merge into a new sealed segment; 0: never merge.")
     segment_nprobe: int = Field(
         32, ge=1, description="IVF lists probed per sealed-segment search (recall vs time).")
+    segment_retrain_share: float = Field(
+        0.5, gt=0, description="Merges patch the last sealed index with the changed rows (a "
+        "delta, no k-means) until the rows changed since its training reach this share of "
+        "it; then a full rebuild retrains the IVF lists.")
     table_store: Literal["memory", "rocksdb"] = Field(
         "memory", description="Where table state (user state, song listeners) lives: memory "
         "(rebuilt from the changelogs at every start) or rocksdb (on disk, RSS flat in the "

@@ -36,4 +36,5 @@ def open_store(settings: Any) -> VectorStore:
     if settings.search_index == "engine":
         return edge
     return SegmentedStore(edge, settings.data_dir / "segments", settings.segment_merge_rows,
-                          settings.segment_nprobe)
+                          settings.segment_nprobe,
+                          retrain_share=settings.segment_retrain_share)

@@ -8,10 +8,12 @@ build is CPU-bound for seconds to minutes; in a child it is niced, it cannot tou
 GIL, and a crash leaves the worker serving the old segment. faiss releases the GIL in
 ``read_index`` and ``search`` (measured: < 5 ms event-loop gaps while loading and searching).
 
-The child is ``python .../sealed_build.py <folder> <threads>``, run as a script so that it
-imports numpy and faiss only (not the worker's packages) and is niced before anything else:
-it reads ``vectors.npy`` and ``labels.npy`` from the folder, writes ``index.faiss`` and
-``build.json`` (its pid, rows, lists, seconds) atomically.
+The child is ``python .../sealed_build.py <folder> <threads> [<base>]``, run as a script so
+that it imports numpy and faiss only (not the worker's packages) and is niced before anything
+else: it reads ``vectors.npy`` and ``labels.npy`` from the folder, writes ``index.faiss`` and
+``build.json`` (pid, mode, rows, added, removed, lists, seconds, CPU seconds) atomically. With a
+``base`` (the previous segment's index file) it builds a *delta*: the base minus the slots in
+``removed.npy`` plus the given rows, reusing the trained lists (no k-means, no full pass).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class SealedSegment:
     index: Any
     rows: int
     info: dict[str, Any]
+    path: Path | None = None  # the index file, kept as the base of the next delta merge
 
     def search(self, query: np.ndarray, k: int, allowed: np.ndarray,
                nprobe: int) -> tuple[np.ndarray, np.ndarray]:
@@ -58,10 +61,15 @@ def search_plain(segment: SealedSegment, query: np.ndarray, k: int,
     return slots[0][keep], scores[0][keep]
 
 
-def start_build(folder: Path, threads: int = 1) -> subprocess.Popen[bytes]:
-    """Start the child on ``folder`` (vectors.npy, labels.npy)."""
-    return subprocess.Popen([sys.executable, str(Path(__file__).with_name("sealed_build.py")),
-                             str(folder), str(threads)], stdin=subprocess.DEVNULL)
+def start_build(folder: Path, threads: int = 1,
+                base: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start the child on ``folder`` (vectors.npy, labels.npy; with ``base``, a delta build
+    from that index file, also removed.npy)."""
+    args = [sys.executable, str(Path(__file__).with_name("sealed_build.py")), str(folder),
+            str(threads)]
+    if base is not None:
+        args.append(str(base))
+    return subprocess.Popen(args, stdin=subprocess.DEVNULL)
 
 
 def finish_build(child: subprocess.Popen[bytes], folder: Path,
@@ -79,4 +87,4 @@ def finish_build(child: subprocess.Popen[bytes], folder: Path,
         raise RuntimeError(f"segment build exited with {code}")
     info = json.loads((folder / "build.json").read_text())
     index = faiss.read_index(str(folder / "index.faiss"))
-    return SealedSegment(index, int(info["rows"]), info)
+    return SealedSegment(index, int(info["rows"]), info, folder / "index.faiss")

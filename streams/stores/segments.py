@@ -9,9 +9,13 @@ inside the index scan) and the dirty live slots - the growing segment - are sear
 A re-sent song or an updated user therefore shadows its sealed copy at once, and a deleted
 slot reused for a new id is never answered from the old vector.
 
-A merge snapshots every live slot, builds a new sealed segment elsewhere (:mod:`.sealed`) and
-installs it: slots changed while it was built (``pending``) become the new dirty set. Every
-method runs under ``lock``; callers hold it for no longer than one numpy pass.
+A merge builds a new sealed segment elsewhere (:mod:`.sealed`) and installs it: slots changed
+while it was built (``pending``) become the new dirty set. A *full* merge snapshots every live
+slot (:meth:`Segments.begin_snapshot`); a *delta* merge snapshots only the dirty slots
+(:meth:`Segments.begin_delta`): the old index holds the current vector of every clean live
+slot and nothing else, so removing the dirty slots' copies and adding the live dirty rows
+gives the same set of points as a full build. Every method runs under ``lock``; callers hold
+it for no longer than one numpy pass.
 """
 
 from __future__ import annotations
@@ -233,19 +237,38 @@ class Segments:
             self.pending = np.zeros(len(self.alive), dtype=bool)
             return np.flatnonzero(self.alive[:n])
 
+    def begin_delta(self) -> tuple[np.ndarray, np.ndarray]:
+        """The dirty slots (their sealed copies go: stale, deleted or reused) and the live
+        ones among them (added with their current vectors); changes from now on are pending.
+        Only valid against the installed sealed segment's index: dirty is relative to it."""
+        with self.lock:
+            n = len(self.ids)
+            self.pending = np.zeros(len(self.alive), dtype=bool)
+            dirty = np.flatnonzero(self.dirty[:n])
+            return dirty, dirty[self.alive[dirty]]
+
+    @property
+    def dirty_count(self) -> int:
+        """Slots changed since the sealed snapshot (live or not): what a delta merge rewrites."""
+        with self.lock:
+            return int(np.count_nonzero(self.dirty[:len(self.ids)]))
+
     def copy_rows(self, slots: np.ndarray) -> np.ndarray:
         """The current vectors of ``slots`` (a slot changed meanwhile is pending anyway)."""
         with self.lock:
             return self.vectors[slots]
 
-    def install(self, sealed: SealedSegment | None) -> None:
-        """Swap in the new sealed segment atomically (None: the build failed, keep the old)."""
+    def install(self, sealed: SealedSegment | None) -> bool:
+        """Swap in the new sealed segment atomically (None: the build failed, keep the old).
+        False: nothing was installed (no snapshot was begun)."""
         with self.lock:
-            if sealed is not None and self.pending is not None:
+            done = sealed is not None and self.pending is not None
+            if done:
                 self.sealed, self.dirty = sealed, self.pending
                 self._compact_growing()
                 self.merges += 1
             self.pending = None
+            return done
 
     def _compact_growing(self) -> None:
         """Keep the growing rows of slots still dirty (written since the new snapshot)."""

@@ -47,6 +47,12 @@ def test_segments_smoke(tmp_path: Path) -> None:
     assert merge["rows"] == 3000 and merge["max_loop_stall_ms"] >= 0
     assert data["extra"]["merge_after_churn"]["rows"] == 3000 + 120 - 30
     assert data["extra"]["growing_after_churn"] == 120 + 30
+    delta, full = data["extra"]["merge_after_churn"], data["extra"]["full_after_churn"]
+    assert delta["mode"] == "delta" and delta["added"] == 120 + 30
+    assert full["mode"] == "full" and full["rows"] == delta["rows"]
+    after = data["extra"]["after_merges"]
+    assert {r["after"] for r in after} == {"delta", "full"}
+    assert all(r["recall"] == 1.0 for r in after)  # nprobe 64 >= every list: exact
 
 
 def test_segments_world_vectors_smoke(model_registry: Registry, tmp_path: Path) -> None:

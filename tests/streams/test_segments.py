@@ -148,7 +148,7 @@ def test_writes_during_a_build_stay_correct(store: SegmentedStore, tmp_path: Pat
     write_snapshot(seg, slots, folder)
     child = start_build(folder)
     churn(store, ref, rng, 2000)  # while the child builds
-    seg.install(finish_build(child, folder))
+    assert seg.install(finish_build(child, folder))
     assert seg.growing > 0
     assert_same(store, ref, rng)
 
@@ -219,9 +219,13 @@ def test_a_collection_no_alias_serves_loses_its_mirror(store: SegmentedStore) ->
     pts = make_points(rng, range(300))
     store.upsert("songs", pts)
     ref.upsert(pts)
+    store.merge("songs")
+    kept = store.segments["songs"].sealed.path  # type: ignore[union-attr]
+    assert kept is not None and kept.exists()  # the next delta merge's base
     store.set_alias("songs-alias", "songs")
     store.set_alias("songs-alias", "songs_v2")
     assert "songs" not in store.segments and "songs_v2" in store.segments
+    assert not kept.exists()  # and the kept index file with it
     q = rng.standard_normal(DIM).astype(np.float32)
     assert [h.id for h in store.search("songs", q, 5)] == ref.search(q, 5, None)
 
@@ -237,4 +241,139 @@ def test_mostly_dirty_sealed_segment_still_exact(store: SegmentedStore) -> None:
     store.upsert("songs", again)
     ref.upsert(again)
     assert store.segments["songs"].growing == 1400
+    assert_same(store, ref, rng, queries=10)
+
+
+# delta merges -----------------------------------------------------------------------------
+def indexed_slots(index: Any) -> np.ndarray:
+    """Every label the IVF index holds, sorted (read from its inverted lists)."""
+    import faiss
+
+    inv, parts = index.invlists, [np.zeros(0, dtype=np.int64)]
+    for i in range(index.nlist):
+        size = inv.list_size(i)
+        if size:
+            parts.append(faiss.rev_swig_ptr(inv.get_ids(i), size).copy())
+    return np.sort(np.concatenate(parts))
+
+
+def live_slots(store: SegmentedStore) -> np.ndarray:
+    seg = store.segments["songs"]
+    return np.flatnonzero(seg.alive[:len(seg.ids)])
+
+
+def reuse_slots(store: SegmentedStore, ref: Reference, rng: np.random.Generator,
+                start: int) -> None:
+    """Delete some points and write new ids at once: they land in the freed slots."""
+    gone = list(ref.points)[1:40:3]
+    store.delete("songs", gone)
+    for pid in gone:
+        ref.points.pop(pid)
+    seg = store.segments["songs"]
+    freed = set(seg.free)
+    pts = make_points(rng, range(start, start + len(gone)))
+    store.upsert("songs", pts)
+    ref.upsert(pts)
+    assert {seg.slot_of[p.id] for p in pts} <= freed  # written into freed slots
+
+
+def test_delta_merges_equal_exact(store: SegmentedStore) -> None:
+    """After a full seal: churn (new ids, re-sent vectors, deletes, payload changes, reused
+    slots), then delta merges and one forced full build; each equals exact search, and the
+    index holds exactly the live slots (no stale copy left, none missing)."""
+    rng, ref = np.random.default_rng(9), Reference()
+    pts = make_points(rng, range(2000))
+    store.upsert("songs", pts)
+    ref.upsert(pts)
+    store.retrain_share = 10.0  # never retrain by churn here; the next test checks that
+    assert store.merge("songs")["mode"] == "full"  # type: ignore[index]
+    modes, start = [], 2000
+    for round_ in range(4):
+        churn(store, ref, rng, start)
+        reuse_slots(store, ref, rng, start + 150)
+        start += 200
+        assert_same(store, ref, rng, queries=5)  # sealed with tombstones + growing
+        info = store.merge("songs", full=round_ == 2)
+        assert info is not None
+        modes.append(info["mode"])
+        seg = store.segments["songs"]
+        assert seg.growing == 0 and seg.dirty_count == 0
+        assert seg.sealed is not None and seg.sealed.info is info
+        assert np.array_equal(indexed_slots(seg.sealed.index), live_slots(store))
+        assert info["rows"] == len(ref.points) == len(seg)
+        if info["mode"] == "delta":
+            assert info["added"] > 0 and info["removed"] > 0
+            assert info["dirty"] >= info["added"]  # the dead dirty slots are not re-added
+        assert_same(store, ref, rng, queries=10)
+    assert modes == ["delta", "delta", "full", "delta"]
+    full = next(b for b in store.builds[1:] if b["mode"] == "full")
+    assert full["changed_since_training"] == 0 and full["trained_rows"] == full["rows"]
+    assert store.builds[-1]["changed_since_training"] == store.builds[-1]["dirty"]
+
+
+def test_retrain_threshold_and_list_count_force_full_builds(tmp_path: Path) -> None:
+    """Changed rows summed over deltas reach retrain_share of the index: full build; so does
+    a live count that more than doubled since the lists were chosen."""
+    rng, ref = np.random.default_rng(10), Reference()
+    store = SegmentedStore(EdgeStore(tmp_path / "q"), tmp_path / "seg", merge_rows=0,
+                           nprobe=4096, retrain_share=0.5)
+    try:
+        store.ensure_collection("songs", DIM, INDEXES)
+        store.segments["songs"].exact_below = 0
+        pts = make_points(rng, range(2000))
+        store.upsert("songs", pts)
+        ref.upsert(pts)
+        assert store.merge("songs")["mode"] == "full"  # type: ignore[index]
+        churn(store, ref, rng, 2000)  # ~30 % of the rows dirty: under the share
+        assert store.segments["songs"].dirty_count < 0.5 * 2000
+        first = store.merge("songs")
+        assert first is not None and first["mode"] == "delta"
+        churn(store, ref, rng, 2150)  # summed with the first delta's rows: over it
+        assert first["changed_since_training"] + store.segments["songs"].dirty_count >= 1000
+        assert store.merge("songs")["mode"] == "full"  # type: ignore[index]
+        assert_same(store, ref, rng, queries=5)
+        more = make_points(rng, range(5000, 7500))  # few changed rows next to the new count
+        store.retrain_share = 10.0
+        store.upsert("songs", more[:100])
+        ref.upsert(more[:100])
+        assert store.merge("songs")["mode"] == "delta"  # type: ignore[index]
+        store.upsert("songs", more[100:])
+        ref.upsert(more[100:])
+        info = store.merge("songs")  # live count 4,900+ > 2 x trained rows
+        assert info is not None and info["mode"] == "full"
+        assert info["lists"] > store.builds[0]["lists"]
+        assert_same(store, ref, rng, queries=5)
+    finally:
+        store.close()
+
+
+def test_writes_during_a_delta_build_stay_correct(store: SegmentedStore,
+                                                  tmp_path: Path) -> None:
+    """A delta build's snapshot holds the dirty slots only; points changed while its child
+    runs stay dirty (pending) and shadow it, and the next merge is a delta from it."""
+    rng, ref = np.random.default_rng(11), Reference()
+    pts = make_points(rng, range(2000))
+    store.upsert("songs", pts)
+    ref.upsert(pts)
+    store.merge("songs")
+    churn(store, ref, rng, 2000)
+    seg = store.segments["songs"]
+    assert seg.sealed is not None and seg.sealed.path is not None
+    folder = tmp_path / "delta"
+    folder.mkdir()
+    dirty, live = seg.begin_delta()
+    assert len(live) < len(dirty) < 2000
+    np.save(folder / "removed.npy", dirty)
+    write_snapshot(seg, live, folder)
+    child = start_build(folder, base=seg.sealed.path)
+    churn(store, ref, rng, 2150)  # while the child patches the index
+    reuse_slots(store, ref, rng, 2300)
+    assert seg.install(finish_build(child, folder))
+    assert seg.sealed is not None and seg.sealed.info["mode"] == "delta"
+    assert seg.growing > 0
+    assert_same(store, ref, rng, queries=10)
+    assert not seg.install(seg.sealed)  # no snapshot begun: nothing to install
+    info = store.merge("songs")
+    assert info is not None and info["mode"] == "delta"
+    assert np.array_equal(indexed_slots(seg.sealed.index), live_slots(store))
     assert_same(store, ref, rng, queries=10)
