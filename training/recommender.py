@@ -287,7 +287,8 @@ def make_variant(variant: str, epochs: int | None = None, seed: int = 0,
     with ``tune`` a :class:`Tuned` over :data:`MODEL_GRID` (selected on validation);
     ``<variant>+prior`` adds :class:`PopularityPrior`, ``<variant>+paths``
     :class:`PathFusion` (I2I2U kNN and the prior, both weighed on validation),
-    ``<variant>+paths+teacher`` :class:`TeacherFusion` (and a collaborative-teacher head)."""
+    ``<variant>+paths+teacher`` :class:`TeacherFusion` (and a collaborative-teacher head);
+    ``<variant>+ensN`` an :class:`EnsembleRecommender` of N inits (seeds ``seed + 1000 k``)."""
     if variant.endswith("+paths+teacher"):
         return TeacherFusion(make_variant(variant.removesuffix("+paths+teacher"), epochs, seed,
                                           progress, align_epochs))  # type: ignore[arg-type]
