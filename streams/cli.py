@@ -161,6 +161,8 @@ def simulate(
         "also with a calibrated model)")] = 0.0,
     per_song_cap: Annotated[int, typer.Option(
         help="COLDSTREAM_MAX_CANDIDATES_PER_SONG of the worker (each arm gets its share)")] = 50,
+    boundary_gates_i2i2u: Annotated[bool, typer.Option(
+        help="COLDSTREAM_BOUNDARY_GATES_I2I2U of the worker")] = False,
     model: Annotated[str, typer.Option(
         help="provisional (untrained) | trained: per seed, coldstream train on that world's "
         "history without the held-out new songs, published into its own registry")] =
@@ -190,6 +192,7 @@ def simulate(
         provisional_registry(settings.models_path)
     for s in range(seed, seed + seeds):
         cfg = replace(base, seed=s, arms=arms, u2i_min_margin=u2i_min_margin,
+                      boundary_gates_i2i2u=boundary_gates_i2i2u,
                       per_song_cap=per_song_cap)
         models = (settings.models_path if train is None
                   else model_cache / f"{name}-seed{s}-e{train_epochs}")

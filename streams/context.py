@@ -59,7 +59,8 @@ def pipeline_config(settings: Settings, registry: Registry | None = None) -> Pip
         engagers_per_song=settings.engagers_per_song,
         similarity_margin=settings.i2i2u_similarity_margin,
         min_similarity=settings.i2i2u_min_similarity,
-        u2i_min_margin=settings.u2i_min_margin)
+        u2i_min_margin=settings.u2i_min_margin,
+        boundary_gates_i2i2u=settings.boundary_gates_i2i2u)
 
 
 class WorkerContext:

@@ -42,7 +42,8 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "by_path": paths_summary(runs),
             "world": {k: first["config"][k] for k in ("n_songs", "n_users", "new_songs",
                                                       "days", "shown_per_day")},
-            "worker": {k: first["config"].get(k) for k in ("u2i_min_margin", "per_song_cap")},
+            "worker": {k: first["config"].get(k) for k in ("u2i_min_margin", "per_song_cap",
+                                                        "boundary_gates_i2i2u")},
             "runs": [run_info(r) for r in runs]}
 
 

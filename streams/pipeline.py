@@ -61,6 +61,7 @@ class PipelineConfig:
     similarity_margin: float = 0.1
     min_similarity: float = 0.3
     u2i_min_margin: float = 0.0
+    boundary_gates_i2i2u: bool = False
     arms: tuple[Arm, ...] = ()
     ab_salt: str = "coldstream-ab"
 
@@ -238,22 +239,29 @@ def apply_arms(scored: dict[str, Scored], cfg: PipelineConfig,
             del scored[uid]
 
 
-def deliverable(s: Scored, u2i_min_margin: float = 0.0) -> bool:
+def deliverable(s: Scored, u2i_min_margin: float = 0.0,
+                boundary_gates_i2i2u: bool = False) -> bool:
     """Evidence enough to deliver: an I2I2U tie, or a U2I score over the user's boundary (by
-    at least ``u2i_min_margin`` when U2I is the only evidence: U2I admission)."""
+    at least ``u2i_min_margin`` when U2I is the only evidence: U2I admission). With
+    ``boundary_gates_i2i2u``, where U2I is served (not an I2I2U-only arm) an I2I2U tie is held
+    back too when the user's own score is at or below the user's boundary: the boundary then
+    says "not this listener's taste" for both paths."""
     if s.seeds:
-        return True
+        return not (boundary_gates_i2i2u and s.u2i_allowed and s.u2i is not None
+                    and s.boundary is not None and s.u2i <= s.boundary)
     return s.passes_boundary and (s.u2i or 0.0) - (s.boundary or 0.0) >= u2i_min_margin
 
 
 def select(scored: dict[str, Scored], cap: int, delivery: DeliverySpec | None = None,
            metrics: Metrics | None = None, u2i_min_margin: float = 0.0,
-           caps: dict[str, int] | None = None) -> list[tuple[Scored, float]]:
+           caps: dict[str, int] | None = None,
+           boundary_gates_i2i2u: bool = False) -> list[tuple[Scored, float]]:
     """Keep users with evidence (I2I2U tie or U2I pass), best first, within the song's budget;
     each with its score: calibrated when the model carries a calibration, else raw. With
     ``caps`` (A/B arms: :func:`streams.arms.arm_caps`) each arm has its own share."""
     keep = [(s, calibrated(s, delivery) if delivery else s.score)
-            for s in scored.values() if deliverable(s, u2i_min_margin)]
+            for s in scored.values()
+            if deliverable(s, u2i_min_margin, boundary_gates_i2i2u)]
     keep.sort(key=lambda t: (-t[1], t[0].user_id))
     taken: dict[str | None, int] = {}
     out = []
@@ -311,7 +319,7 @@ def candidates_for_song(store: VectorStore, cols: Collections, song: SongEvent,
     ) for s, score in select(scored, cfg.max_candidates_per_song, delivery, metrics,
                              cfg.u2i_min_margin,
                              arm_caps(cfg.arms, cfg.max_candidates_per_song) if cfg.arms
-                             else None)]
+                             else None, cfg.boundary_gates_i2i2u)]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -120,6 +120,9 @@ class Settings(BaseSettings):
     u2i_min_margin: float = Field(
         0.0, ge=0, description="U2I admission: a candidate with U2I evidence only is delivered "
         "when its U2I score exceeds the user's boundary by at least this (0: the boundary).")
+    boundary_gates_i2i2u: bool = Field(
+        False, description="Where U2I is served (not an i2i2u-only arm), an I2I2U candidate "
+        "whose user's own score is at or below the user's boundary is held back too.")
     max_candidates_per_song: int = Field(50, ge=1, description="Exposure budget per new song.")
     max_candidates_per_user_day: int = Field(
         0, ge=0, description="Exposure budget per user and event-time day (0: no cap); the "

@@ -48,6 +48,7 @@ class SimConfig:
     arms: str = "A=i2i2u:50,B=both:50"
     salt: str = "coldstream-ab"
     u2i_min_margin: float = 0.0  # the worker's COLDSTREAM_U2I_MIN_MARGIN
+    boundary_gates_i2i2u: bool = False  # the worker's COLDSTREAM_BOUNDARY_GATES_I2I2U
 
 
 QUICK = SimConfig()
@@ -356,6 +357,7 @@ def run_simulation(cfg: SimConfig, models: Path, out: Path, metrics_port: int | 
                          COLDSTREAM_MAX_CANDIDATES_PER_USER_DAY=str(cfg.budget_per_day),
                          COLDSTREAM_MAX_CANDIDATES_PER_SONG=str(cfg.per_song_cap),
                          COLDSTREAM_U2I_MIN_MARGIN=str(cfg.u2i_min_margin),
+                         COLDSTREAM_BOUNDARY_GATES_I2I2U=str(cfg.boundary_gates_i2i2u).lower(),
                          COLDSTREAM_LOG_LEVEL="warning")
     try:
         worker.start()

@@ -62,6 +62,18 @@ def test_merge_marks_both_paths_and_caps_by_score() -> None:
     assert "'A'" in pipeline.explain(scored["u1"])
 
 
+def test_the_boundary_gate_holds_back_i2i2u_ties_where_u2i_is_served() -> None:
+    scored: dict[str, Scored] = {}
+    pipeline.i2i2u([hit("a", 0.9, [["in", "collect", 1], ["out", "collect", 1],
+                                   ["a_arm", "collect", 1]])], scored)
+    pipeline.u2i([user_hit("in", 0.8, 0.7), user_hit("out", 0.6, 0.7),
+                  user_hit("a_arm", 0.1, 0.7)], scored)
+    scored["a_arm"].u2i_allowed = False  # an i2i2u-only arm: no U2I evidence, no gate
+    assert {s.user_id for s, _ in pipeline.select(scored, cap=10)} == {"in", "out", "a_arm"}
+    gated = pipeline.select(scored, cap=10, boundary_gates_i2i2u=True)
+    assert {s.user_id for s, _ in gated} == {"in", "a_arm"}  # "out" fails its own boundary
+
+
 def test_each_arm_gets_its_share_of_the_song_cap() -> None:
     """A's strong I2I2U listeners must not take the slots of B's weaker U2I ones: with the
     cap split by weight (4 -> 2 + 2), B keeps its two best although A has four better."""
