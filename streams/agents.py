@@ -136,6 +136,15 @@ def acting_for(event: Any) -> Iterator[None]:
 # ---------------------------------------------------------------------------------------------
 
 
+async def flush_producer(producer: Any) -> None:
+    """Wait until everything sent so far is acknowledged. Faust's buffer flush gives up after
+    0.1 s without progress, so it is repeated until the buffer is empty."""
+    while True:
+        await producer.flush()
+        if not producer.buffer.size:
+            return
+
+
 class Agents:
     """The worker's handlers, with their dependencies explicit (no closure over them)."""
 
@@ -259,7 +268,10 @@ class Agents:
     async def on_proposals(self, batch: list[tuple[Any, CandidateEvent]]) -> list[str]:
         """Deliver proposed candidates within each user's daily budget, best first.
 
-        A proposal delivered before (a replay after a crash) is emitted again unchanged and
+        The decisions are recorded (and the records acknowledged by the broker) before any
+        candidate is sent: a kill -9 can then lose a record only together with its candidate,
+        and the replay, batched differently, cannot pick a different best-N on top of the
+        candidates already out. A proposal delivered before is emitted again unchanged and
         not counted twice; the candidate id lets downstream drop the repeat. Without a budget
         the songs agent has delivered them already (no extra hop on the new-song latency):
         here they are only recorded, for attribution.
@@ -268,18 +280,21 @@ class Agents:
         by_user: dict[str, list[tuple[Any, CandidateEvent]]] = {}
         for event, cand in batch:
             by_user.setdefault(cand.user_id, []).append((event, cand))
-        outcome: dict[str, str] = {}
+        decisions: list[attribution.Decision] = []
         for user_id, items in by_user.items():
             state = table.get(user_id) or attribution.new_online_state()
-            after, decisions = attribution.deliver(
+            after, decided = attribution.deliver(
                 state, [c for _, c in items], s.max_candidates_per_user_day,
                 int(s.attribution_window_s * 1000))
             if after is not state:
                 with acting_for(items[-1][0]):
                     table[user_id] = after
-            for d in decisions:
-                outcome[d.candidate.candidate_id] = d.outcome
-                await self.emit(d)
+            decisions += decided
+        if s.max_candidates_per_user_day and any(d.outcome == "delivered" for d in decisions):
+            await flush_producer(table.app.producer)
+        for d in decisions:
+            await self.emit(d)
+        outcome = {d.candidate.candidate_id: d.outcome for d in decisions}
         return [outcome[c.candidate_id] for _, c in batch]
 
     async def emit(self, d: attribution.Decision) -> None:

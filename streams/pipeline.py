@@ -141,6 +141,12 @@ class Scored:
                 and self.u2i > self.boundary)
 
     @property
+    def fails_boundary(self) -> bool:
+        """Scored by U2I (where it is served) and at or below the user's boundary."""
+        return (self.u2i_allowed and self.u2i is not None and self.boundary is not None
+                and self.u2i <= self.boundary)
+
+    @property
     def path(self) -> str:
         if self.seeds and self.passes_boundary:
             return "both"
@@ -247,8 +253,7 @@ def deliverable(s: Scored, u2i_min_margin: float = 0.0,
     back too when the user's own score is at or below the user's boundary: the boundary then
     says "not this listener's taste" for both paths."""
     if s.seeds:
-        return not (boundary_gates_i2i2u and s.u2i_allowed and s.u2i is not None
-                    and s.boundary is not None and s.u2i <= s.boundary)
+        return not (boundary_gates_i2i2u and s.fails_boundary)
     return s.passes_boundary and (s.u2i or 0.0) - (s.boundary or 0.0) >= u2i_min_margin
 
 

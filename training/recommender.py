@@ -73,8 +73,10 @@ class EnsembleRecommender(GatedRecommender):
     The issue's "reduce seed variance: averaging, ensembling" lever: each member trains
     (and early-stops on validation) on its own; ``score`` is their mean. ``items`` are the
     members' unit item vectors side by side, scaled by ``1/sqrt(n)``: their cosine is the
-    mean of the members' cosines, what :class:`PathFusion`'s I2I2U reads. Harness scoring
-    only (one served model has one vector space). Costs ``n`` trainings; ``n`` is fixed,
+    mean of the members' cosines, what :class:`PathFusion`'s I2I2U reads. ``users`` and
+    ``items`` are not a scoring pair (their dot product is not ``score``): rank with
+    :meth:`score`. Harness scoring only (one served model has one vector space, and
+    ``coldstream train`` accepts base variants only). Costs ``n`` trainings; ``n`` is fixed,
     not selected.
     """
 
@@ -199,8 +201,7 @@ class PathFusion(PopularityPrior):
 
         self.model.fit(train_data, validation)
         self.fit_prior(train_data)
-        v = self.model.items
-        self.unit = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-9)
+        self.unit = _unit(self.model.items)
         ui = _user_items(train_data)
         self.likes = [ui.indices[ui.indptr[u]: ui.indptr[u + 1]] for u in range(ui.shape[0])]
         if validation is not None:
