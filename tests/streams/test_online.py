@@ -170,6 +170,48 @@ def test_a_replayed_proposal_is_emitted_again_but_not_counted_twice() -> None:
     assert out[0].outcome == "dropped"
 
 
+@settings(max_examples=60, deadline=None)
+@given(scores=st.lists(st.floats(0, 1), min_size=1, max_size=12),
+       cuts=st.lists(st.integers(1, 12), max_size=6), cap=st.integers(1, 4))
+def test_a_replay_batched_differently_delivers_nothing_new(scores: list[float],
+                                                           cuts: list[int], cap: int) -> None:
+    """Why the delivery agent records before it sends: once a batch's decisions are recorded,
+    replaying the same proposals in any other batching adds no delivery past the cap."""
+    props = [cand(f"s{i}", score=sc) for i, sc in enumerate(scores)]
+    state, first = deliver(new_online_state(), props, per_day=cap, window_ms=WEEK)
+    delivered = {d.candidate.candidate_id for d in first if d.outcome == "delivered"}
+    assert len(delivered) == min(cap, len(props))
+    bounds = sorted({0, len(props), *(c for c in cuts if c < len(props))})
+    for lo, hi in zip(bounds, bounds[1:], strict=False):
+        state, out = deliver(state, props[lo:hi], per_day=cap, window_ms=WEEK)
+        assert {d.candidate.candidate_id for d in out if d.outcome == "replay"} <= delivered
+        assert not [d for d in out if d.outcome == "delivered"]
+    assert {d["id"] for d in state["deliveries"]} == delivered
+
+
+class FlakyBufferProducer:
+    """Faust's producer as the delivery agent sees it: a flush that may return with records
+    still in its buffer (its buffer flush gives up after 0.1 s without progress)."""
+
+    def __init__(self, buffered: int) -> None:
+        self.buffer = type("Buffer", (), {"size": buffered})()
+        self.flushes = 0
+
+    async def flush(self) -> None:
+        self.flushes += 1
+        self.buffer.size = max(0, self.buffer.size - 2)
+
+
+def test_flush_producer_waits_until_the_buffer_is_empty() -> None:
+    import asyncio
+
+    from streams.agents import flush_producer
+
+    producer = FlakyBufferProducer(buffered=5)
+    asyncio.run(flush_producer(producer))
+    assert producer.buffer.size == 0 and producer.flushes == 3
+
+
 def test_no_cap_delivers_everything_and_old_deliveries_leave_the_window() -> None:
     state, out = deliver(new_online_state(), [cand(f"s{i}") for i in range(30)], 0, WEEK)
     assert all(d.outcome == "delivered" for d in out)
