@@ -77,7 +77,8 @@ class ColdstreamWorker(faust.Worker):
 
     async def on_startup_finished(self) -> None:
         await super().on_startup_finished()
-        apply_gc_policy(self.gc_freeze)
+        done = apply_gc_policy(self.gc_freeze)
+        self.coldstream_metrics.gc_frozen.set(done.get("frozen", 0))
         self.coldstream_metrics.ready.set(1)
         log.info("coldstream worker ready")
 

@@ -74,11 +74,12 @@ def test_worker_applies_the_setting_when_ready(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(faust.Worker, "on_startup_finished", started)
     applied: list[str] = []
     monkeypatch.setattr("streams.worker.apply_gc_policy",
-                        lambda mode: applied.append(mode) or {"mode": mode})
+                        lambda mode: applied.append(mode) or {"mode": mode, "frozen": 7})
     for mode in ("off", "survivors"):
         worker = ColdstreamWorker.__new__(ColdstreamWorker)  # no Faust app needed for the hook
         worker.coldstream_metrics = Metrics()
         worker.gc_freeze = mode
         asyncio.run(worker.on_startup_finished())
         assert worker.coldstream_metrics.ready._value.get() == 1
+        assert worker.coldstream_metrics.gc_frozen._value.get() == 7
     assert applied == ["off", "survivors"]
