@@ -3,17 +3,18 @@
 A collection holds the GIL, so it stalls the event loop for as long as it walks the objects
 of its generations (``streams.loop_probe`` times each one). A full (gen-2) collection walks
 every tracked object: the imported modules, Faust's and aiokafka's machinery, the loaded
-model, and the tables' state. With CPython's thresholds (700, 10, 10) the worker under a soak
-ran one every 5-10 s, each longer than the last (130 ms to 500 ms in a 90 s soak,
-docs/benchmarks.md).
+model, and whatever became long-lived since (the tables hold their values as bytes, which
+the collector does not track). With CPython's thresholds (700, 10, 10) the worker ran one in
+almost every 5 s window of a 200k soak, of 120-460 ms (docs/benchmarks.md).
 
 ``start`` (the default): once the worker is ready (collections loaded into the segments,
 tables restored), collect once and move every surviving object to the permanent generation
 (``gc.freeze()``), which no later collection walks; then raise the thresholds
 (:data:`THRESHOLDS`): fewer short-lived objects (a batch's events, records in flight) are
-still alive at a young collection and get promoted, and a full collection needs 20x more
-young ones. That postpones full collections, it does not shorten them: the first one still
-walks everything that became long-lived since start (the users' states, for instance).
+still alive at a young collection and get promoted, and a full collection needs 57x more
+allocations (5,000 x 10 x 80 against 700 x 10 x 10). That postpones full collections, it
+does not shorten them: the first one still walks everything that became long-lived since
+start (not measured: the 90 s soak ran none).
 
 The cost of a freeze: an object frozen at start that later becomes part of a garbage
 reference cycle is never freed (what reference counting frees is freed as usual), e.g. parts
@@ -31,9 +32,10 @@ log = logging.getLogger(__name__)
 GcFreeze = Literal["off", "start"]
 
 #: gen-0 allocations, gen-0 runs per gen-1, gen-1 runs per gen-2 (CPython: 700, 10, 10).
-#: gen-0 at 10k, not higher: a young collection walks up to that many objects (50k measured
-#: 84 ms on the loaded soak machine).
-THRESHOLDS = (10_000, 20, 20)
+#: A young collection walks what its thresholds let accumulate: in the 200k soak gen-0 at 50k
+#: paused up to 84 ms, (10k, 20) gen-1 up to 121 ms, (5k, 10) gen-1 up to 72 ms and gen-0
+#: 30 ms (docs/benchmarks.md). 80: a full collection still needs 4M net allocations.
+THRESHOLDS = (5_000, 10, 80)
 
 
 def apply_gc_policy(mode: GcFreeze) -> dict[str, Any]:

@@ -152,7 +152,7 @@ class Settings(BaseSettings):
     gc_freeze: Literal["off", "start"] = Field(
         "start", description="Garbage collection (streams/gc_policy.py). start: once the worker "
         "is ready, freeze what start-up left (no collection walks it again) and raise the "
-        "thresholds to 10000/20/20 (fewer, later full collections); off: CPython's defaults.")
+        "thresholds to 5000/10/80 (fewer, later full collections); off: CPython's defaults.")
 
     # --- Metrics -----------------------------------------------------------------------------
     metrics_host: str = Field("127.0.0.1", description="Bind address of /metrics.")
