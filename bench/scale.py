@@ -200,8 +200,10 @@ def scrape(worker: WorkerProcess, names: dict[str, str], t0: float) -> dict[str,
     return {"t": time.perf_counter() - t0, "ok": bool(s), "lag": lag,
             "interactions": events.get(names["interactions"], 0.0),
             "songs_indexed": s.get(("coldstream_songs_indexed_total", ()), 0.0),
-            "merges": merges, "stall_s": s.get(("coldstream_event_loop_stall_seconds", ()), 0.0),
-            "gc2_s": s.get(("coldstream_gc_pause_seconds", (("generation", "2"),)), 0.0),
+            "merges": merges, "gc_frozen": s.get(("coldstream_gc_frozen_objects", ()), 0.0),
+            "stall_s": s.get(("coldstream_event_loop_stall_seconds", ()), 0.0),
+            **{f"gc{g}_s": s.get(("coldstream_gc_pause_seconds", (("generation", str(g)),)),
+                                 0.0) for g in range(3)},
             "rss_mb": rss_mb(worker.process.pid)}
 
 
@@ -376,6 +378,8 @@ def figures(soak: Soak, rates: tuple[float, float]) -> dict[str, Any]:
             "max_loop_stall_ms": max(s["stall_s"] for s in inside) * 1e3,
             "idle_probe_max_stall_ms": soak.idle_probe_ms,
             "max_gc_gen2_pause_ms": max(s.get("gc2_s", 0.0) for s in inside) * 1e3,
+            "max_gc_gen01_pause_ms": max(max(s.get("gc0_s", 0.0), s.get("gc1_s", 0.0))
+                                         for s in inside) * 1e3,
             "merges_during_soak": last["merges"] - first["merges"],
             "merges_total": answered[-1]["merges"],
             "scrapes_unanswered": len(soak.scrapes) - len(answered),

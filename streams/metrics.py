@@ -123,6 +123,10 @@ class Metrics:
             "coldstream_gc_pause_seconds",
             "Longest garbage collection of the last 5 s window (it holds the GIL: the event "
             "loop stalls at least that long), by generation.", ["generation"], registry=r)
+        self.gc_frozen = Gauge(
+            "coldstream_gc_frozen_objects",
+            "Objects the GC policy moved to the permanent generation when the worker became "
+            "ready, which no collection walks (streams.gc_policy; 0: off).", registry=r)
         self.segment_merges = Counter(
             "coldstream_segment_merges",
             "Sealed segments built and installed by the in-worker index, by collection.",

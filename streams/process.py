@@ -91,8 +91,9 @@ class WorkerProcess:
 
 
 #: Settings the caller's environment passes on to test and bench workers: run a test file
-#: with ``COLDSTREAM_TABLE_STORE=rocksdb`` to run its workers on the RocksDB store.
-INHERITED = frozenset({"COLDSTREAM_TABLE_STORE"})
+#: with ``COLDSTREAM_TABLE_STORE=rocksdb`` to run its workers on the RocksDB store (or a
+#: soak with ``COLDSTREAM_GC_FREEZE=off`` to measure without the GC policy).
+INHERITED = frozenset({"COLDSTREAM_TABLE_STORE", "COLDSTREAM_GC_FREEZE"})
 
 
 def worker_env(bootstrap: str, models: Path, data_dir: Path, prefix: str,

@@ -149,6 +149,10 @@ class Settings(BaseSettings):
         0.01, gt=0, description="Longest wait to fill a batch of proposals: it adds to the "
         "new-song latency, and proposals of one song arrive together.")
     max_event_bytes: int = Field(256_000, ge=1, description="Larger events go to the DLQ.")
+    gc_freeze: Literal["off", "start"] = Field(
+        "start", description="Garbage collection (streams/gc_policy.py). start: once the worker "
+        "is ready, freeze what start-up left (no collection walks it again) and raise the "
+        "thresholds to 5000/10/80 (fewer, later full collections); off: CPython's defaults.")
 
     # --- Metrics -----------------------------------------------------------------------------
     metrics_host: str = Field("127.0.0.1", description="Bind address of /metrics.")

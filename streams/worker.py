@@ -18,6 +18,7 @@ from .broker import EmbeddedBroker, changelog_topics, client_config, ensure_topi
 from .codecs import disable_codecs
 from .context import WorkerContext
 from .errors import ModelArtifactError
+from .gc_policy import GcFreeze, apply_gc_policy
 from .lag import LagMonitor
 from .loop_probe import probe_loop
 from .metrics import Metrics, serve
@@ -65,14 +66,19 @@ def start_embedded_broker(settings: Settings, stack: ExitStack) -> str:
 
 
 class ColdstreamWorker(faust.Worker):
-    """Faust's worker plus a readiness signal (log line and ``coldstream_worker_ready``)."""
+    """Faust's worker plus a readiness signal (log line and ``coldstream_worker_ready``) and,
+    once ready (collections loaded, tables restored), the GC policy (streams.gc_policy)."""
 
-    def __init__(self, app: faust.App, metrics: Metrics, **kwargs: object) -> None:
+    def __init__(self, app: faust.App, metrics: Metrics, gc_freeze: GcFreeze = "off",
+                 **kwargs: object) -> None:
         super().__init__(app, **kwargs)
         self.coldstream_metrics = metrics
+        self.gc_freeze = gc_freeze
 
     async def on_startup_finished(self) -> None:
         await super().on_startup_finished()
+        done = apply_gc_policy(self.gc_freeze)
+        self.coldstream_metrics.gc_frozen.set(done.get("frozen", 0))
         self.coldstream_metrics.ready.set(1)
         log.info("coldstream worker ready")
 
@@ -143,8 +149,9 @@ def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
         async def flush_store() -> None:
             await ctx.run(ctx.store.flush)
 
-        worker = ColdstreamWorker(app, metrics, loglevel=settings.log_level.upper(),
-                                  quiet=True, override_logging=False)
+        worker = ColdstreamWorker(app, metrics, settings.gc_freeze,
+                                  loglevel=settings.log_level.upper(), quiet=True,
+                                  override_logging=False)
         try:
             worker.execute_from_commandline()
         except SystemExit as exc:  # mode exits 0 on a signal, 1 after a crash

@@ -4,6 +4,7 @@ values. No timing asserts: the machine is shared and noisy."""
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import orjson
@@ -118,6 +119,9 @@ def test_scale_quick(model_registry: Registry, tmp_path: Path) -> None:
         "issue_rate"]
     assert (tmp_path / "scale_lag.png").stat().st_size > 0
     assert data["extra"]["scrapes"], "the worker was never scraped"
+    # the worker applied its GC policy when it became ready (unless the caller passed off)
+    frozen = max(s["gc_frozen"] for s in data["extra"]["scrapes"])
+    assert (frozen > 0) == (os.environ.get("COLDSTREAM_GC_FREEZE", "start") != "off")
 
 
 def test_cli_rejects_unknown_scenario() -> None:
