@@ -136,15 +136,18 @@ class Scored:
     u2i_allowed: bool = True  # False in an A/B arm that serves I2I2U only
 
     @property
+    def boundary_checked(self) -> bool:
+        """U2I is served to this user and both the score and the boundary are known."""
+        return self.u2i_allowed and self.u2i is not None and self.boundary is not None
+
+    @property
     def passes_boundary(self) -> bool:
-        return (self.u2i_allowed and self.u2i is not None and self.boundary is not None
-                and self.u2i > self.boundary)
+        return self.boundary_checked and self.u2i > self.boundary
 
     @property
     def fails_boundary(self) -> bool:
         """Scored by U2I (where it is served) and at or below the user's boundary."""
-        return (self.u2i_allowed and self.u2i is not None and self.boundary is not None
-                and self.u2i <= self.boundary)
+        return self.boundary_checked and self.u2i <= self.boundary
 
     @property
     def path(self) -> str:
