@@ -21,6 +21,8 @@ SCENARIOS = {
     "segments": "the worker's search: sealed IVF + growing segments vs exact numpy, recall@10, "
                 "build, memory, longest event-loop stall during a merge",
     "swap": "model swap: upsert a new version's collection, HNSW build, re-embed estimate",
+    "flush": "Qdrant Edge flush period vs the longest event-loop stall it causes (writes "
+             "streaming in, flushes in the same thread)",
     "reembed": "model swap re-embedding with and without the frozen-backbone cache",
     "scaling_users": "candidate generation cost vs number of users",
     "ingest": "interactions through a worker vs raw aiokafka; events/s curve",
@@ -35,7 +37,7 @@ SCENARIOS = {
 def run_one(name: str, mode: Mode, models: Path, done: dict[str, Report],
             state_users: int | None = None, size: dict[str, Any] | None = None,
             out: Path = Path("bench/results"), vectors: str = "mixture") -> Report:
-    from . import codecs, encoders, ingest, latency, reembed, scale, search, segments, swap
+    from . import codecs, encoders, flush, ingest, latency, reembed, scale, search, segments, swap
 
     if name == "encoders":
         return encoders.run(mode, models=models)
@@ -46,6 +48,8 @@ def run_one(name: str, mode: Mode, models: Path, done: dict[str, Report],
     if name == "swap":
         rate = encoders.song_rate(done["encoders"]) if "encoders" in done else None
         return swap.run(mode, encoder_rate=rate)
+    if name == "flush":
+        return flush.run(mode)
     if name == "reembed":
         return reembed.run(mode, models)
     if name == "scaling_users":

@@ -412,12 +412,13 @@ SIZES = {"quick": {"n_songs": 2_000, "n_users": 2_000, "rate": 200.0, "songs_rat
 
 
 def run(mode: Mode, models: Path = DEFAULT_MODELS, out: Path = Path("bench/results"),
-        **sizes: Any) -> Report:
-    """``sizes`` overrides :data:`SIZES` (n_songs, n_users, rate, songs_rate, seconds)."""
+        env: dict[str, str] | None = None, **sizes: Any) -> Report:
+    """``sizes`` overrides :data:`SIZES` (n_songs, n_users, rate, songs_rate, seconds);
+    ``env``: worker settings to run under (e.g. an older default, as a same-session baseline)."""
     size = {**SIZES[mode], **sizes}
     rates = (float(size["rate"]), float(size["songs_rate"]))
     rep = Report("scale", mode, {**size, "audio": "30 s mono WAV, 44.1 kHz",
-                                 "scrape_s": SCRAPE_S})
+                                 "scrape_s": SCRAPE_S, "worker_env": env or {}})
     start = time.perf_counter()
     model = loaded(models)
     tmp = Path(tempfile.mkdtemp(prefix="coldstream-bench-scale-"))
@@ -429,7 +430,7 @@ def run(mode: Mode, models: Path = DEFAULT_MODELS, out: Path = Path("bench/resul
         with EmbeddedBroker(log_path=tmp / "tansu.log") as broker:
             asyncio.run(ensure_topics(broker.bootstrap, list(names.values()), 4))
             soak, at_issue = soak_with_worker(rep, broker.bootstrap, models, tmp, names,
-                                              world, rates, size, wavs)
+                                              world, rates, size, wavs, env or {})
         cols = pipeline.Collections.for_version(model.version)
         search = search_after(tmp / "data", tmp / "seg-check", cols.songs, model.manifest.dim)
     finally:
@@ -455,11 +456,11 @@ def run(mode: Mode, models: Path = DEFAULT_MODELS, out: Path = Path("bench/resul
 
 def soak_with_worker(rep: Report, bs: str, models: Path, tmp: Path, names: dict[str, str],
                      world: World, rates: tuple[float, float], size: dict[str, Any],
-                     wavs: list[str]) -> tuple[Soak, Soak]:
+                     wavs: list[str], env: dict[str, str]) -> tuple[Soak, Soak]:
     """The soak at ``rate``, then ``issue_rate`` for ``issue_seconds``, on one worker."""
     worker = live.Worker(bs, models, tmp / "data", "sc", audio_root=tmp / "audio", extra_env={
         "COLDSTREAM_LAG_INTERVAL_S": "2", "COLDSTREAM_SEGMENT_MERGE_ROWS":
-            str(size["merge_rows"])})
+            str(size["merge_rows"]), **env})
     t = time.perf_counter()
     worker.start(ready_timeout=1200)
     rep.extra["worker_ready_s"] = time.perf_counter() - t

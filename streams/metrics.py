@@ -127,6 +127,11 @@ class Metrics:
             "coldstream_gc_frozen_objects",
             "Objects the GC policy moved to the permanent generation when the worker became "
             "ready, which no collection walks (streams.gc_policy; 0: off).", registry=r)
+        self.store_flush = Histogram(
+            "coldstream_store_flush_seconds",
+            "Embedded store (Qdrant Edge) shard flushes. Each holds the GIL throughout: the "
+            "event loop stalls as long (COLDSTREAM_STORE_FLUSH_POINTS bounds it).",
+            buckets=STAGE_BUCKETS, registry=r)
         self.segment_merges = Counter(
             "coldstream_segment_merges",
             "Sealed segments built and installed by the in-worker index, by collection.",

@@ -95,6 +95,15 @@ class Settings(BaseSettings):
         0.5, gt=0, description="Merges patch the last sealed index with the changed rows (a "
         "delta, no k-means) until the rows changed since its training reach this share of "
         "it; then a full rebuild retrains the IVF lists.")
+    store_flush_s: float = Field(
+        1.0, gt=0, description="Embedded store only: how often shards written since their "
+        "last flush are flushed (a clean shard is skipped).")
+    store_flush_points: int = Field(
+        1_000, ge=0, description="Embedded store only: a shard also flushes right after the "
+        "write that leaves this many points unflushed. Qdrant Edge holds the GIL while it "
+        "flushes, for a time that grows with the unflushed points (40-65 ms per 2,500 at 200k "
+        "points), so this bounds each stall of the event loop; durability does not depend on "
+        "it (write-ahead log). 0: timer only.")
     table_store: Literal["memory", "rocksdb"] = Field(
         "memory", description="Where table state (user state, song listeners) lives: memory "
         "(rebuilt from the changelogs at every start) or rocksdb (on disk, RSS flat in the "

@@ -24,7 +24,7 @@ from .loop_probe import probe_loop
 from .metrics import Metrics, serve
 from .monotone_tables import MonotoneTable
 from .settings import Settings
-from .stores import MeteredStore, SegmentedStore, VectorStore, open_store
+from .stores import EdgeStore, MeteredStore, SegmentedStore, VectorStore, open_store
 from .topics import TABLES
 from .versions import check_client_versions
 
@@ -84,7 +84,8 @@ class ColdstreamWorker(faust.Worker):
 
 
 def watch_loop_and_segments(app: faust.App, backend: VectorStore, metrics: Metrics) -> None:
-    """The event-loop stall probe (streams.loop_probe) and a count of segment merges."""
+    """The event-loop stall probe (streams.loop_probe), the embedded store's flushes and a
+    count of segment merges."""
     async def probe_event_loop() -> None:
         await probe_loop(metrics)
 
@@ -92,6 +93,10 @@ def watch_loop_and_segments(app: faust.App, backend: VectorStore, metrics: Metri
     if isinstance(backend, SegmentedStore):
         backend.on_merge = lambda info: metrics.segment_merges.labels(
             collection=info["collection"]).inc()
+    edge = backend.inner if isinstance(backend, SegmentedStore) else backend
+    if isinstance(edge, EdgeStore):
+        edge.on_flush = lambda _collection, _points, seconds: metrics.store_flush.observe(
+            seconds)
 
 
 def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
@@ -145,7 +150,7 @@ def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
             except Exception as exc:  # lag is diagnostics: never let it hurt processing
                 log.debug("lag measurement failed: %s", exc)
 
-        @app.timer(5.0)
+        @app.timer(settings.store_flush_s)
         async def flush_store() -> None:
             await ctx.run(ctx.store.flush)
 

@@ -91,6 +91,7 @@ def record_probe_samples(metrics: Metrics) -> None:
     metrics.loop_lag.observe(0.012)
     metrics.gc_pause.labels(generation="2").set(0.2)
     metrics.gc_frozen.set(1_500_000)
+    metrics.store_flush.observe(0.02)
     metrics.segment_merges.labels(collection="songs").inc(2)
 
 

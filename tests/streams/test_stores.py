@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -122,3 +124,64 @@ def test_fault_hook_fails_calls_but_never_set_up(tmp_path: Path) -> None:
     assert metrics.registry.get_sample_value("coldstream_vector_store_errors_total",
                                              {"op": "upsert"}) == 1
     store.close()
+
+
+class CountingShard:
+    """An Edge shard that counts its flushes (everything else goes to the real shard)."""
+
+    def __init__(self, shard: object) -> None:
+        self.shard, self.flushes = shard, 0
+
+    def flush(self) -> None:
+        self.flushes += 1
+        self.shard.flush()  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.shard, name)
+
+
+def test_edge_flushes_only_written_shards_and_bounds_what_is_unflushed(tmp_path: Path) -> None:
+    """A flush holds the GIL for as long as its unflushed writes take: a clean shard is never
+    flushed, and a shard flushes itself once ``flush_points`` points are unflushed."""
+    s = EdgeStore(tmp_path, flush_points=10)
+    for name in ("songs", "users"):
+        s.ensure_collection(name, 8, {})
+    shards = {name: CountingShard(s._shards[name]) for name in ("songs", "users")}
+    s._shards.update(shards)
+    flushed: list[tuple[str, int]] = []
+    s.on_flush = lambda collection, n, seconds: flushed.append((collection, n))
+    pts = points(12)
+    s.upsert("songs", pts[:7])
+    assert s.unflushed() == {"songs": 7, "users": 0}
+    s.flush()
+    assert (shards["songs"].flushes, shards["users"].flushes) == (1, 0)
+    s.flush()  # nothing written since: nothing flushed
+    assert shards["songs"].flushes == 1
+    s.upsert("songs", pts[:9])
+    s.set_payload("songs", pts[0].id, {"is_cold": 0})  # the tenth point: flushed right here
+    assert shards["songs"].flushes == 2 and s.unflushed()["songs"] == 0
+    s.delete("songs", [p.id for p in pts[:3]])
+    assert s.unflushed()["songs"] == 3
+    assert flushed == [("songs", 7), ("songs", 10)]
+    assert s.count("songs") == 6  # nine written, three deleted
+    s.close()
+
+
+def test_edge_unflushed_writes_survive_a_kill_9(tmp_path: Path) -> None:
+    """Durability never waits for a flush: Edge's write-ahead log keeps what was written."""
+    script = (
+        "import os, sys\n"
+        "import numpy as np\n"
+        "from streams.stores import EdgeStore, Point\n"
+        "s = EdgeStore(sys.argv[1])\n"
+        "s.ensure_collection('songs', 8, {})\n"
+        "s.upsert('songs', [Point(i, np.ones(8, dtype=np.float32), {}) for i in range(1, 21)])\n"
+        "s.flush()\n"
+        "s.upsert('songs', [Point(i, np.ones(8, dtype=np.float32), {}) for i in range(21, 41)])\n"
+        "assert s.unflushed() == {'songs': 20}\n"
+        "os.kill(os.getpid(), 9)\n")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], timeout=60)
+    assert done.returncode == -9
+    again = EdgeStore(tmp_path)
+    assert again.count("songs") == 40
+    again.close()
