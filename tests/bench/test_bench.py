@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 from typer.testing import CliRunner
 
-from bench import encoders, reembed, scale, search, segments, swap
+from bench import encoders, flush, reembed, scale, search, segments, swap
 from bench.cli import SCENARIOS, app
 from encoders.artifacts import Registry
 
@@ -35,6 +35,17 @@ def test_search_smoke(tmp_path: Path) -> None:
         assert 0.0 <= r["recall@10"] <= 1.0 and r["edge_p50_ms"] > 0
     assert [p["n"] for p in data["extra"]["curve"]] == [1000, 2000]
     assert set(data["extra"]["choice"]) == {"m", "ef_construct", "ef"}
+
+
+def test_flush_smoke(tmp_path: Path) -> None:
+    """The timer alone flushes once per period; a point bound adds a flush per bound."""
+    rep = flush.run("quick", n=2000, dim=16, rate=1000.0, seconds=1.5,
+                    configs=((1.0, 0, False), (1.0, 200, True)))
+    rows = saved(rep, tmp_path)["rows"]
+    assert [(r["flush_points"], r["presync"]) for r in rows] == [(0, False), (200, True)]
+    assert rows[0]["flushes"] == rows[0]["timer_calls"] == 1
+    assert rows[1]["flushes"] >= 5  # ~1,500 points written, a flush per 200
+    assert all(r["max_loop_stall_ms"] >= 0 and r["flush_max_ms"] > 0 for r in rows)
 
 
 def test_segments_smoke(tmp_path: Path) -> None:
