@@ -83,13 +83,17 @@ class ColdstreamWorker(faust.Worker):
         log.info("coldstream worker ready")
 
 
-def watch_loop_and_segments(app: faust.App, backend: VectorStore, metrics: Metrics) -> None:
-    """The event-loop stall probe (streams.loop_probe), the embedded store's flushes and a
-    count of segment merges."""
+def watch_event_loop(app: faust.App, metrics: Metrics) -> None:
+    """The event-loop stall probe (streams.loop_probe)."""
     async def probe_event_loop() -> None:
         await probe_loop(metrics)
 
     app.task(probe_event_loop)
+
+
+def watch_store(backend: VectorStore, metrics: Metrics) -> None:
+    """Count the in-worker index's merges and time the embedded store's flushes. Wired as
+    soon as the store opens: the first merges start while the collections reload."""
     if isinstance(backend, SegmentedStore):
         backend.on_merge = lambda info: metrics.segment_merges.labels(
             collection=info["collection"]).inc()
@@ -116,6 +120,7 @@ def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
         metrics = Metrics()
         metrics.build.info({"version": "0.1.0"})
         backend = open_store(settings)
+        watch_store(backend, metrics)
         if settings.test_store_faults:
             from .stores.faults import FaultInjectingStore
 
@@ -139,7 +144,7 @@ def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
         MonotoneTable.on_stale = (
             lambda table, n: metrics.table_stale.labels(table=table).inc(n))
         app.consumer.on_unreadable = metrics.unreadable
-        watch_loop_and_segments(app, backend, metrics)
+        watch_event_loop(app, metrics)
         lag = LagMonitor(bootstrap, settings.app_id, settings.input_topics(), metrics,
                          correct_end_offsets=settings.tansu_compat, **client_config(settings))
 
