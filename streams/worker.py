@@ -17,7 +17,7 @@ from .app import create_app
 from .broker import EmbeddedBroker, changelog_topics, client_config, ensure_topics
 from .codecs import disable_codecs
 from .context import WorkerContext
-from .errors import ModelArtifactError
+from .errors import ModelArtifactError, StoreError
 from .gc_policy import GcFreeze, apply_gc_policy
 from .lag import LagMonitor
 from .loop_probe import probe_loop
@@ -157,7 +157,11 @@ def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
 
         @app.timer(settings.store_flush_s)
         async def flush_store() -> None:
-            await ctx.run(ctx.store.flush)
+            # Not in the work thread: a flush mostly waits for the disk (streams.stores.edge).
+            try:
+                await asyncio.to_thread(ctx.store.flush)
+            except StoreError as exc:  # the next tick tries again; nothing is lost (WAL)
+                log.warning("store flush failed: %s", exc)
 
         worker = ColdstreamWorker(app, metrics, settings.gc_freeze,
                                   loglevel=settings.log_level.upper(), quiet=True,

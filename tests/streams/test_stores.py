@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -142,7 +143,7 @@ class CountingShard:
 
 def test_edge_flushes_only_written_shards_and_bounds_what_is_unflushed(tmp_path: Path) -> None:
     """A flush holds the GIL for as long as its unflushed writes take: a clean shard is never
-    flushed, and a shard flushes itself once ``flush_points`` points are unflushed."""
+    flushed, and the flusher thread flushes a shard once ``flush_points`` are unflushed."""
     s = EdgeStore(tmp_path, flush_points=10)
     for name in ("songs", "users"):
         s.ensure_collection(name, 8, {})
@@ -158,7 +159,10 @@ def test_edge_flushes_only_written_shards_and_bounds_what_is_unflushed(tmp_path:
     s.flush()  # nothing written since: nothing flushed
     assert shards["songs"].flushes == 1
     s.upsert("songs", pts[:9])
-    s.set_payload("songs", pts[0].id, {"is_cold": 0})  # the tenth point: flushed right here
+    s.set_payload("songs", pts[0].id, {"is_cold": 0})  # the tenth point wakes the flusher
+    deadline = time.monotonic() + 30
+    while shards["songs"].flushes < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert shards["songs"].flushes == 2 and s.unflushed()["songs"] == 0
     s.delete("songs", [p.id for p in pts[:3]])
     assert s.unflushed()["songs"] == 3
