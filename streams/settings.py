@@ -104,6 +104,9 @@ class Settings(BaseSettings):
         "flushes, for a time that grows with the unflushed points (40-65 ms per 2,500 at 200k "
         "points), so this bounds each stall of the event loop; durability does not depend on "
         "it (write-ahead log). 0: timer only.")
+    store_presync: bool = Field(
+        True, description="Embedded store only: fsync a shard's files (without the GIL) "
+        "before the binding's own flush, which holds the GIL through its fsyncs.")
     table_store: Literal["memory", "rocksdb"] = Field(
         "memory", description="Where table state (user state, song listeners) lives: memory "
         "(rebuilt from the changelogs at every start) or rocksdb (on disk, RSS flat in the "
