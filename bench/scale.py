@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import subprocess
 import sys
@@ -466,6 +467,11 @@ def soak_with_worker(rep: Report, bs: str, models: Path, tmp: Path, names: dict[
     rep.extra["worker_ready_s"] = time.perf_counter() - t
     try:
         rep.extra["first_merges_s"] = wait_merges(worker, names, 2, 600)
+        # Writing the world and sealing it leave GBs of dirty pages; their writeback would
+        # land in the soak's first minutes (every fsync waits behind it). Drain it first.
+        t = time.perf_counter()
+        os.sync()
+        rep.extra["sync_before_soak_s"] = time.perf_counter() - t
         soak = asyncio.run(soak_run(bs, worker, names, world, rates, size["seconds"], wavs))
         at_issue = asyncio.run(soak_run(bs, worker, names, world, (size["issue_rate"], rates[1]),
                                         size["issue_seconds"], wavs, settle_s=2.0,
