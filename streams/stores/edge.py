@@ -145,10 +145,11 @@ class EdgeStore:
         if self.presync and self._unflushed.get(collection):
             sync_files(self.root / collection / "shard")
         with self._lock(collection):
-            if not self._unflushed.get(collection):
+            shard = self._shards.get(collection)
+            if shard is None or not self._unflushed.get(collection):  # closed, or clean
                 return
             start = time.perf_counter()
-            self._shards[collection].flush()
+            shard.flush()
             points, self._unflushed[collection] = self._unflushed[collection], 0
         if self.on_flush is not None:
             self.on_flush(collection, points, time.perf_counter() - start)
