@@ -11,9 +11,9 @@ last one: at 200k points about 4-9 ms for one point, 40-65 ms for 2,500 random u
 shard is also flushed as soon as ``flush_points`` points are unflushed, by a flusher thread
 that first syncs its files without the GIL or the shard's lock (:meth:`_flush_shard`): the
 writer never waits for the disk, and at 5,000 writes/s the longest stall went from 279-347 ms
-(a 5 s timer) to 41-58 ms (``coldstream bench --only flush``, two runs). Durability does not depend on
-flushing: Edge's write-ahead log keeps an unflushed write across a kill -9 (a flush only
-bounds what a restart replays).
+(a 5 s timer) to 41-58 ms (``coldstream bench --only flush``, two runs). Durability does not
+depend on flushing: Edge's write-ahead log keeps an unflushed write across a kill -9 (a flush
+only bounds what a restart replays).
 """
 
 from __future__ import annotations
