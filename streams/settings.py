@@ -99,8 +99,8 @@ class Settings(BaseSettings):
         1.0, gt=0, description="Embedded store only: how often shards written since their "
         "last flush are flushed (a clean shard is skipped).")
     store_flush_points: int = Field(
-        1_000, ge=0, description="Embedded store only: a shard also flushes right after the "
-        "write that leaves this many points unflushed. Qdrant Edge holds the GIL while it "
+        1_000, ge=0, description="Embedded store only: a flusher thread flushes a shard as "
+        "soon as this many points are unflushed. Qdrant Edge holds the GIL while it "
         "flushes, for a time that grows with the unflushed points (40-65 ms per 2,500 at 200k "
         "points), so this bounds each stall of the event loop; durability does not depend on "
         "it (write-ahead log). 0: timer only.")
