@@ -21,8 +21,8 @@ SCENARIOS = {
     "segments": "the worker's search: sealed IVF + growing segments vs exact numpy, recall@10, "
                 "build, memory, longest event-loop stall during a merge",
     "swap": "model swap: upsert a new version's collection, HNSW build, re-embed estimate",
-    "flush": "Qdrant Edge flush period vs the longest event-loop stall it causes (writes "
-             "streaming in, flushes in the same thread)",
+    "flush": "Qdrant Edge flush settings (timer, point bound, fsync first) vs the longest "
+             "event-loop stall they cause while writes stream in",
     "reembed": "model swap re-embedding with and without the frozen-backbone cache",
     "scaling_users": "candidate generation cost vs number of users",
     "ingest": "interactions through a worker vs raw aiokafka; events/s curve",

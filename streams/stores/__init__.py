@@ -32,8 +32,8 @@ def open_store(settings: Any) -> VectorStore:
         return QdrantClientStore(url=settings.qdrant_url, api_key=key)
     if settings.qdrant_local_path:
         return QdrantClientStore(path=settings.qdrant_local_path)
-    edge = EdgeStore(settings.data_dir / "qdrant", settings.store_flush_points)
-    edge.presync = settings.store_presync
+    edge = EdgeStore(settings.data_dir / "qdrant", settings.store_flush_points,
+                     settings.store_presync)
     if settings.search_index == "engine":
         return edge
     return SegmentedStore(edge, settings.data_dir / "segments", settings.segment_merge_rows,

@@ -38,9 +38,10 @@ log = logging.getLogger(__name__)
 class EdgeStore:
     """Qdrant Edge shards under ``root``; a lock file makes ownership by one process explicit."""
 
-    def __init__(self, root: Path, flush_points: int = 0) -> None:
-        """``flush_points``: a shard flushes after the write that leaves this many points
-        unflushed (0: only on :meth:`flush`)."""
+    def __init__(self, root: Path, flush_points: int = 0, presync: bool = True) -> None:
+        """``flush_points``: the flusher thread flushes a shard once this many points are
+        unflushed (0: only on :meth:`flush`); ``presync``: fsync its files first (see
+        :meth:`_flush_shard`)."""
         import qdrant_edge as qe
 
         self.qe = qe
@@ -51,8 +52,7 @@ class EdgeStore:
         self._locks: dict[str, threading.RLock] = {}
         self._unflushed: dict[str, int] = {}  # points written since the shard's last flush
         self.flush_points = flush_points
-        #: fsync the shard's files before each flush, without the GIL (see _flush_shard).
-        self.presync = True
+        self.presync = presync
         #: Called after every shard flush with (collection, points flushed, seconds).
         self.on_flush: Callable[[str, int, float], None] | None = None
         self._flush_wanted = threading.Event()
