@@ -196,12 +196,15 @@ def scrape(worker: WorkerProcess, names: dict[str, str], t0: float) -> dict[str,
         elif name == "coldstream_events_total":
             events[lab["topic"]] = events.get(lab["topic"], 0.0) + v
     merges = sum(v for (n, _), v in s.items() if n == "coldstream_segment_merges_total")
+    stages = {dict(labels)["stage"]: (v, s.get(("coldstream_stage_seconds_count", labels), 0.0))
+              for (name, labels), v in s.items() if name == "coldstream_stage_seconds_sum"}
     assert worker.process is not None
     # ok False: /metrics did not answer within 2 s (the worker's GIL was held that long)
     return {"t": time.perf_counter() - t0, "ok": bool(s), "lag": lag,
             "interactions": events.get(names["interactions"], 0.0),
             "songs_indexed": s.get(("coldstream_songs_indexed_total", ()), 0.0),
-            "merges": merges, "gc_frozen": s.get(("coldstream_gc_frozen_objects", ()), 0.0),
+            "merges": merges, "stages": stages,
+            "gc_frozen": s.get(("coldstream_gc_frozen_objects", ()), 0.0),
             "stall_s": s.get(("coldstream_event_loop_stall_seconds", ()), 0.0),
             **{f"gc{g}_s": s.get(("coldstream_gc_pause_seconds", (("generation", str(g)),)),
                                  0.0) for g in range(3)},
@@ -386,7 +389,21 @@ def figures(soak: Soak, rates: tuple[float, float]) -> dict[str, Any]:
             "scrapes_unanswered": len(soak.scrapes) - len(answered),
             "lag_max": {t: max(s["lag"].get(t, 0) for s in answered)
                         for t in {t for s in answered for t in s["lag"]}},
-            "lag_end": answered[-1]["lag"], "soak_seconds": end}
+            "lag_end": answered[-1]["lag"], "soak_seconds": end,
+            "stages": stage_times(first, last, span)}
+
+
+def stage_times(first: dict[str, Any], last: dict[str, Any], span: float) -> dict[str, Any]:
+    """Per pipeline stage over the window: calls/s, mean ms per call and the share of wall
+    time spent in it (the work thread is one thread: shares near 1 in all mean it is full)."""
+    out = {}
+    for stage, (total, count) in last.get("stages", {}).items():
+        t0, n0 = first.get("stages", {}).get(stage, (0.0, 0.0))
+        calls = count - n0
+        if calls > 0:
+            out[stage] = {"calls_per_s": calls / span, "mean_ms": (total - t0) / calls * 1e3,
+                          "busy_share": (total - t0) / span}
+    return out
 
 
 def wait_merges(worker: WorkerProcess, names: dict[str, str], at_least: int,

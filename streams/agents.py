@@ -1,10 +1,10 @@
 """Thin agent loops: consume, call pipeline steps through the worker context, produce.
 
-Every loop goes through :func:`guarded` (one event) or :func:`guarded_batch` (a batch), so a
-bad event is dead-lettered with its reason, every event is counted by outcome, and the stream
-goes on. Effects are written before the event is acknowledged (Faust commits an offset only
-after the agent moved past it and the producer was flushed): at-least-once, with deterministic
-ids and offset/event-id de-duplication making replays harmless.
+Every loop takes its events in batches through :func:`guarded_batch`, so a bad event is
+dead-lettered with its reason, every event is counted by outcome, and the stream goes on.
+Effects are written before the event is acknowledged (Faust commits an offset only after the
+agent moved past it and the producer was flushed): at-least-once, with deterministic ids and
+offset/event-id de-duplication making replays harmless.
 """
 
 from __future__ import annotations
@@ -34,12 +34,12 @@ from .topics import Tables, Topics
 log = logging.getLogger(__name__)
 
 Decoder = Callable[[WorkerContext, Any], Any]
-Handler = Callable[[Any, Any], Awaitable[str]]
-BatchHandler = Callable[[list[tuple[Any, Any]]], Awaitable[list[str]]]
+#: Returns one outcome per event; None for an event it dead-lettered itself.
+BatchHandler = Callable[[list[tuple[Any, Any]]], Awaitable[list[str | None]]]
 
 
 # ---------------------------------------------------------------------------------------------
-# The guarded path: decode, handle under the gate, count, dead-letter failures
+# The guarded path: decode, handle a batch under the gate, count, dead-letter failures
 # ---------------------------------------------------------------------------------------------
 
 
@@ -51,28 +51,13 @@ async def dead_letter_event(ctx: WorkerContext, topics: Topics, event: Any,
     ctx.metrics.dlq.labels(topic=topic, kind=record.error_kind).inc()
 
 
-async def guarded(ctx: WorkerContext, topics: Topics, event: Any, decoder: Decoder,
-                  handler: Handler) -> None:
-    """Decode and handle one event; any failure dead-letters it and the stream goes on."""
-    topic = event.message.topic
-    try:
-        value = decoder(ctx, event)
-        async with ctx.gate:
-            outcome = await handler(event, value)
-        ctx.metrics.events.labels(topic=topic, outcome=outcome).inc()
-    except EventError as exc:
-        await dead_letter_event(ctx, topics, event, exc)
-    except Exception as exc:  # a bug must not stop the stream: dead-letter and go on
-        log.exception("unexpected failure on %s", topic)
-        await dead_letter_event(ctx, topics, event, exc)
-
-
 async def guarded_batch(ctx: WorkerContext, topics: Topics, events: list[Any],
                         decoder: Decoder, handler: BatchHandler, gated: bool = True) -> None:
     """Decode each event (bad ones to the DLQ), then handle the valid ones together.
 
-    ``gated=False`` for a handler that touches neither the model nor the store (delivery):
-    it need not wait for, or hold up, a model switch or the songs agent.
+    ``gated=False`` for a handler that touches neither the model nor the store (delivery),
+    or that takes the gate itself for only the part that does (songs): it need not wait
+    for, or hold up, a model switch or the other agents for the rest.
     """
     valid = []
     for event in events:
@@ -91,7 +76,8 @@ async def guarded_batch(ctx: WorkerContext, topics: Topics, events: list[Any],
             await dead_letter_event(ctx, topics, event, exc)
         return
     counted = Counter((event.message.topic, outcome)
-                      for (event, _), outcome in zip(valid, outcomes, strict=True))
+                      for (event, _), outcome in zip(valid, outcomes, strict=True)
+                      if outcome is not None)
     for (topic, outcome), n in counted.items():  # one counter update per outcome, not event
         ctx.metrics.events.labels(topic=topic, outcome=outcome).inc(n)
 
@@ -164,20 +150,60 @@ class Agents:
                         for sv, _arms in self.ctx.servings()]
         return per_version[0] if per_version else {}
 
-    async def candidates(self, song: SongEvent,
-                         engagers: list[list[Any]]) -> list[CandidateEvent]:
-        """Each serving version embeds the song into its own collections and proposes it to
-        the users of its arms."""
-        ctx, out = self.ctx, []
-        for sv, arms in ctx.servings():
-            out += await ctx.run(pipeline.process_song, sv, song, engagers, ctx.cfg,
-                                 ctx.settings, ctx.metrics, arms)
-        return out
+    async def on_songs(self, batch: list[tuple[Any, SongEvent]]) -> list[str | None]:
+        """New songs, encoded together. A song that fails (its audio, say) is dead-lettered
+        alone and the rest of the batch goes on.
 
-    async def on_song(self, event: Any, song: SongEvent) -> str:
+        Only the vector work holds the gate: the audio is decoded before, in a thread of its
+        own, and the candidates are sent after, so both overlap the other agents' work.
+        (Decoding the next songs while these encode measured no faster on this machine, where
+        the worker is held to one core by the GIL: ``docs/benchmarks.md``.)
+        """
+        ctx = self.ctx
+        songs = [song for _, song in batch]
+        rate = ctx.serving().model.songs.sample_rate
+        waves = await ctx.read_audio(pipeline.read_waves, songs, rate, ctx.settings,
+                                     ctx.metrics)
+        found, engagers = await self.vectors_and_candidates(songs, waves, rate)
+        outcomes: list[str | None] = []
+        for (event, song), listeners, result in zip(batch, engagers, found, strict=True):
+            if isinstance(result, Exception):
+                if not isinstance(result, EventError):
+                    log.error("song %s failed: %r", song.song_id, result)
+                await dead_letter_event(ctx, self.topics, event, result)
+                outcomes.append(None)
+            else:
+                await self.emit_song(event, song, listeners, result)
+                outcomes.append("ok")
+        return outcomes
+
+    async def vectors_and_candidates(self, songs: list[SongEvent], waves: pipeline.Waves,
+                                     rate: int) -> tuple[list[Any], list[list[list[Any]]]]:
+        """Under the gate: each serving version embeds the songs into its own collections and
+        proposes them to the users of its arms. Returns each song's candidates (or its error)
+        and its listeners."""
+        ctx = self.ctx
+        found: list[list[CandidateEvent] | Exception] = [[] for _ in songs]
+        async with ctx.gate:
+            engagers = [self.tables.song_engagers.get(s.song_id) or [] for s in songs]
+            for sv, arms in ctx.servings():
+                vectors = await ctx.run(pipeline.encode_songs, sv, songs, (rate, waves),
+                                        ctx.settings, ctx.metrics)
+                for i, (song, vector) in enumerate(zip(songs, vectors, strict=True)):
+                    if isinstance(found[i], Exception):
+                        continue
+                    if isinstance(vector, Exception):
+                        found[i] = vector
+                        continue
+                    # one song at a time: a store failure retries only this song's calls
+                    found[i] += await ctx.run(pipeline.index_song, sv, song, vector,
+                                              waves[i] is not None, engagers[i], ctx.cfg,
+                                              ctx.metrics, arms)
+        return found, engagers
+
+    async def emit_song(self, event: Any, song: SongEvent, engagers: list[list[Any]],
+                        candidates: list[CandidateEvent]) -> None:
         ctx, m, topics = self.ctx, self.ctx.metrics, self.topics
-        engagers = self.tables.song_engagers.get(song.song_id) or []  # co-partitioned
-        candidates = await self.candidates(song, engagers)
         start = time.perf_counter()
         direct = not ctx.settings.max_candidates_per_user_day  # no per-user budget to apply
         for cand in candidates:
@@ -199,7 +225,6 @@ class Agents:
         if produced_ms:
             m.new_song_to_candidates.observe(max(0.0, (now_ms() - produced_ms) / 1000))
         log.info("song %s -> %d candidates", song.song_id, len(candidates))
-        return "ok"
 
     async def on_interactions(self, batch: list[tuple[Any, InteractionEvent]]) -> list[str]:
         """A batch of interactions: one vector fetch and one upsert for all touched users.
@@ -355,25 +380,16 @@ class Agents:
 # ---------------------------------------------------------------------------------------------
 
 
-def per_event_agent(app: faust.App, ctx: WorkerContext, topics: Topics, topic: Any, name: str,
-                    decoder: Decoder, handler: Handler) -> None:
-    async def agent(stream: Any) -> None:
-        async for event in stream.events():
-            await guarded(ctx, topics, event, decoder, handler)
-
-    agent.__name__ = agent.__qualname__ = name
-    app.agent(topic, name=f"coldstream.{name}")(agent)
-
-
 def batch_agent(app: faust.App, ctx: WorkerContext, topics: Topics, topic: Any, name: str,
                 decoder: Decoder, handler: BatchHandler, window_s: float | None = None,
-                gated: bool = True) -> None:
+                gated: bool = True, max_events: int | None = None) -> None:
     """Events acknowledged only after the whole batch's effects are written."""
     s = ctx.settings
     window = window_s or s.batch_window_s
+    most = max_events or s.batch_max_events
 
     async def agent(stream: Any) -> None:
-        async for events in stream.take_events(s.batch_max_events, window):
+        async for events in stream.take_events(most, window):
             await guarded_batch(ctx, topics, events, decoder, handler, gated)
 
     agent.__name__ = agent.__qualname__ = name
@@ -387,8 +403,9 @@ def register_agents(app: faust.App, ctx: WorkerContext, topics: Topics,
     swapper = ModelSwapper(ctx, tables.user_state)
     agents = Agents(ctx, swapper, topics, tables)
     interaction = decoder_for(InteractionEvent)
-    per_event_agent(app, ctx, topics, topics.songs, "songs", decoder_for(SongEvent),
-                    agents.on_song)
+    batch_agent(app, ctx, topics, topics.songs, "songs", decoder_for(SongEvent),
+                agents.on_songs, window_s=ctx.settings.songs_batch_window_s,
+                max_events=ctx.settings.songs_batch_max, gated=False)  # gates its own part
     batch_agent(app, ctx, topics, topics.interactions, "interactions", interaction,
                 agents.on_interactions)
     batch_agent(app, ctx, topics, topics.interactions_by_song, "engagement", interaction,

@@ -84,12 +84,19 @@ class WorkerContext:
         self.work = RetryingExecutor(self.retry_max_delay_s)
         #: A second thread for building a new model version while this one serves.
         self.swap_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="coldstream-swap")
+        #: Decodes new songs' audio before their handler takes the gate (soxr and libsndfile
+        #: release the GIL, so this overlaps the work thread).
+        self.audio_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="coldstream-audio")
         #: Held by every event handler; a model switch takes it to run with no event in flight.
         self.gate = asyncio.Lock()
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn`` in the work thread; retry vector-store failures until they succeed."""
         return await self.work.run(fn, *args)
+
+    async def read_audio(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` in the audio thread (no store calls there, so nothing to retry)."""
+        return await asyncio.get_running_loop().run_in_executor(self.audio_pool, fn, *args)
 
     def serving(self) -> Serving:
         assert self.model is not None and self.cols is not None, "no model loaded"
@@ -180,6 +187,7 @@ class WorkerContext:
     def close(self, attempts: int = 8) -> None:
         """Drain the work thread, then flush the store (bounded retries: shutdown must end)."""
         self.swap_pool.shutdown(wait=False, cancel_futures=True)
+        self.audio_pool.shutdown(wait=False, cancel_futures=True)
         self.work.shutdown()
         retry_store(self.store.flush, attempts=attempts, max_delay=2.0, what="shutdown flush")
         self.store.close()

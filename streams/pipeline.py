@@ -6,8 +6,10 @@ blocking ones through the work thread) and only add I/O (consuming, producing, c
 
 from __future__ import annotations
 
+import logging
 import math
 import re
+import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +32,8 @@ from .state_format import USER_STATE_FORMAT, event_key
 from .stores import Hit, Point, VectorStore, Where
 
 #: How strongly an action ties a listener to a seed song in I2I2U (skip: no tie).
+log = logging.getLogger(__name__)
+
 ENGAGEMENT = {"collect": 1.0, "complete": 0.8, "play": 0.4}
 POSITIVE_ACTIONS = frozenset(ENGAGEMENT)
 SONG_INDEXES = {"is_cold": "integer", "artist": "keyword", "released_at": "integer",
@@ -554,23 +558,87 @@ class Serving:
     cache: SongVectorCache
 
 
-def process_song(sv: Serving, song: SongEvent, engagers: list[list[Any]], cfg: PipelineConfig,
-                 settings: Settings, metrics: Metrics,
-                 served: frozenset[str] | None = None) -> list[CandidateEvent]:
-    """Audio -> vector -> upsert -> candidates (for the ``served`` arms' users, when given);
-    each stage timed by its histogram."""
-    wave: np.ndarray | None = None
-    if song.audio_uri:
+#: Each song's audio at one sample rate: samples, None (no audio_uri) or why it failed.
+Waves = list["np.ndarray | None | Exception"]
+
+
+def read_wave(song: SongEvent, sample_rate: int, settings: Settings,
+              metrics: Metrics) -> np.ndarray | None | Exception:
+    """A song's audio, or None (no audio_uri), or why it could not be read (the caller
+    dead-letters that song alone). Runs outside the worker's gate, in a thread of its own:
+    decoding overlaps the other work."""
+    if not song.audio_uri:
+        return None
+    try:
         with metrics.stage("audio"):
-            wave = load_song_audio(song.audio_uri, sv.model.songs.sample_rate, settings)
-    with metrics.stage("encode"):
-        vector = sv.model.songs.encode([song_input(song, wave)])[0]
+            return load_song_audio(song.audio_uri, sample_rate, settings)
+    except Exception as exc:  # kept as this song's result: the rest of its batch goes on
+        return exc
+
+
+def read_waves(songs: Sequence[SongEvent], sample_rate: int, settings: Settings,
+               metrics: Metrics) -> Waves:
+    return [read_wave(song, sample_rate, settings, metrics) for song in songs]
+
+
+def encode_songs(sv: Serving, songs: Sequence[SongEvent], waves: tuple[int, Waves] | None,
+                 settings: Settings, metrics: Metrics) -> list[np.ndarray | Exception]:
+    """Each new song's vector in ``sv``'s space, or why it has none. The item tower runs once
+    for the whole batch: a backlog is worked off faster per song than one by one.
+
+    ``waves`` is (sample rate, each song's audio) read beforehand; audio at another rate than
+    this version's is read again here. The encode stage charges each song an equal share of
+    the batch's time: the histogram's sum stays the time spent and its count the songs.
+    No store call here, so a store failure never makes the batch encode again.
+    """
+    rate = sv.model.songs.sample_rate
+    audio = (waves[1] if waves is not None and waves[0] == rate
+             else read_waves(songs, rate, settings, metrics))
+    out: list[np.ndarray | Exception] = list(audio)  # type: ignore[arg-type]
+    inputs = {i: song_input(song, wave) for i, (song, wave) in enumerate(zip(songs, audio,
+                                                                             strict=True))
+              if not isinstance(wave, Exception)}
+    if not inputs:
+        return out
+    start = time.perf_counter()
+    vectors = encode_each_on_failure(sv.model, list(inputs.values()))
+    share = (time.perf_counter() - start) / len(inputs)
+    for _ in inputs:
+        metrics.stage_seconds.labels(stage="encode").observe(share)
+    for i, vector in zip(inputs, vectors, strict=True):
+        out[i] = vector
+    return out
+
+
+def index_song(sv: Serving, song: SongEvent, vector: np.ndarray, has_audio: bool,
+               engagers: list[list[Any]], cfg: PipelineConfig, metrics: Metrics,
+               served: frozenset[str] | None = None) -> list[CandidateEvent]:
+    """Upsert one new song and propose it (to the ``served`` arms' users, when given). One
+    song's store calls: the unit a store failure retries."""
     with metrics.stage("upsert"):
-        upsert_song(sv.store, sv.cols, song, vector, sv.model.version, wave is not None,
-                    engagers)
+        upsert_song(sv.store, sv.cols, song, vector, sv.model.version, has_audio, engagers)
     with metrics.stage("search"):
         return candidates_for_song(sv.store, sv.cols, song, vector, sv.model.version, cfg,
                                    metrics, sv.model.manifest.delivery, served)
+
+
+def encode_each_on_failure(model: LoadedModel,
+                           inputs: list[SongInput]) -> list[np.ndarray | Exception]:
+    """One encoder call for the batch; if it fails, one call per song, so a song that breaks
+    the graph fails alone (it comes back as its exception) and not its whole batch."""
+    if len(inputs) > 1:
+        try:
+            return list(model.songs.encode(inputs))
+        except Exception:  # retried one by one below, where each failure is kept
+            log.warning("a batch of %d songs failed to encode; encoding them one by one",
+                        len(inputs), exc_info=True)
+    out: list[np.ndarray | Exception] = []
+    for one in inputs:
+        try:
+            out.append(model.songs.encode([one])[0])
+        except Exception as exc:  # the caller dead-letters this song with its reason
+            out.append(exc)
+    return out
 
 
 def refresh_users(sv: Serving, states: dict[str, dict[str, Any]],

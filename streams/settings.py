@@ -160,6 +160,13 @@ class Settings(BaseSettings):
     delivery_window_s: float = Field(
         0.01, gt=0, description="Longest wait to fill a batch of proposals: it adds to the "
         "new-song latency, and proposals of one song arrive together.")
+    songs_batch_max: int = Field(
+        8, ge=1, description="New songs encoded together at most: a backlog is worked off in "
+        "batches (the item tower runs faster per song), while a batch holds the other agents "
+        "up for its whole encode.")
+    songs_batch_window_s: float = Field(
+        0.02, gt=0, description="Longest wait to fill a batch of new songs: it adds to the "
+        "new-song latency when songs arrive one at a time.")
     max_event_bytes: int = Field(256_000, ge=1, description="Larger events go to the DLQ.")
     gc_freeze: Literal["off", "start"] = Field(
         "start", description="Garbage collection (streams/gc_policy.py). start: once the worker "

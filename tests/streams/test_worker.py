@@ -155,3 +155,45 @@ def test_interactions_before_their_songs_still_build_user_vectors(
     users = user_points(worker.data_dir, version)
     assert "u0" in users, "the user's vector is built once the songs are indexed"
     assert np.linalg.norm(users["u0"][0]) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_new_songs_arriving_together_are_handled_together_and_a_bad_one_alone(
+        broker: EmbeddedBroker, model_registry: Registry, tmp_path: Path) -> None:
+    """Four new songs in one fetch (a 2 s batch window keeps them in one batch): the one whose
+    audio escapes the audio root goes to the DLQ with that reason; the other three, one with
+    real audio, are indexed and proposed."""
+    import soundfile as sf
+
+    bs, p = broker.bootstrap, "batch"
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    sf.write(audio / "tune.wav",
+             0.2 * np.random.default_rng(0).standard_normal(22_050 * 3).astype(np.float32),
+             22_050)
+    worker = make_worker(bs, model_registry.root, tmp_path, p,
+                         COLDSTREAM_AUDIO_ROOTS=orjson.dumps([str(audio)]).decode(),
+                         COLDSTREAM_SONGS_BATCH_WINDOW_S="2.0").start()
+    try:
+        send(bs, f"{p}.songs.new", [song(f"jazz{i}", "jazz", i) for i in range(4)])
+        worker.wait_metric("coldstream_events_total", 4, topic=f"{p}.songs.new", outcome="ok")
+        send(bs, f"{p}.interactions", [interaction(f"u{u}", f"jazz{i}", "collect", i)
+                                       for u in range(3) for i in range(4)])
+        worker.wait_metric("coldstream_events_total", 12, outcome="ok",
+                           topic=f"{p}.interactions.by_song")
+        new = [song("new-a", "jazz", 0, released=NOW),
+               {**song("new-bad", "jazz", 1, released=NOW), "audio_uri": "../../etc/passwd"},
+               {**song("new-audio", "jazz", 1, released=NOW), "audio_uri": "tune.wav"},
+               song("new-b", "jazz", 1, released=NOW)]
+        send(bs, f"{p}.songs.new", new)
+        worker.wait_metric("coldstream_events_total", 7, topic=f"{p}.songs.new", outcome="ok")
+        dead = wait_for(bs, f"{p}.dlq", lambda d: True)
+        cands = [c for sid in ("new-a", "new-audio", "new-b")
+                 for c in wait_for(bs, f"{p}.candidates", lambda c, s=sid: c["song_id"] == s)]
+        assert worker.metric("coldstream_events_total", topic=f"{p}.songs.new",
+                             outcome="dlq") == 1
+    finally:
+        assert worker.stop() == 0, worker.log()
+    letter = DeadLetter.model_validate(dead[0])
+    assert len(dead) == 1 and letter.error_kind == "audio_not_allowed" and "outside" in letter.error_message
+    assert orjson.loads(base64.b64decode(letter.original_b64))["song_id"] == "new-bad"
+    assert {c["song_id"] for c in cands} == {"new-a", "new-audio", "new-b"}
