@@ -194,6 +194,7 @@ def test_new_songs_arriving_together_are_handled_together_and_a_bad_one_alone(
     finally:
         assert worker.stop() == 0, worker.log()
     letter = DeadLetter.model_validate(dead[0])
-    assert len(dead) == 1 and letter.error_kind == "audio_not_allowed" and "outside" in letter.error_message
+    assert len(dead) == 1 and letter.error_kind == "audio_not_allowed"
+    assert "outside" in letter.error_message
     assert orjson.loads(base64.b64decode(letter.original_b64))["song_id"] == "new-bad"
     assert {c["song_id"] for c in cands} == {"new-a", "new-audio", "new-b"}
