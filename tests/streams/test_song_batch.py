@@ -145,3 +145,22 @@ def test_an_encoder_failure_is_retried_song_by_song_and_only_the_culprit_fails(
     assert poisoned.songs.calls == [3, 1, 1, 1]  # the batch, then each song alone
     assert set(stored_vectors(sv, songs)) == {"n0", "n2"}
     sv.store.close()
+
+
+def test_audio_read_at_another_rate_is_read_again_at_this_versions_rate(
+        model: LoadedModel, audio: Path, tmp_path: Path) -> None:
+    """An A/B arm's version may want another sample rate than the one the audio thread read
+    at: its encoder must not get samples at the wrong rate."""
+    settings, metrics = Settings(audio_roots=(audio,)), Metrics()
+    sv = serving(model, tmp_path / "r")
+    songs = [new_song(0, "clip0.wav"), new_song(1)]
+    rate = sv.model.songs.sample_rate
+    right = pipeline.read_waves(songs, rate, settings, metrics)
+    wrong = pipeline.read_waves(songs, rate // 2, settings, metrics)
+    got = pipeline.encode_songs(sv, songs, (rate // 2, wrong), settings, metrics)
+    want = pipeline.encode_songs(sv, songs, (rate, right), settings, metrics)
+    misread = pipeline.encode_songs(sv, songs, (rate, wrong), settings, metrics)  # trusted
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, atol=1e-5)
+    assert float(misread[0] @ want[0]) < 0.9999  # the rate matters for a song with audio
+    sv.store.close()
