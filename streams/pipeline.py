@@ -31,9 +31,9 @@ from .settings import Settings
 from .state_format import USER_STATE_FORMAT, event_key
 from .stores import Hit, Point, VectorStore, Where
 
-#: How strongly an action ties a listener to a seed song in I2I2U (skip: no tie).
 log = logging.getLogger(__name__)
 
+#: How strongly an action ties a listener to a seed song in I2I2U (skip: no tie).
 ENGAGEMENT = {"collect": 1.0, "complete": 0.8, "play": 0.4}
 POSITIVE_ACTIONS = frozenset(ENGAGEMENT)
 SONG_INDEXES = {"is_cold": "integer", "artist": "keyword", "released_at": "integer",
@@ -565,8 +565,8 @@ Waves = list["np.ndarray | None | Exception"]
 def read_wave(song: SongEvent, sample_rate: int, settings: Settings,
               metrics: Metrics) -> np.ndarray | None | Exception:
     """A song's audio, or None (no audio_uri), or why it could not be read (the caller
-    dead-letters that song alone). Runs outside the worker's gate, in a thread of its own:
-    decoding overlaps the other work."""
+    dead-letters that song alone). The songs agent runs it before taking the worker's gate,
+    in a thread of its own, so decoding overlaps the other agents' work."""
     if not song.audio_uri:
         return None
     try:
