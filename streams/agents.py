@@ -160,6 +160,7 @@ class Agents:
         the worker is held to one core by the GIL: ``docs/benchmarks.md``.)
         """
         ctx = self.ctx
+        ctx.metrics.songs_batch_size.observe(len(batch))
         songs = [song for _, song in batch]
         rate = ctx.serving().model.songs.sample_rate
         waves = await ctx.read_audio(pipeline.read_waves, songs, rate, ctx.settings,

@@ -17,6 +17,7 @@ from prometheus_client import start_http_server as _start_http_server
 STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 E2E_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 COUNT_BUCKETS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 #: Event-time seconds from a delivery to its first play: minutes to a week.
 FIRST_PLAY_BUCKETS = (60, 300, 900, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 2 * 86400,
                       4 * 86400, 7 * 86400)
@@ -45,6 +46,10 @@ class Metrics:
             "From a songs.new record's timestamp to its candidates being proposed (the hop "
             "through the per-user budget is the stage_seconds stage \"deliver\").",
             buckets=E2E_BUCKETS, registry=r)
+        self.songs_batch_size = Histogram(
+            "coldstream_songs_batch_size",
+            "New songs handled together per batch (above 1: a backlog is being worked off).",
+            buckets=BATCH_BUCKETS, registry=r)
         self.candidates_per_song = Histogram(
             "coldstream_candidates_per_song",
             "Candidates proposed per new song (before the per-user budget).",

@@ -27,6 +27,8 @@ EXPECTED: dict[str, float] = {
     'coldstream_new_song_to_candidates_seconds_count': 3,
     'coldstream_new_song_to_candidates_seconds_bucket{le="0.25"}': 2,
     'coldstream_candidates_per_song_sum': 36,
+    'coldstream_songs_batch_size_sum': 10,
+    'coldstream_songs_batch_size_bucket{le="1.0"}': 2,
     'coldstream_consumer_lag{topic="songs.new", partition="0"}': 7,
     'coldstream_consumer_lag{topic="interactions", partition="1"}': 0,
     f'coldstream_model_info{{version="{MODEL_VERSION}"}}': 1,
@@ -53,6 +55,8 @@ def record_samples(metrics: Metrics) -> None:
         metrics.new_song_to_candidates.observe(seconds)
     for count in (10, 12, 14):
         metrics.candidates_per_song.observe(count)
+    for size in (1, 1, 8):
+        metrics.songs_batch_size.observe(size)
     metrics.candidates.labels(path="i2i2u").inc(30)
     metrics.candidates.labels(path="u2i").inc(6)
     metrics.boundary_checks.labels(result="pass").inc(6)
