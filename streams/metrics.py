@@ -71,6 +71,27 @@ class Metrics:
         self.store_errors = Counter(
             "coldstream_vector_store_errors", "Vector store calls that failed.", ["op"],
             registry=r)
+        self.declare_consumer(r)
+        self.ready = Gauge(
+            "coldstream_worker_ready", "1 once tables are recovered and agents consume.",
+            registry=r)
+        self.model_swaps = Counter(
+            "coldstream_model_swaps", "Model version changes, by result (ok, refused, failed).",
+            ["result"], registry=r)
+        self.model_swap_seconds = Histogram(
+            "coldstream_model_swap_seconds", "Re-embedding a catalogue into a new version.",
+            buckets=(1, 5, 15, 30, 60, 120, 300, 900, 1800, 3600), registry=r)
+        self.model_swap_in_progress = Gauge(
+            "coldstream_model_swap_in_progress", "1 while a new version is being built.",
+            registry=r)
+        self.declare_loop_and_segments(r)
+        self.model = Info(
+            "coldstream_model", "Model version this worker serves.", registry=r)
+        self.build = Info("coldstream_build", "Coldstream build.", registry=r)
+
+    def declare_consumer(self, r: CollectorRegistry) -> None:
+        """What the Kafka side did: lag, and every record the offset guard or the table
+        recovery had to step in for."""
         self.consumer_lag = Gauge(
             "coldstream_consumer_lag", "End offset minus committed offset (messages).",
             ["topic", "partition"], registry=r)
@@ -97,22 +118,6 @@ class Metrics:
             "coldstream_unreadable_partitions",
             "Partitions stopped at a batch the worker cannot read, by topic (until restart).",
             ["topic"], registry=r)
-        self.ready = Gauge(
-            "coldstream_worker_ready", "1 once tables are recovered and agents consume.",
-            registry=r)
-        self.model_swaps = Counter(
-            "coldstream_model_swaps", "Model version changes, by result (ok, refused, failed).",
-            ["result"], registry=r)
-        self.model_swap_seconds = Histogram(
-            "coldstream_model_swap_seconds", "Re-embedding a catalogue into a new version.",
-            buckets=(1, 5, 15, 30, 60, 120, 300, 900, 1800, 3600), registry=r)
-        self.model_swap_in_progress = Gauge(
-            "coldstream_model_swap_in_progress", "1 while a new version is being built.",
-            registry=r)
-        self.declare_loop_and_segments(r)
-        self.model = Info(
-            "coldstream_model", "Model version this worker serves.", registry=r)
-        self.build = Info("coldstream_build", "Coldstream build.", registry=r)
 
     def declare_loop_and_segments(self, r: CollectorRegistry) -> None:
         """Event-loop stalls (streams.loop_probe) and the in-worker index's merges."""
