@@ -198,8 +198,7 @@ class Agents:
                         continue
                     # one song at a time: a store failure retries only this song's calls
                     found[i] += await ctx.run(pipeline.index_song, sv, song, vector,
-                                              waves[i] is not None, engagers[i], ctx.cfg,
-                                              ctx.metrics, arms)
+                                              engagers[i], ctx.cfg, ctx.metrics, arms)
         return found, engagers
 
     async def emit_song(self, event: Any, song: SongEvent, engagers: list[list[Any]],

@@ -610,13 +610,15 @@ def encode_songs(sv: Serving, songs: Sequence[SongEvent], waves: tuple[int, Wave
     return out
 
 
-def index_song(sv: Serving, song: SongEvent, vector: np.ndarray, has_audio: bool,
-               engagers: list[list[Any]], cfg: PipelineConfig, metrics: Metrics,
+def index_song(sv: Serving, song: SongEvent, vector: np.ndarray, engagers: list[list[Any]],
+               cfg: PipelineConfig, metrics: Metrics,
                served: frozenset[str] | None = None) -> list[CandidateEvent]:
-    """Upsert one new song and propose it (to the ``served`` arms' users, when given). One
-    song's store calls: the unit a store failure retries."""
+    """Upsert one encoded song and propose it (to the ``served`` arms' users, when given).
+    One song's store calls: the unit a store failure retries. A song got this far with its
+    audio exactly when it has an ``audio_uri`` (unreadable audio fails the song before)."""
     with metrics.stage("upsert"):
-        upsert_song(sv.store, sv.cols, song, vector, sv.model.version, has_audio, engagers)
+        upsert_song(sv.store, sv.cols, song, vector, sv.model.version, bool(song.audio_uri),
+                    engagers)
     with metrics.stage("search"):
         return candidates_for_song(sv.store, sv.cols, song, vector, sv.model.version, cfg,
                                    metrics, sv.model.manifest.delivery, served)

@@ -78,9 +78,8 @@ def run(sv: pipeline.Serving, songs: list[SongEvent], settings: Settings,
     waves = pipeline.read_waves(songs, rate, settings, metrics)
     vectors = pipeline.encode_songs(sv, songs, (rate, waves), settings, metrics)
     return [v if isinstance(v, Exception) else
-            pipeline.index_song(sv, song, v, wave is not None, [], pipeline.PipelineConfig(),
-                                metrics)
-            for song, wave, v in zip(songs, waves, vectors, strict=True)]
+            pipeline.index_song(sv, song, v, [], pipeline.PipelineConfig(), metrics)
+            for song, v in zip(songs, vectors, strict=True)]
 
 
 def stored_vectors(sv: pipeline.Serving, songs: list[SongEvent]) -> dict[str, np.ndarray]:
@@ -110,6 +109,9 @@ def test_a_batch_gives_each_song_what_it_gets_alone_and_a_bad_one_fails_alone(
     assert set(vb) == set(va) == {"n0", "n2", "n3"}  # the broken song was never upserted
     for sid in vb:
         np.testing.assert_allclose(vb[sid], va[sid], atol=1e-5)
+    recs = batched.store.retrieve(batched.cols.songs, [song_point_id(s) for s in vb])
+    assert {r.payload["song_id"]: r.payload["has_audio"] for r in recs} == {
+        "n0": 1, "n2": 0, "n3": 1}
     # every song that reached the encoder is counted once, the batch's time shared among them
     encode = metrics.stage_seconds.labels(stage="encode")
     assert sum(b.get() for b in encode._buckets) == 3
