@@ -1,11 +1,13 @@
 """Scenario ``reembed``: a model swap's re-embedding with and without the frozen-backbone cache.
 
 The worker's own path: songs served by version 1 (each passing the frozen graphs once, which
-fills :class:`encoders.backbone.BackboneCache`), then ``streams.swap.reembed_catalogue`` into
-version 2 - same text tower, new head - three ways in the same run: no cache (the baseline),
-cache with the audio tower retrained (only MiniLM is reused: the trained model's case), and
-cache with an unchanged audio tower too (the provisional model's case). Every song has a 30 s
-clip, as in scenario 3; audio decoding still runs on a hit (the key is the decoded wave).
+fills :class:`encoders.backbone.BackboneCache`), then ``streams.swap.reembed`` of the scrolled
+catalogue into version 2 - same text tower, new head - four ways in the same run: no cache
+(the baseline), cache with the audio tower retrained (only MiniLM is reused: the trained
+model's case), and cache with an unchanged audio tower too (the provisional model's case),
+once for points that keep their audio file's digest (as the worker writes them: a hit reads
+no file) and once for points that do not (written before digests were kept). Every song has
+a 30 s clip, as in scenario 3.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +26,11 @@ from encoders.artifacts import Registry, write_manifest
 from encoders.backbone import BackboneCache
 from encoders.runtime import load_model
 from streams import pipeline, swap
+from streams.audio import load_song_audio
 from streams.events import SongEvent
 from streams.ids import song_point_id
 from streams.settings import load_settings
-from streams.stores import EdgeStore, Point
+from streams.stores import EdgeStore, Point, scroll_all
 
 from .common import Mode, Report, ratio
 from .models import registry as bench_registry
@@ -82,15 +86,20 @@ def run(mode: Mode, models: Path, n: int | None = None) -> Report:
     store = EdgeStore(root / "qdrant")
     try:
         src = pipeline.ensure_collections(store, v1)
-        for ev in songs(root, n, v1.songs.sample_rate):
-            payload = pipeline.song_payload(ev, v1.version, [], True)
-            vec = v1.songs.encode([swap.song_input_from_payload(payload, v1, settings)])[0]
+        for ev in songs(root, n, v1.songs.sample_rate):  # as the worker indexes a new song
+            clip = load_song_audio(ev.audio_uri or "", v1.songs.sample_rate, settings)
+            payload = pipeline.song_payload(ev, v1.version, [], True, clip.key)
+            vec = v1.songs.encode([pipeline.song_input(payload, clip)])[0]
             store.upsert(src.songs, [Point(song_point_id(ev.song_id), vec, payload)])
-        cases = [("no cache (baseline)", "v2-new-head", None),
-                 ("cache, audio tower retrained", "v2-new-audio", cache),
-                 ("cache, audio tower unchanged", "v2-new-head", cache)]
-        for i, (label, version, c) in enumerate(cases):
-            rep.rows.append(reembed_row(store, src, reg, version, c, label, settings, i))
+        cases = [("no cache (baseline)", "v2-new-head", None, True),
+                 ("cache, audio tower retrained", "v2-new-audio", cache, True),
+                 ("cache, audio tower unchanged, file read (no digest kept)", "v2-new-head",
+                  cache, False),
+                 ("cache, audio tower unchanged, digest kept (file not read)", "v2-new-head",
+                  cache, True)]
+        for i, (label, version, c, digests) in enumerate(cases):
+            rep.rows.append(reembed_row(store, src, reg, version, c, label, settings, i,
+                                        digests))
     finally:
         store.close()
         shutil.rmtree(root, ignore_errors=True)
@@ -104,14 +113,21 @@ def run(mode: Mode, models: Path, n: int | None = None) -> Report:
 
 
 def reembed_row(store: EdgeStore, src: pipeline.Collections, reg: Registry, version: str,
-                cache: BackboneCache | None, label: str, settings: Any, i: int
-                ) -> dict[str, Any]:
+                cache: BackboneCache | None, label: str, settings: Any, i: int,
+                digests: bool) -> dict[str, Any]:
+    """One swap, timed from the scroll of the old collection to the last upsert.
+    ``digests=False`` drops the audio digests from the payloads: points written before they
+    were kept, whose files a swap must read."""
     model = load_model(reg, version, cache=cache)
     dst = pipeline.Collections(f"songs_{i}", f"users_{i}")
     store.ensure_collection(dst.songs, model.manifest.dim, pipeline.SONG_INDEXES)
     hits = cache.hits if cache else 0
     t = time.perf_counter()
-    done = swap.reembed_catalogue(store, src, dst, model, settings)
+    old = scroll_all(store, src.songs)
+    if not digests:
+        old = [replace(h, payload={k: v for k, v in h.payload.items() if k != "audio_digest"})
+               for h in old]
+    done = swap.reembed(store, old, dst, model, settings)
     s = time.perf_counter() - t
     return {"path": label, "songs": done, "seconds": s, "songs/s": done / s,
             "backbone_hits": (cache.hits - hits) if cache else 0}

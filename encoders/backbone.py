@@ -82,6 +82,12 @@ class BackboneCache:
             self.misses += len(missing)
         return out
 
+    def has(self, backbone: str, key: bytes) -> bool:
+        """Whether a row is kept (rows are never dropped, so it stays until the process ends)."""
+        with self._lock:
+            table = self._tables.get(backbone)
+            return table is not None and key in table.index
+
     def _keep(self, backbone: str, keys: list[bytes], rows: np.ndarray) -> None:
         with self._lock:
             table = self._tables.setdefault(backbone, _Table(rows.shape[1]))

@@ -94,15 +94,27 @@ class AudioEncoder:
                                     repr(sorted(manifest.audio.mel.items()))
                                     ) if cache is not None else ""
 
-    def vectors(self, waves: Sequence[np.ndarray]) -> np.ndarray:
-        """Waves -> audio vectors: log-mel and tower, or the cached rows."""
+    def vectors(self, waves: Sequence[np.ndarray | None],
+                keys: Sequence[bytes | None] | None = None) -> np.ndarray:
+        """Waves -> audio vectors: log-mel and tower, or the cached rows.
+
+        ``keys`` (the audio files' digests) replace hashing the waves; a song given by its
+        key alone (wave None) must have its row cached (:meth:`cached`).
+        """
         def run(idx: list[int]) -> np.ndarray:
-            return self.encode_features([self.features(waves[i]) for i in idx])
+            if any(waves[i] is None for i in idx):
+                raise LookupError("audio given by its digest alone is not in the cache")
+            return self.encode_features([self.features(waves[i]) for i in idx])  # type: ignore[arg-type]
 
         if self.cache is None:
             return run(list(range(len(waves))))
-        keys = [digest(np.ascontiguousarray(w, dtype=np.float32).tobytes()) for w in waves]
-        return self.cache.lookup(self.backbone, keys, run)
+        given = keys or [None] * len(waves)
+        return self.cache.lookup(self.backbone, [k or wave_key(w) for k, w in
+                                                 zip(given, waves, strict=True)], run)
+
+    def cached(self, key: bytes) -> bool:
+        """Whether this tower's output for the audio with digest ``key`` is kept."""
+        return self.cache is not None and self.cache.has(self.backbone, key)
 
     def features(self, wave: np.ndarray) -> np.ndarray:
         return log_mel(wave, self.mel)
@@ -114,10 +126,25 @@ class AudioEncoder:
         return self.session.run(None, {"logmel": frames, "mask": mask})[0]
 
 
+def wave_key(wave: np.ndarray | None) -> bytes:
+    """The cache key of audio known only by its samples (no file digest)."""
+    if wave is None:
+        raise LookupError("audio without samples or digest")
+    return digest(np.ascontiguousarray(wave, dtype=np.float32).tobytes())
+
+
 @dataclass(frozen=True)
 class SongInput:
+    """A song's model inputs. Audio is given by its samples, its file's digest, or both; the
+    digest alone serves when the audio tower's output for it is cached (a model swap)."""
+
     text: str
     wave: np.ndarray | None = None  # mono float32 at the model's sample rate
+    audio_key: bytes | None = None  # digest of the audio file's bytes
+
+    @property
+    def has_audio(self) -> bool:
+        return self.wave is not None or self.audio_key is not None
 
 
 class SongEncoder:
@@ -142,11 +169,12 @@ class SongEncoder:
     def encode(self, songs: Sequence[SongInput]) -> np.ndarray:
         texts = [s.text for s in songs]
         text_vecs = self.text.encode(texts)
-        has_audio = np.array([s.wave is not None for s in songs], dtype=np.float32)
+        has_audio = np.array([s.has_audio for s in songs], dtype=np.float32)
         audio_vecs = np.zeros((len(songs), self.audio.dim), dtype=np.float32)
-        idx = [i for i, s in enumerate(songs) if s.wave is not None]
+        idx = [i for i, s in enumerate(songs) if s.has_audio]
         if idx:
-            audio_vecs[idx] = self.audio.vectors([songs[i].wave for i in idx])  # type: ignore[misc]
+            audio_vecs[idx] = self.audio.vectors([songs[i].wave for i in idx],
+                                                 [songs[i].audio_key for i in idx])
         return self.combine(text_vecs, audio_vecs, has_audio, texts)
 
     def fuse(self, text_vecs: np.ndarray, mels: Sequence[np.ndarray | None],

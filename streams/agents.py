@@ -23,6 +23,7 @@ import orjson
 from faust import streams as faust_streams
 
 from . import attribution, pipeline
+from .audio import Clip
 from .context import WorkerContext
 from .dlq import send_to_dlq
 from .errors import DecodeError, EventError
@@ -196,8 +197,9 @@ class Agents:
                     if isinstance(vector, Exception):
                         found[i] = vector
                         continue
+                    clip = waves[i] if isinstance(waves[i], Clip) else None
                     # one song at a time: a store failure retries only this song's calls
-                    found[i] += await ctx.run(pipeline.index_song, sv, song, vector,
+                    found[i] += await ctx.run(pipeline.index_song, sv, song, vector, clip,
                                               engagers[i], ctx.cfg, ctx.metrics, arms)
         return found, engagers
 

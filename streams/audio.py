@@ -7,13 +7,16 @@ checked before reading; decoding stops at the duration limit and at a wall-time 
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import numpy as np
 
+from encoders.backbone import digest
 from encoders.features import resample, to_mono
 
 from .errors import AudioDecodeError, AudioNotAllowed, AudioTooLarge
@@ -49,21 +52,49 @@ def resolve_audio_path(uri: str, roots: Sequence[Path], schemes: Sequence[str]) 
     raise AudioNotAllowed(f"audio_uri {raw_path!r} resolves outside the allowed roots")
 
 
-def load_audio(path: Path, sample_rate: int, max_bytes: int, max_seconds: float,
-               max_decode_s: float = 10.0) -> np.ndarray:
-    """Decode at most ``max_seconds`` of mono audio at ``sample_rate``.
+@dataclass(frozen=True)
+class Clip:
+    """A song's decoded audio and the digest of its file's bytes.
 
-    Decoding goes one second of audio at a time and gives up once it has taken
-    ``max_decode_s`` of wall time: a crafted file must not hold the worker.
+    The digest keys the song's frozen-backbone outputs (``encoders.backbone``) and is kept in
+    the song's payload, so a model swap whose audio tower is unchanged finds the cached row
+    without opening the file again (decoding and hashing the wave were most of a cached swap).
     """
+
+    wave: np.ndarray
+    key: bytes
+
+
+def read_clip(path: Path, sample_rate: int, max_bytes: int, max_seconds: float,
+              max_decode_s: float = 10.0) -> Clip:
+    """Read the file once (its size checked before and while reading), hash its bytes,
+    decode them."""
     size = path.stat().st_size
     if size > max_bytes:
         raise AudioTooLarge(f"audio file is {size} bytes, limit is {max_bytes}")
+    with path.open("rb") as f:
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:  # it grew after the check
+        raise AudioTooLarge(f"audio file is over the {max_bytes}-byte limit")
+    return Clip(decode_audio(io.BytesIO(data), sample_rate, max_seconds, max_decode_s),
+                digest(data))
+
+
+def load_audio(path: Path, sample_rate: int, max_bytes: int, max_seconds: float,
+               max_decode_s: float = 10.0) -> np.ndarray:
+    """Decode at most ``max_seconds`` of mono audio at ``sample_rate``."""
+    return read_clip(path, sample_rate, max_bytes, max_seconds, max_decode_s).wave
+
+
+def decode_audio(source: io.BytesIO, sample_rate: int, max_seconds: float,
+                 max_decode_s: float) -> np.ndarray:
+    """Decoding goes one second of audio at a time and gives up once it has taken
+    ``max_decode_s`` of wall time: a crafted file must not hold the worker."""
     import soundfile as sf
 
     deadline = time.monotonic() + max_decode_s
     try:
-        with sf.SoundFile(str(path)) as f:
+        with sf.SoundFile(source) as f:
             sr = f.samplerate
             frames = int(min(f.frames if f.frames > 0 else 1 << 62, max_seconds * sr))
             blocks = []
@@ -89,9 +120,10 @@ def load_audio(path: Path, sample_rate: int, max_bytes: int, max_seconds: float,
     return resample(wave, sr, sample_rate)
 
 
-def load_song_audio(uri: str, sample_rate: int, settings: Settings) -> np.ndarray:
-    """An event's ``audio_uri`` -> mono samples at ``sample_rate``, within the configured
-    roots, schemes and limits (the one place both serving and re-embedding read audio)."""
+def load_song_audio(uri: str, sample_rate: int, settings: Settings) -> Clip:
+    """An event's ``audio_uri`` -> mono samples at ``sample_rate`` and the file's digest,
+    within the configured roots, schemes and limits (the one place both serving and
+    re-embedding read audio)."""
     path = resolve_audio_path(uri, settings.audio_roots, settings.audio_schemes)
-    return load_audio(path, sample_rate, settings.audio_max_bytes, settings.audio_max_seconds,
-                      settings.audio_max_decode_s)
+    return read_clip(path, sample_rate, settings.audio_max_bytes, settings.audio_max_seconds,
+                     settings.audio_max_decode_s)

@@ -23,7 +23,7 @@ from encoders.features import song_text
 from encoders.runtime import LoadedModel, SongInput
 
 from .arms import Arm, arm_caps, assign
-from .audio import load_song_audio
+from .audio import Clip, load_song_audio
 from .events import CandidateEvent, InteractionEvent, SongEvent, now_ms
 from .ids import candidate_id, song_point_id, user_point_id
 from .metrics import Metrics
@@ -83,11 +83,16 @@ def ensure_collections(store: VectorStore, model: LoadedModel) -> Collections:
 # ---------------------------------------------------------------------------------------------
 
 
-def song_input(song: SongEvent | Mapping[str, Any], wave: np.ndarray | None) -> SongInput:
-    """A song's model inputs from its event, or from the payload the store kept of it."""
+def song_input(song: SongEvent | Mapping[str, Any], clip: Clip | None,
+               audio_key: bytes | None = None) -> SongInput:
+    """A song's model inputs from its event, or from the payload the store kept of it: its
+    text and its audio (decoded, or only the file's digest when its output is cached)."""
     fields = dict(song) if isinstance(song, SongEvent) else song
-    return SongInput(song_text(fields.get("title", ""), fields.get("artist", ""),
-                               fields.get("tags", []), fields.get("description")), wave)
+    text = song_text(fields.get("title", ""), fields.get("artist", ""), fields.get("tags", []),
+                     fields.get("description"))
+    if clip is not None:
+        return SongInput(text, clip.wave, clip.key)
+    return SongInput(text, None, audio_key)
 
 
 def pack_engagers(engagers: list[list[Any]]) -> str:
@@ -108,22 +113,26 @@ def engagers_of(payload: Mapping[str, Any]) -> list[list[Any]]:
 
 
 def song_payload(song: SongEvent, version: str, engagers: list[list[Any]],
-                 has_audio: bool) -> dict:
+                 has_audio: bool, audio_key: bytes | None = None) -> dict:
     """Payload of a song point. ``engagers`` comes from the song's table entry, so a replayed
-    songs.new keeps the listeners already recorded."""
-    return {"song_id": song.song_id, "title": song.title, "artist": song.artist,
-            "tags": list(song.tags), "released_at": song.released_at,
-            "description": song.description, "audio_uri": song.audio_uri,
-            "is_cold": 0 if engagers else 1, "engagers": pack_engagers(engagers),
-            "model_version": version,
-            "has_audio": int(has_audio)}
+    songs.new keeps the listeners already recorded. ``audio_digest`` (the audio file's digest)
+    lets a model swap reuse the song's cached audio-tower output without reading the file."""
+    payload = {"song_id": song.song_id, "title": song.title, "artist": song.artist,
+               "tags": list(song.tags), "released_at": song.released_at,
+               "description": song.description, "audio_uri": song.audio_uri,
+               "is_cold": 0 if engagers else 1, "engagers": pack_engagers(engagers),
+               "model_version": version,
+               "has_audio": int(has_audio)}
+    if audio_key is not None:
+        payload["audio_digest"] = audio_key.hex()
+    return payload
 
 
 def upsert_song(store: VectorStore, cols: Collections, song: SongEvent, vector: np.ndarray,
-                version: str, has_audio: bool, engagers: list[list[Any]]) -> str:
+                version: str, clip: Clip | None, engagers: list[list[Any]]) -> str:
     pid = song_point_id(song.song_id)
-    store.upsert(cols.songs, [Point(pid, vector, song_payload(song, version, engagers,
-                                                               has_audio))])
+    store.upsert(cols.songs, [Point(pid, vector, song_payload(
+        song, version, engagers, clip is not None, clip.key if clip else None))])
     return pid
 
 
@@ -558,12 +567,13 @@ class Serving:
     cache: SongVectorCache
 
 
-#: Each song's audio at one sample rate: samples, None (no audio_uri) or why it failed.
-Waves = list["np.ndarray | None | Exception"]
+#: Each song's audio at one sample rate: samples and digest, None (no audio_uri) or why it
+#: failed.
+Waves = list["Clip | None | Exception"]
 
 
 def read_wave(song: SongEvent, sample_rate: int, settings: Settings,
-              metrics: Metrics) -> np.ndarray | None | Exception:
+              metrics: Metrics) -> Clip | None | Exception:
     """A song's audio, or None (no audio_uri), or why it could not be read (the caller
     dead-letters that song alone). The songs agent runs it before taking the worker's gate,
     in a thread of its own, so decoding overlaps the other agents' work."""
@@ -610,15 +620,14 @@ def encode_songs(sv: Serving, songs: Sequence[SongEvent], waves: tuple[int, Wave
     return out
 
 
-def index_song(sv: Serving, song: SongEvent, vector: np.ndarray, engagers: list[list[Any]],
-               cfg: PipelineConfig, metrics: Metrics,
+def index_song(sv: Serving, song: SongEvent, vector: np.ndarray, clip: Clip | None,
+               engagers: list[list[Any]], cfg: PipelineConfig, metrics: Metrics,
                served: frozenset[str] | None = None) -> list[CandidateEvent]:
-    """Upsert one encoded song and propose it (to the ``served`` arms' users, when given).
-    One song's store calls: the unit a store failure retries. A song got this far with its
-    audio exactly when it has an ``audio_uri`` (unreadable audio fails the song before)."""
+    """Upsert one encoded song (``clip``: its audio, when it has some) and propose it (to the
+    ``served`` arms' users, when given). One song's store calls: the unit a store failure
+    retries."""
     with metrics.stage("upsert"):
-        upsert_song(sv.store, sv.cols, song, vector, sv.model.version, bool(song.audio_uri),
-                    engagers)
+        upsert_song(sv.store, sv.cols, song, vector, sv.model.version, clip, engagers)
     with metrics.stage("search"):
         return candidates_for_song(sv.store, sv.cols, song, vector, sv.model.version, cfg,
                                    metrics, sv.model.manifest.delivery, served)

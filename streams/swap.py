@@ -44,15 +44,23 @@ log = logging.getLogger(__name__)
 
 def song_input_from_payload(payload: Mapping[str, Any], model: LoadedModel,
                             settings: Settings) -> SongInput:
-    """Rebuild a song's model inputs from what the store kept of its event."""
-    wave = None
+    """Rebuild a song's model inputs from what the store kept of its event.
+
+    When the payload names the audio file's digest and ``model``'s audio tower has its output
+    cached (a version that kept the tower), the file is not read at all.
+    """
     uri = payload.get("audio_uri")
-    if uri:
-        try:
-            wave = load_song_audio(uri, model.songs.sample_rate, settings)
-        except EventError as exc:  # the file moved since upload: keep the song, text only
-            log.warning("re-embedding %s without audio: %s", payload.get("song_id"), exc)
-    return pipeline.song_input(payload, wave)
+    if not uri:
+        return pipeline.song_input(payload, None)
+    known = payload.get("audio_digest")
+    if known and model.songs.audio.cached(bytes.fromhex(known)):
+        return pipeline.song_input(payload, None, bytes.fromhex(known))
+    try:
+        clip = load_song_audio(uri, model.songs.sample_rate, settings)
+    except EventError as exc:  # the file moved since upload: keep the song, text only
+        log.warning("re-embedding %s without audio: %s", payload.get("song_id"), exc)
+        clip = None
+    return pipeline.song_input(payload, clip)
 
 
 def reembed(store: VectorStore, songs: Iterable[Hit], dst: Collections, model: LoadedModel,
@@ -60,13 +68,23 @@ def reembed(store: VectorStore, songs: Iterable[Hit], dst: Collections, model: L
     """Encode songs (points of another version) with ``model`` into ``dst``; same ids."""
     done = 0
     for page in chunks(list(songs), batch):
-        vectors = model.songs.encode([song_input_from_payload(h.payload, model, settings)
-                                      for h in page])
+        inputs = [song_input_from_payload(h.payload, model, settings) for h in page]
+        vectors = model.songs.encode(inputs)
         store.upsert(dst.songs, [
-            Point(h.id, v, {**h.payload, "model_version": model.version})
-            for h, v in zip(page, vectors, strict=True)])
+            Point(h.id, v, reembedded_payload(h.payload, model, song))
+            for h, v, song in zip(page, vectors, inputs, strict=True)])
         done += len(page)
     return done
+
+
+def reembedded_payload(payload: Mapping[str, Any], model: LoadedModel,
+                       song: SongInput) -> dict[str, Any]:
+    """The payload in the new version: its name, and whether (and which) audio it used now."""
+    out = {**payload, "model_version": model.version, "has_audio": int(song.has_audio)}
+    out.pop("audio_digest", None)
+    if song.audio_key is not None:
+        out["audio_digest"] = song.audio_key.hex()
+    return out
 
 
 def reembed_catalogue(store: VectorStore, src: Collections, dst: Collections,

@@ -10,12 +10,13 @@ import soundfile as sf
 
 from encoders.artifacts import Registry
 from encoders.backbone import BackboneCache
-from encoders.runtime import load_model
+from encoders.runtime import LoadedModel, load_model
 from streams import pipeline, swap
+from streams.audio import load_song_audio
 from streams.events import SongEvent
 from streams.ids import song_point_id
-from streams.settings import load_settings
-from streams.stores import EdgeStore, Point, scroll_all
+from streams.settings import Settings, load_settings
+from streams.stores import EdgeStore, Hit, Point, scroll_all
 
 from .test_model_swap import derive_version
 
@@ -36,6 +37,62 @@ def songs(folder: Path, n: int = 24) -> list[SongEvent]:
     return out
 
 
+def serve(store: EdgeStore, src: pipeline.Collections, model: LoadedModel,
+          events: list[SongEvent], settings: Settings, keep_digest: bool = True) -> None:
+    """Index songs as the worker does: each passes the frozen graphs once (filling the
+    cache), and its point keeps its audio file's digest (``keep_digest=False``: a point
+    written before digests were kept)."""
+    for ev in events:
+        clip = load_song_audio(ev.audio_uri, model.songs.sample_rate,
+                               settings) if ev.audio_uri else None
+        vec = model.songs.encode([pipeline.song_input(ev, clip)])[0]
+        payload = pipeline.song_payload(ev, model.version, [], clip is not None,
+                                        clip.key if clip and keep_digest else None)
+        store.upsert(src.songs, [Point(song_point_id(ev.song_id), vec, payload)])
+
+
+def swapped(store: EdgeStore, src: pipeline.Collections, model: LoadedModel, label: str,
+            settings: Settings) -> dict[str, Hit]:
+    """Re-embed ``src`` into ``model``'s new collections; the points there, by id."""
+    dst = pipeline.Collections(f"songs_{label}", f"users_{label}")
+    store.ensure_collection(dst.songs, model.manifest.dim, pipeline.SONG_INDEXES)
+    swap.reembed_catalogue(store, src, dst, model, settings)
+    return {h.id: h for h in scroll_all(store, dst.songs, with_vector=True)}
+
+
+def test_a_swap_reads_no_audio_file_when_the_point_keeps_its_digest(
+        private_registry: Registry, tmp_path: Path) -> None:
+    """The audio files are gone before the swap: the cached rows, found by the digest each
+    point kept, still give the uncached swap's vectors, and every song keeps its audio."""
+    registry, base = private_registry, private_registry.current() or ""
+    derive_version(registry, base, "v2-head", fusion={"text_weight": 0.5, "audio_weight": 0.9})
+    settings = load_settings(data_dir=tmp_path, audio_roots=(tmp_path,))
+    cache = BackboneCache()
+    store = EdgeStore(tmp_path / "qdrant")
+    try:
+        src = pipeline.ensure_collections(store, load_model(registry, base))
+        events = songs(tmp_path)
+        serve(store, src, load_model(registry, base, cache=cache), events, settings)
+        plain = swapped(store, src, load_model(registry, "v2-head"), "plain", settings)
+        for wav in tmp_path.glob("*.wav"):
+            wav.unlink()
+        misses = cache.misses
+        cached = swapped(store, src, load_model(registry, "v2-head", cache=cache), "cached",
+                         settings)
+        assert cache.misses == misses
+        assert cached.keys() == plain.keys() and len(cached) == len(events)
+        for pid, hit in plain.items():
+            np.testing.assert_allclose(cached[pid].vector, hit.vector, atol=1e-5)
+            assert cached[pid].payload["has_audio"] == hit.payload["has_audio"]
+            assert cached[pid].payload.get("audio_digest") == hit.payload.get("audio_digest")
+        assert sum(h.payload["has_audio"] for h in cached.values()) == len(events) // 3
+        # Without a cache the files are needed: the songs fall back to their text.
+        fallback = swapped(store, src, load_model(registry, "v2-head"), "text", settings)
+        assert sum(h.payload["has_audio"] for h in fallback.values()) == 0
+    finally:
+        store.close()
+
+
 def test_swap_with_backbone_cache_equals_swap_without(private_registry: Registry,
                                                       tmp_path: Path) -> None:
     registry, base = private_registry, private_registry.current() or ""
@@ -48,10 +105,7 @@ def test_swap_with_backbone_cache_equals_swap_without(private_registry: Registry
     try:
         src = pipeline.ensure_collections(store, v1)
         events = songs(tmp_path)
-        for ev in events:  # serving: each new song passes through the frozen graphs once
-            payload = pipeline.song_payload(ev, v1.version, [], ev.audio_uri is not None)
-            vec = v1.songs.encode([swap.song_input_from_payload(payload, v1, settings)])[0]
-            store.upsert(src.songs, [Point(song_point_id(ev.song_id), vec, payload)])
+        serve(store, src, v1, events, settings, keep_digest=False)
         misses = cache.misses
         vectors = {}
         for label, model in (("cached", load_model(registry, "v2-head", cache=cache)),

@@ -13,8 +13,10 @@ import pytest
 import soundfile as sf
 
 from encoders.artifacts import Registry
+from encoders.backbone import digest
 from encoders.runtime import LoadedModel, SongInput, load_model
 from streams import pipeline
+from streams.audio import Clip
 from streams.errors import AudioDecodeError
 from streams.events import SongEvent
 from streams.ids import song_point_id, user_point_id
@@ -78,8 +80,9 @@ def run(sv: pipeline.Serving, songs: list[SongEvent], settings: Settings,
     waves = pipeline.read_waves(songs, rate, settings, metrics)
     vectors = pipeline.encode_songs(sv, songs, (rate, waves), settings, metrics)
     return [v if isinstance(v, Exception) else
-            pipeline.index_song(sv, song, v, [], pipeline.PipelineConfig(), metrics)
-            for song, v in zip(songs, vectors, strict=True)]
+            pipeline.index_song(sv, song, v, w if isinstance(w, Clip) else None, [],
+                                pipeline.PipelineConfig(), metrics)
+            for song, v, w in zip(songs, vectors, waves, strict=True)]
 
 
 def stored_vectors(sv: pipeline.Serving, songs: list[SongEvent]) -> dict[str, np.ndarray]:
@@ -112,6 +115,10 @@ def test_a_batch_gives_each_song_what_it_gets_alone_and_a_bad_one_fails_alone(
     recs = batched.store.retrieve(batched.cols.songs, [song_point_id(s) for s in vb])
     assert {r.payload["song_id"]: r.payload["has_audio"] for r in recs} == {
         "n0": 1, "n2": 0, "n3": 1}
+    # each point keeps its audio file's digest: a model swap finds its cached rows by it
+    assert {r.payload["song_id"]: r.payload.get("audio_digest") for r in recs} == {
+        "n0": digest((audio / "clip0.wav").read_bytes()).hex(), "n2": None,
+        "n3": digest((audio / "clip1.wav").read_bytes()).hex()}
     # every song that reached the encoder is counted once, the batch's time shared among them
     encode = metrics.stage_seconds.labels(stage="encode")
     assert sum(b.get() for b in encode._buckets) == 3
