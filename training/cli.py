@@ -130,6 +130,24 @@ def model_registry(registry: Path | None) -> Registry:
                                                     ".coldstream/models")))
 
 
+def kept_audio_tower(reg: Any, version: str) -> str:
+    """The audio graph of a published version, if a new training can keep it as it is."""
+    from encoders.features import MelConfig
+
+    from .tasks import TrainConfig
+
+    if version not in reg.versions():
+        raise typer.BadParameter(f"no published version {version!r} in {reg.root}")
+    manifest = reg.load(version)
+    if manifest.audio.mel_config() != MelConfig():
+        raise typer.BadParameter(f"{version}'s audio tower reads other log-mel settings "
+                                 f"({manifest.audio.mel}) than training does")
+    if manifest.audio.dim != TrainConfig.audio_dim:
+        raise typer.BadParameter(f"{version}'s audio tower gives {manifest.audio.dim}-d "
+                                 f"vectors; training expects {TrainConfig.audio_dim}")
+    return str(reg.path(version) / manifest.audio.graph)
+
+
 def measure_over_seeds(data: Any, cfg: Any, variant: str, seed: int, seeds: int, *,
                        epochs: int, align_epochs: int, tune: bool,
                        ) -> tuple[dict[str, float], Any, Any]:
@@ -146,7 +164,7 @@ def measure_over_seeds(data: Any, cfg: Any, variant: str, seed: int, seeds: int,
 
     def model(s: int):  # noqa: ANN202
         fitted[s] = make_variant(variant, epochs=epochs, seed=s, align_epochs=align_epochs,
-                                 tune=tune)
+                                 tune=tune, audio_graph=cfg.audio_graph)
         return fitted[s]
 
     def show(r: dict) -> None:
@@ -216,6 +234,9 @@ def train(
     tune: Annotated[bool, typer.Option(
         help="Also pick the token cutoff and teacher weight on validation (3x the training "
         "time)")] = False,
+    keep_audio_of: Annotated[str | None, typer.Option(
+        help="Keep this published version's audio tower (frozen, no alignment): workers "
+        "then swap to the new version reusing every song's cached audio output")] = None,
 ) -> None:
     """Train the towers; measure them over seeds; train on everything; publish.
 
@@ -236,8 +257,9 @@ def train(
 
     if variant not in VARIANTS:
         raise typer.BadParameter(f"variant must be one of {sorted(VARIANTS)}")
-    cfg = replace(TrainConfig(seed=seed, epochs=epochs, align_epochs=align_epochs),
-                  **VARIANTS[variant])
+    kept = kept_audio_tower(model_registry(registry), keep_audio_of) if keep_audio_of else ""
+    cfg = replace(TrainConfig(seed=seed, epochs=epochs, align_epochs=align_epochs,
+                              audio_graph=kept), **VARIANTS[variant])
     data = load_source(dataset)
     metrics: dict[str, float] = {}
     delivery = None  # without held-out seeds there is no validation to calibrate on

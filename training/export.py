@@ -50,7 +50,11 @@ def export_towers(result: TrainResult, folder: Path) -> dict[str, str]:
     t = result.towers.cpu().eval()
     cfg = result.cfg
     torch.manual_seed(0)
-    names = {"audio": export_audio_tower(t.audio, folder, result.mel.n_mels)}
+    if cfg.audio_graph:  # a kept tower: the same bytes, so its backbone id is the same
+        shutil.copy(cfg.audio_graph, folder / "audio.onnx")
+        names = {"audio": "audio.onnx"}
+    else:
+        names = {"audio": export_audio_tower(t.audio, folder, result.mel.n_mels)}
     has = torch.tensor([[1.0], [0.0], [1.0]])
     example = {"text_vector": torch.randn(3, TEXT_DIM) * 0.05,
                "audio_vector": torch.nn.functional.normalize(

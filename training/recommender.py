@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from itertools import product
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -283,30 +283,30 @@ MODEL_GRID: list[dict] = [
 
 def make_variant(variant: str, epochs: int | None = None, seed: int = 0,
                  progress: bool = False, align_epochs: int | None = None,
-                 tune: bool = False) -> TrainedRecommender | Tuned | PopularityPrior:
+                 tune: bool = False, audio_graph: str = ""
+                 ) -> TrainedRecommender | Tuned | PopularityPrior:
     """A name from :data:`VARIANTS` (full, no-contrastive, no-boundary, audio-only, ...);
     with ``tune`` a :class:`Tuned` over :data:`MODEL_GRID` (selected on validation);
     ``<variant>+prior`` adds :class:`PopularityPrior`, ``<variant>+paths``
     :class:`PathFusion` (I2I2U kNN and the prior, both weighed on validation),
     ``<variant>+paths+teacher`` :class:`TeacherFusion` (and a collaborative-teacher head);
-    ``<variant>+ensN`` an :class:`EnsembleRecommender` of N inits (seeds ``seed + 1000 k``)."""
+    ``<variant>+ensN`` an :class:`EnsembleRecommender` of N inits (seeds ``seed + 1000 k``).
+    ``audio_graph``: a published audio tower kept frozen (``TrainConfig.audio_graph``)."""
+    def inner(name: str, s: int = seed) -> Any:
+        return make_variant(name, epochs, s, progress, align_epochs, audio_graph=audio_graph)
+
     if variant.endswith("+paths+teacher"):
-        return TeacherFusion(make_variant(variant.removesuffix("+paths+teacher"), epochs, seed,
-                                          progress, align_epochs))  # type: ignore[arg-type]
+        return TeacherFusion(inner(variant.removesuffix("+paths+teacher")))
     if variant.endswith("+paths"):
-        return PathFusion(make_variant(variant.removesuffix("+paths"), epochs, seed,
-                                       progress, align_epochs))  # type: ignore[arg-type]
+        return PathFusion(inner(variant.removesuffix("+paths")))
     if variant.endswith("+prior"):
-        return PopularityPrior(make_variant(variant.removesuffix("+prior"), epochs, seed,
-                                            progress, align_epochs))  # type: ignore[arg-type]
+        return PopularityPrior(inner(variant.removesuffix("+prior")))
     ens = re.fullmatch(r"(.+)\+ens(\d+)", variant)  # "full+ens3": three inits of "full"
     if ens:
-        return EnsembleRecommender([make_variant(ens[1], epochs, seed + 1000 * k, progress,
-                                                 align_epochs)  # type: ignore[misc]
-                                    for k in range(int(ens[2]))])
+        return EnsembleRecommender([inner(ens[1], seed + 1000 * k) for k in range(int(ens[2]))])
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose from {sorted(VARIANTS)}")
-    cfg = replace(TrainConfig(seed=seed), **VARIANTS[variant])
+    cfg = replace(TrainConfig(seed=seed, audio_graph=audio_graph), **VARIANTS[variant])
     if epochs is not None:
         cfg = replace(cfg, epochs=epochs)
     if align_epochs is not None and cfg.align_epochs:

@@ -51,6 +51,9 @@ class TrainConfig:
     teacher_weight: float = 0.0  # distil BPR-MF item-item similarities into the item tower
     teacher_temperature: float = 0.1
     pop_weight: float = 0.0  # content-predicted item bias in the U2I logit (harness scoring)
+    # A published audio tower (its ONNX file) kept frozen instead of aligning a new one: the
+    # new version ships the same bytes, so a swap to it reuses every song's cached audio row.
+    audio_graph: str = ""
 
     def dict(self) -> dict:
         return asdict(self)
@@ -131,7 +134,11 @@ class Tasks:
 
     # ---------------------------------------------------------------- stage 1
     def has_audio_stage(self) -> bool:
-        return self.cfg.use_audio and len(self.audio_items) > 1
+        return self.cfg.use_audio and not self.cfg.audio_graph and len(self.audio_items) > 1
+
+    def keep_audio(self, vectors: np.ndarray) -> None:
+        """Audio vectors of a kept (frozen) tower, for every item; there is no alignment."""
+        self.audio_vec = torch.from_numpy(vectors).float().to(self.device)
 
     def align_batches(self) -> list[np.ndarray]:
         order = self.rng.permutation(self.audio_items)

@@ -71,6 +71,8 @@ def train(dataset: Dataset, cfg: TrainConfig, device: str = "auto",
                         bow_buckets=cfg.bow_buckets, progress=progress)
     towers = Towers(cfg, mel.n_mels, td.text.shape[1]).to(dev)
     tasks = Tasks(towers, td, cfg, dev)
+    if cfg.audio_graph and cfg.use_audio:
+        tasks.keep_audio(kept_audio_vectors(Path(cfg.audio_graph), td.mels, cfg.audio_dim))
     if cfg.teacher_weight > 0:
         from .mf import PositivePairs, bpr_mf
 
@@ -130,6 +132,22 @@ def train(dataset: Dataset, cfg: TrainConfig, device: str = "auto",
     tasks.refresh_audio()  # the vectors the exported graphs will reproduce
     towers.eval()
     return TrainResult(towers, tasks, cfg, mel, spec, td.fingerprint, history, best)
+
+
+def kept_audio_vectors(graph: Path, mels: np.ndarray, dim: int, batch: int = 256
+                       ) -> np.ndarray:
+    """A published audio tower's vectors for the training log-mels, run as it is served."""
+    from encoders.runtime import make_session
+
+    session = make_session(graph, threads=torch.get_num_threads())
+    out = np.concatenate([
+        session.run(None, {"logmel": mels[s: s + batch],
+                           "mask": np.ones(mels[s: s + batch].shape[:2], np.float32)})[0]
+        for s in range(0, len(mels), batch)]).astype(np.float32)
+    if out.shape[1] != dim:
+        raise ValueError(f"the kept audio tower {graph} gives {out.shape[1]}-d vectors; "
+                         f"this training expects audio_dim={dim}")
+    return out
 
 
 def save_checkpoint(ckpt: Path, towers: Towers, opt: torch.optim.Optimizer, epoch: int,

@@ -47,3 +47,27 @@ def test_train_reports_mean_and_sd_over_seeds(tmp_path):
                      r"ndcg@20 0\.\d{3} ± 0\.\d{3}", res.output), res.output
     assert re.search(r"final model: [12] joint epochs", res.output)
     assert re.search(r"delivery calibration \(validation\): coef \[", res.output), res.output
+
+
+def test_train_can_keep_a_published_audio_tower(tmp_path):
+    """`train --keep-audio-of V`: measured and published with V's audio graph, byte for byte;
+    an unknown version is refused before any training."""
+    from encoders.artifacts import Registry
+
+    models = tmp_path / "models"
+    common = ["--dataset", "world:tiny", "--epochs", "1", "--align-epochs", "1",
+              "--registry", str(models), "--run-dir", str(tmp_path / "runs")]
+    res = runner.invoke(app, ["train", *common, "--no-evaluate"], terminal_width=200)
+    assert res.exit_code == 0, res.output
+    reg = Registry(models)
+    first = reg.current() or ""
+    res = runner.invoke(app, ["train", *common, "--seeds", "1", "--keep-audio-of", first],
+                        terminal_width=200)
+    assert res.exit_code == 0, res.output
+    assert "seed 0:" in res.output
+    second = reg.current() or ""
+    assert second != first and reg.load(second).parent == first
+    graph = reg.load(first).audio.graph
+    assert (reg.path(second) / graph).read_bytes() == (reg.path(first) / graph).read_bytes()
+    res = runner.invoke(app, ["train", *common, "--keep-audio-of", "v-nope"])
+    assert res.exit_code != 0 and "no published version" in res.output

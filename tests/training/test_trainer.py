@@ -118,3 +118,35 @@ def test_checkpoint_resume_continues_and_refuses_other_settings(tiny_world: Data
     assert more.history[0] == first.history[0]
     with pytest.raises(ValueError, match="other data or settings"):
         train(tiny_world, replace(cfg, seed=1), checkpoint_dir=tmp_path, resume=True)
+
+
+def test_a_retrain_that_keeps_the_audio_tower_swaps_on_cached_audio(
+        trained: tuple, tiny_world: Dataset, tmp_path: Path) -> None:
+    """``audio_graph``: no alignment, the parent's tower gives the training audio vectors, the
+    new version ships its bytes, so a worker's cached audio rows serve the new version."""
+    from encoders.backbone import BackboneCache
+    from encoders.runtime import SongInput
+    from training.train import train
+
+    reg = Registry(tmp_path / "models")
+    parent = save(reg, trained[0].result, {})
+    graph = reg.path(parent.version) / parent.audio.graph
+    result = train(tiny_world, replace(CFG, epochs=1, audio_graph=str(graph)))
+    assert not any("align" in h for h in result.history)  # the audio tower was not trained
+    with torch.no_grad():  # the parent's vectors, from its torch tower
+        mels = trained[0].result.tasks.mels[:8]
+        want = trained[0].result.towers.audio(mels, torch.ones(mels.shape[:2])).numpy()
+    assert np.abs(result.tasks.audio_vec[:8].numpy() - want).max() < 1e-4
+    child = save(reg, result, {})
+    assert (reg.path(child.version) / child.audio.graph).read_bytes() == graph.read_bytes()
+
+    cache = BackboneCache()
+    old, new = (load_model(reg, v, cache=cache) for v in (parent.version, child.version))
+    assert old.songs.audio.backbone == new.songs.audio.backbone
+    wave = np.sin(np.linspace(0, 2000, 16_000 * 3)).astype(np.float32)
+    old.songs.encode([SongInput("a song", wave, b"digest-of-the-file")])  # served by parent
+    misses = cache.misses
+    swapped = new.songs.encode([SongInput("a song", None, b"digest-of-the-file")])
+    assert cache.misses == misses  # neither tower ran again
+    plain = load_model(reg, child.version).songs.encode([SongInput("a song", wave)])
+    np.testing.assert_allclose(swapped, plain, atol=1e-5)
