@@ -9,21 +9,32 @@ it (tokenizer and length; mel settings), so a changed backbone can never hit an 
 Memory: one float32 row per song and backbone (MiniLM: 384 x 4 B = 1.5 kB; 1M songs = 1.5 GB),
 bounded by ``max_rows`` per backbone; past it new rows are not kept (the graph just runs).
 Shared by the serving thread and a swap thread: one lock.
+
+With a ``folder`` the rows are also appended to one file per backbone and read back when the
+cache opens, so the first swap after a worker restart still runs only the heads. Appends are
+not fsynced: the rows are a cache, and a torn last record (a crash mid-write) is cut off when
+the file is read.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
+log = logging.getLogger(__name__)
+KEY_BYTES = 16
+
 
 def digest(content: bytes | str) -> bytes:
-    """16 bytes of SHA-256: the key of one input (a song's text, its decoded audio)."""
+    """16 bytes of SHA-256: the key of one input (a song's text, its audio file)."""
     data = content.encode() if isinstance(content, str) else content
-    return hashlib.sha256(data).digest()[:16]
+    return hashlib.sha256(data).digest()[:KEY_BYTES]
 
 
 def backbone_id(*parts: str) -> str:
@@ -34,8 +45,8 @@ def backbone_id(*parts: str) -> str:
 class _Table:
     """One backbone's rows: a growing matrix and a key -> row map."""
 
-    def __init__(self, dim: int) -> None:
-        self.rows = np.zeros((1024, dim), dtype=np.float32)
+    def __init__(self, dim: int, capacity: int = 0) -> None:
+        self.rows = np.zeros((max(1024, capacity), dim), dtype=np.float32)
         self.index: dict[bytes, int] = {}
 
     def add(self, key: bytes, row: np.ndarray) -> None:
@@ -51,12 +62,38 @@ class _Table:
 class BackboneCache:
     """Frozen-graph outputs by (backbone, content); ``hits``/``misses`` count rows served."""
 
-    def __init__(self, max_rows: int = 1_000_000) -> None:
+    def __init__(self, max_rows: int = 1_000_000, folder: Path | None = None) -> None:
         self.max_rows = max_rows
         self.hits = 0
         self.misses = 0
         self._tables: dict[str, _Table] = {}
         self._lock = threading.Lock()
+        self._folder = folder
+        self._files: dict[str, BinaryIO] = {}
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+            for path in sorted(folder.glob("*.rows")):
+                self._read(path)
+
+    def _read(self, path: Path) -> None:
+        """Load one backbone's file (``<backbone>-<dim>.rows``); cut a torn last record."""
+        backbone, _, dim_text = path.stem.rpartition("-")
+        record = np.dtype([("key", f"V{KEY_BYTES}"), ("row", "<f4", (int(dim_text),))])
+        size = path.stat().st_size
+        whole = size - size % record.itemsize
+        if whole != size:
+            log.warning("backbone cache %s: cutting a torn record (%d bytes)", path, size - whole)
+            with path.open("r+b") as f:
+                f.truncate(whole)
+        n = min(whole // record.itemsize, self.max_rows)
+        table = _Table(int(dim_text), capacity=n)
+        with path.open("rb") as f:  # in chunks: a 1M-row file is 1.5 GB
+            for start in range(0, n, 65_536):
+                chunk = np.fromfile(f, dtype=record, count=min(65_536, n - start))
+                table.rows[start: start + len(chunk)] = chunk["row"]
+                table.index.update((bytes(k), start + i) for i, k in enumerate(chunk["key"]))
+        self._tables[backbone] = table
+        log.info("backbone cache: %d rows of %s read from %s", n, backbone, path)
 
     def lookup(self, backbone: str, keys: Sequence[bytes],
                compute: Callable[[list[int]], np.ndarray]) -> np.ndarray:
@@ -91,9 +128,29 @@ class BackboneCache:
     def _keep(self, backbone: str, keys: list[bytes], rows: np.ndarray) -> None:
         with self._lock:
             table = self._tables.setdefault(backbone, _Table(rows.shape[1]))
+            kept = []
             for key, row in zip(keys, rows, strict=True):
                 if key not in table.index and len(table.index) < self.max_rows:
                     table.add(key, row)
+                    kept.append((key, row))
+            if self._folder is not None and kept:
+                self._append(backbone, table.rows.shape[1], kept)
+
+    def _append(self, backbone: str, dim: int, kept: list[tuple[bytes, np.ndarray]]) -> None:
+        """Append rows to the backbone's file (keys of another length stay in memory only)."""
+        f = self._files.get(backbone)
+        if f is None:
+            assert self._folder is not None
+            f = self._files[backbone] = (self._folder / f"{backbone}-{dim}.rows").open("ab")
+        f.write(b"".join(key + np.asarray(row, "<f4").tobytes() for key, row in kept
+                         if len(key) == KEY_BYTES))
+        f.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            for f in self._files.values():
+                f.close()
+            self._files.clear()
 
     def __len__(self) -> int:
         with self._lock:

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -63,6 +64,14 @@ def pipeline_config(settings: Settings, registry: Registry | None = None) -> Pip
         boundary_gates_i2i2u=settings.boundary_gates_i2i2u)
 
 
+def backbone_folder(settings: Settings) -> Path | None:
+    """Where the frozen-backbone rows persist. Audio rows are keyed by the file's digest, so
+    a decode limit that changes what is read gets a folder of its own."""
+    if not settings.backbone_cache_persist:
+        return None
+    return settings.data_dir / "backbones" / f"audio-max-{settings.audio_max_seconds:g}s"
+
+
 class WorkerContext:
     def __init__(self, settings: Settings, store: VectorStore, metrics: Metrics) -> None:
         self.settings = settings
@@ -73,7 +82,7 @@ class WorkerContext:
         self.cache = SongVectorCache()
         #: Frozen-backbone outputs shared by every version this worker opens (a swap then
         #: runs only the trainable heads for songs it has embedded before).
-        self.backbones = (BackboneCache(settings.backbone_cache_rows)
+        self.backbones = (BackboneCache(settings.backbone_cache_rows, backbone_folder(settings))
                           if settings.backbone_cache_rows else None)
         self.cfg = pipeline_config(settings, self.registry)
         self.model: LoadedModel | None = None
@@ -189,5 +198,7 @@ class WorkerContext:
         self.swap_pool.shutdown(wait=False, cancel_futures=True)
         self.audio_pool.shutdown(wait=False, cancel_futures=True)
         self.work.shutdown()
+        if self.backbones is not None:
+            self.backbones.close()
         retry_store(self.store.flush, attempts=attempts, max_delay=2.0, what="shutdown flush")
         self.store.close()

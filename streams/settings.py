@@ -122,6 +122,9 @@ class Settings(BaseSettings):
         1_000_000, ge=0, description="Songs whose frozen-backbone outputs (MiniLM text, an "
         "unchanged audio tower) are kept for model swaps, per backbone (1.5 kB each for text); "
         "0: off.")
+    backbone_cache_persist: bool = Field(
+        True, description="Also keep those outputs on disk (data_dir/backbones), so the first "
+        "model swap after a restart still runs only the trainable heads.")
 
     # --- Pipeline ----------------------------------------------------------------------------
     similar_songs_k: int = Field(20, ge=1, description="I2I2U: known songs per new song.")
