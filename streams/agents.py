@@ -187,6 +187,7 @@ class Agents:
         ctx = self.ctx
         found: list[list[CandidateEvent] | Exception] = [[] for _ in songs]
         async with ctx.gate:
+            self.swapper.note_songs(s.song_id for s in songs)  # a swap's switch redoes them
             engagers = [self.tables.song_engagers.get(s.song_id) or [] for s in songs]
             for sv, arms in ctx.servings():
                 vectors = await ctx.run(pipeline.encode_songs, sv, songs, (rate, waves),
@@ -354,6 +355,7 @@ class Agents:
                 changed[ev.song_id] = after
                 last[ev.song_id] = event
         if changed:
+            self.swapper.note_songs(changed)  # a swap's switch copies their new listeners
             for sv, _arms in self.ctx.servings():
                 await self.ctx.run(pipeline.write_known_engagers, sv, changed)
             for song_id, engagers in changed.items():

@@ -81,6 +81,10 @@ class Metrics:
         self.model_swap_seconds = Histogram(
             "coldstream_model_swap_seconds", "Re-embedding a catalogue into a new version.",
             buckets=(1, 5, 15, 30, 60, 120, 300, 900, 1800, 3600), registry=r)
+        self.model_swap_pause_seconds = Histogram(
+            "coldstream_model_swap_pause_seconds", "The exclusive step of a model swap: no "
+            "event is handled while the songs and users written during it are caught up.",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r)
         self.model_swap_in_progress = Gauge(
             "coldstream_model_swap_in_progress", "1 while a new version is being built.",
             registry=r)

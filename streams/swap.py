@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from encoders.runtime import LoadedModel, SongInput
@@ -29,10 +29,11 @@ from .context import WorkerContext
 from .dlq import error_kind
 from .errors import EventError, ModelArtifactError
 from .events import ModelVersionEvent, decode
+from .ids import song_point_id
 from .pipeline import Collections, SongVectorCache
 from .settings import Settings
 from .state_format import read_user_state
-from .stores import Hit, Point, VectorStore, chunks, scroll_all
+from .stores import Hit, Point, VectorStore, scroll_all
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +66,10 @@ def song_input_from_payload(payload: Mapping[str, Any], model: LoadedModel,
 
 def reembed(store: VectorStore, songs: Iterable[Hit], dst: Collections, model: LoadedModel,
             settings: Settings, batch: int = 32) -> int:
-    """Encode songs (points of another version) with ``model`` into ``dst``; same ids."""
+    """Encode songs (points of another version) with ``model`` into ``dst``; same ids.
+    ``songs`` is read a page at a time (a 1M-song scroll is never held whole)."""
     done = 0
-    for page in chunks(list(songs), batch):
+    for page in pages(songs, batch):
         inputs = [song_input_from_payload(h.payload, model, settings) for h in page]
         vectors = model.songs.encode(inputs)
         store.upsert(dst.songs, [
@@ -75,6 +77,17 @@ def reembed(store: VectorStore, songs: Iterable[Hit], dst: Collections, model: L
             for h, v, song in zip(page, vectors, inputs, strict=True)])
         done += len(page)
     return done
+
+
+def pages(items: Iterable[Hit], size: int) -> Iterator[list[Hit]]:
+    page: list[Hit] = []
+    for item in items:
+        page.append(item)
+        if len(page) == size:
+            yield page
+            page = []
+    if page:
+        yield page
 
 
 def reembedded_payload(payload: Mapping[str, Any], model: LoadedModel,
@@ -101,19 +114,35 @@ def recompute_users(store: VectorStore, dst: Collections, model: LoadedModel,
     return len(states)
 
 
-def reconcile(store: VectorStore, src: Collections, dst: Collections, model: LoadedModel,
-              settings: Settings) -> tuple[int, int]:
-    """Bring ``dst`` up to date with what ``src`` received during the bulk pass.
+#: Payload fields a song's vector is computed from: a song re-sent with other values during a
+#: swap is re-embedded, not only given its new listeners.
+CONTENT_FIELDS = ("title", "artist", "tags", "description", "audio_uri", "released_at")
 
-    Returns (songs added, songs whose listeners changed). Runs exclusively (serving paused).
+
+def reconcile(store: VectorStore, src: Collections, dst: Collections, model: LoadedModel,
+              settings: Settings, song_ids: Iterable[str] | None = None) -> tuple[int, int]:
+    """Bring ``dst`` up to date with what ``src`` received during the bulk pass: every song,
+    or only ``song_ids`` (those the agents noted since the swap began).
+
+    Returns (songs re-embedded: new or re-sent, songs whose listeners changed). The full
+    form scans both collections and runs in the swap thread while the old version serves;
+    the exclusive step at the switch passes the noted ids, so its pause does not grow with
+    the catalogue.
     """
-    old = {h.id: h for h in scroll_all(store, src.songs)}
-    new = {h.id: h for h in scroll_all(store, dst.songs)}
-    missing = [h for pid, h in old.items() if pid not in new]
-    added = reembed(store, missing, dst, model, settings) if missing else 0
+    if song_ids is None:
+        old = {h.id: h for h in scroll_all(store, src.songs)}
+        new = {h.id: h for h in scroll_all(store, dst.songs)}
+    else:
+        pids = sorted({song_point_id(s) for s in song_ids})
+        old = {h.id: h for h in store.retrieve(src.songs, pids, with_vector=False)}
+        new = {h.id: h for h in store.retrieve(dst.songs, pids, with_vector=False)}
+    stale = [h for pid, h in old.items() if pid not in new or any(
+        new[pid].payload.get(k) != h.payload.get(k) for k in CONTENT_FIELDS)]
+    added = reembed(store, stale, dst, model, settings) if stale else 0
+    redone = {h.id for h in stale}
     changed = 0
     for pid, h in old.items():
-        if pid in new and new[pid].payload.get("engagers") != h.payload.get("engagers"):
+        if pid not in redone and new[pid].payload.get("engagers") != h.payload.get("engagers"):
             store.set_payload(dst.songs, pid, {"engagers": h.payload.get("engagers", []),
                                                "is_cold": h.payload.get("is_cold", 1)})
             changed += 1
@@ -138,10 +167,17 @@ class ModelSwapper:
         self.swapping: str | None = None
         self.refused: set[str] = set()
         self.touched: set[str] = set()
+        self.touched_songs: set[str] = set()
 
     def note_updated(self, user_ids: Iterable[str]) -> None:
         if self.swapping:
             self.touched.update(user_ids)
+
+    def note_songs(self, song_ids: Iterable[str]) -> None:
+        """Songs written (indexed, re-sent, new listeners) while a swap runs: the exclusive
+        step at the switch reconciles exactly these."""
+        if self.swapping:
+            self.touched_songs.update(song_ids)
 
     def user_states(self, ids: Iterable[str] | None = None) -> dict[str, Any]:
         """Snapshot of local users' table state (all, or the given ids), read in the current
@@ -207,20 +243,29 @@ class ModelSwapper:
         src = ctx.cols
         dst = await in_swap_thread(pipeline.ensure_collections, ctx.store, model)
         self.touched.clear()
+        self.touched_songs.clear()
         n = await in_swap_thread(reembed_catalogue, ctx.store, src, dst, model, ctx.settings)
         u = await in_swap_thread(recompute_users, ctx.store, dst, model, self.user_states())
-        log.info("model %s: %d songs and %d users re-embedded; reconciling", version, n, u)
+        # a full catch-up while the old version still serves (belt and braces: anything an
+        # agent wrote without noting it is caught here); the switch then redoes only what the
+        # agents noted
+        caught = await in_swap_thread(reconcile, ctx.store, src, dst, model, ctx.settings)
+        log.info("model %s: %d songs and %d users re-embedded, %d + %d caught up; switching",
+                 version, n, u, *caught)
         async with ctx.gate:  # no event is mid-flight: table writes are all done
             touched = self.user_states(set(self.touched))
-            await ctx.run(self._finish, model, src, dst, touched, as_arm)
+            songs = set(self.touched_songs)
+            started = time.perf_counter()
+            await ctx.run(self._finish, model, src, dst, touched, songs, as_arm)
+            ctx.metrics.model_swap_pause_seconds.observe(time.perf_counter() - started)
         return "ok"
 
     def _finish(self, model: LoadedModel, src: Collections, dst: Collections,
-                touched: dict[str, Any], as_arm: bool = False) -> None:
-        """Exclusive (work thread): catch up with what happened meanwhile, then switch (or
-        serve beside the current version, for its A/B arms)."""
+                touched: dict[str, Any], songs: set[str], as_arm: bool = False) -> None:
+        """Exclusive (work thread): catch up with the songs and users written meanwhile, then
+        switch (or serve beside the current version, for its A/B arms)."""
         ctx = self.ctx
-        added, changed = reconcile(ctx.store, src, dst, model, ctx.settings)
+        added, changed = reconcile(ctx.store, src, dst, model, ctx.settings, songs)
         recompute_users(ctx.store, dst, model, touched)
         (ctx.serve_arm if as_arm else ctx.serve)(model, dst)
         log.info("%s %s (caught up %d songs, %d listener lists, %d users)",

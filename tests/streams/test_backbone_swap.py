@@ -4,6 +4,7 @@ runs no frozen graph for songs the worker has embedded before."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -159,3 +160,54 @@ def test_kept_rows_survive_a_restart_and_a_torn_last_record(tmp_path: Path) -> N
     assert again.has("graph-b", keys[0]) and not again.has("graph-b", keys[1])
     again.close()
     assert len(BackboneCache(folder=tmp_path)) == 6  # the recomputed row was appended whole
+
+
+class CountingStore:
+    """The real store, counting its scrolls (a full scan of a collection)."""
+
+    def __init__(self, inner: EdgeStore) -> None:
+        self.inner, self.scrolls = inner, 0
+
+    def scroll(self, *args: Any, **kwargs: Any) -> Any:
+        self.scrolls += 1
+        return self.inner.scroll(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_the_switch_reconciles_only_the_noted_songs_without_a_scan(
+        private_registry: Registry, tmp_path: Path) -> None:
+    """Written during the swap: a new song, a re-sent song with a new title, new listeners of
+    another. Given their ids, the exclusive step redoes exactly those, with no scan of either
+    catalogue; the full catch-up (before the switch) also finds a write nobody noted."""
+    registry, base = private_registry, private_registry.current() or ""
+    derive_version(registry, base, "v2-head", fusion={"text_weight": 0.5, "audio_weight": 0.9})
+    settings = load_settings(data_dir=tmp_path, audio_roots=(tmp_path,))
+    v1, v2 = load_model(registry, base), load_model(registry, "v2-head")
+    store = CountingStore(EdgeStore(tmp_path / "qdrant"))
+    try:
+        src = pipeline.ensure_collections(store, v1)
+        events = songs(tmp_path, n=6)
+        serve(store, src, v1, events, settings)
+        dst = pipeline.Collections("songs_v2", "users_v2")
+        store.ensure_collection(dst.songs, v2.manifest.dim, pipeline.SONG_INDEXES)
+        swap.reembed_catalogue(store, src, dst, v2, settings)
+
+        fresh = events[0].model_copy(update={"song_id": "new", "event_id": "e-new"})
+        resent = events[1].model_copy(update={"title": "A new title"})
+        serve(store, src, v1, [fresh, resent], settings)
+        pipeline.write_engagers(store, src, "s2", [["u1", "collect", 5]])
+        pipeline.write_engagers(store, src, "s3", [["u2", "play", 6]])  # not noted
+        store.scrolls = 0
+        assert swap.reconcile(store, src, dst, v2, settings, {"new", "s1", "s2"}) == (2, 1)
+        assert store.scrolls == 0
+        got = {h.payload["song_id"]: h for h in scroll_all(store, dst.songs, with_vector=True)}
+        assert got["s1"].payload["title"] == "A new title"
+        want = v2.songs.encode([pipeline.song_input(resent, None)])[0]
+        np.testing.assert_allclose(got["s1"].vector, want, atol=1e-5)
+        assert "new" in got and pipeline.engagers_of(got["s2"].payload) == [["u1", "collect", 5]]
+        assert pipeline.engagers_of(got["s3"].payload) == []
+        assert swap.reconcile(store, src, dst, v2, settings) == (0, 1)  # the full pass
+    finally:
+        store.inner.close()
