@@ -178,11 +178,29 @@ def prefilled_swap(models: Path, n: int, batch: int = 4096) -> dict[str, Any]:
         done = swap.reembed(store, scroll_all(store, src.songs), dst, model, settings)
         s = time.perf_counter() - t
         assert cache.misses == misses, "a prefilled swap ran a frozen graph"
+        pauses = switch_pauses(store, src, dst, model, settings, n)
     finally:
         store.close()
         shutil.rmtree(root, ignore_errors=True)
     return {"path": f"cache, audio tower unchanged, digest kept: {n:,} songs, prefilled cache",
-            "songs": done, "seconds": s, "songs/s": done / s, "prefill_s": prefill_s}
+            "songs": done, "seconds": s, "songs/s": done / s, "prefill_s": prefill_s, **pauses}
+
+
+def switch_pauses(store: EdgeStore, src: pipeline.Collections, dst: pipeline.Collections,
+                  model: Any, settings: Any, n: int, noted: int = 1000) -> dict[str, float]:
+    """The swap's exclusive step, both ways, after ``noted`` songs got new listeners during
+    the swap: the full comparison of both catalogues (what the switch did before) and the
+    noted ids only (what it does now)."""
+    ids = [f"s{i}" for i in range(0, n, max(1, n // noted))][:noted]
+    out = {}
+    for label, song_ids in (("switch_full_scan_s", None), ("switch_noted_only_s", ids)):
+        for k, song in enumerate(ids):
+            pipeline.write_engagers(store, src, song, [[f"u{k}", "collect", len(label)]])
+        t = time.perf_counter()
+        added, changed = swap.reconcile(store, src, dst, model, settings, song_ids)
+        out[label] = time.perf_counter() - t
+        assert (added, changed) == (0, len(ids)), (added, changed)
+    return out
 
 
 def event_like(ev: SongEvent, i: int) -> SongEvent:
