@@ -53,15 +53,23 @@ def song_input_from_payload(payload: Mapping[str, Any], model: LoadedModel,
     uri = payload.get("audio_uri")
     if not uri:
         return pipeline.song_input(payload, None)
-    known = payload.get("audio_digest")
-    if known and model.songs.audio.cached(bytes.fromhex(known)):
-        return pipeline.song_input(payload, None, bytes.fromhex(known))
+    known = digest_of(payload)
+    if known and model.songs.audio.cached(known):
+        return pipeline.song_input(payload, None, known)
     try:
         clip = load_song_audio(uri, model.songs.sample_rate, settings)
     except EventError as exc:  # the file moved since upload: keep the song, text only
         log.warning("re-embedding %s without audio: %s", payload.get("song_id"), exc)
         clip = None
     return pipeline.song_input(payload, clip)
+
+
+def digest_of(payload: Mapping[str, Any]) -> bytes | None:
+    """The audio file digest a point kept (None: not kept, or not a digest)."""
+    try:
+        return bytes.fromhex(payload.get("audio_digest") or "") or None
+    except (TypeError, ValueError):
+        return None
 
 
 def reembed(store: VectorStore, songs: Iterable[Hit], dst: Collections, model: LoadedModel,
