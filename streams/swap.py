@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from encoders.runtime import LoadedModel, SongInput
@@ -122,6 +122,23 @@ def recompute_users(store: VectorStore, dst: Collections, model: LoadedModel,
     return len(states)
 
 
+async def recompute_all_users(users: Mapping[str, Any], store: VectorStore, dst: Collections,
+                              model: LoadedModel, in_thread: Callable[..., Awaitable[int]],
+                              chunk: int = 1024) -> int:
+    """Every local user in the new version's space, ``chunk`` users at a time.
+
+    A chunk's states are read on the event loop (the table is not thread-safe; ~20 us a user,
+    so 1M users read at once would hold the loop ~20 s), then recomputed in the swap thread.
+    Users written meanwhile are noted and recomputed again at the switch.
+    """
+    ids = list(users.keys())
+    done = 0
+    for i in range(0, len(ids), chunk):
+        states = {k: read_user_state(users[k]) for k in ids[i:i + chunk] if k in users}
+        done += await in_thread(recompute_users, store, dst, model, states)
+    return done
+
+
 #: Payload fields a song's vector is computed from: a song re-sent with other values during a
 #: swap is re-embedded, not only given its new listeners.
 CONTENT_FIELDS = ("title", "artist", "tags", "description", "audio_uri", "released_at")
@@ -187,11 +204,9 @@ class ModelSwapper:
         if self.swapping:
             self.touched_songs.update(song_ids)
 
-    def user_states(self, ids: Iterable[str] | None = None) -> dict[str, Any]:
-        """Snapshot of local users' table state (all, or the given ids), read in the current
-        plain form (streams.state_format)."""
-        if ids is None:
-            return {k: read_user_state(v) for k, v in self.users.items()}
+    def user_states(self, ids: Iterable[str]) -> dict[str, Any]:
+        """Snapshot of these local users' table state, read in the current plain form
+        (streams.state_format)."""
         return {k: read_user_state(self.users[k]) for k in ids if k in self.users}
 
     def needs(self, version: str | None) -> bool:
@@ -253,7 +268,7 @@ class ModelSwapper:
         self.touched.clear()
         self.touched_songs.clear()
         n = await in_swap_thread(reembed_catalogue, ctx.store, src, dst, model, ctx.settings)
-        u = await in_swap_thread(recompute_users, ctx.store, dst, model, self.user_states())
+        u = await recompute_all_users(self.users, ctx.store, dst, model, in_swap_thread)
         # a full catch-up while the old version still serves (belt and braces: anything an
         # agent wrote without noting it is caught here); the switch then redoes only what the
         # agents noted

@@ -211,3 +211,38 @@ def test_the_switch_reconciles_only_the_noted_songs_without_a_scan(
         assert swap.reconcile(store, src, dst, v2, settings) == (0, 1)  # the full pass
     finally:
         store.inner.close()
+
+
+def test_users_are_recomputed_a_chunk_at_a_time(private_registry: Registry,
+                                                 tmp_path: Path) -> None:
+    """The swap reads the user table one chunk per step of the event loop, never all of it at
+    once; every user still lands in the new version's collection."""
+    import asyncio
+
+    from streams.events import now_ms
+    from streams.state_format import pack_user_state
+
+    now = now_ms()
+
+    registry, base = private_registry, private_registry.current() or ""
+    settings = load_settings(data_dir=tmp_path, audio_roots=(tmp_path,))
+    model = load_model(registry, base)
+    store = EdgeStore(tmp_path / "qdrant")
+    try:
+        cols = pipeline.ensure_collections(store, model)
+        serve(store, cols, model, songs(tmp_path, n=6), settings)
+        users = {f"u{k}": pack_user_state({
+            "history": [[f"s{(k + j) % 6}", "collect", now - 1000 * j] for j in range(3)],
+            "counts": {"collect": 3}, "offsets": {}, "event_ids": [], "seen": [],
+            "boundary": 0.0, "applied": 3}) for k in range(5)}
+        chunks: list[int] = []
+
+        async def in_thread(fn: Any, *args: Any) -> Any:
+            chunks.append(len(args[-1]))
+            return fn(*args)
+
+        done = asyncio.run(swap.recompute_all_users(users, store, cols, model, in_thread, 2))
+        assert done == 5 and chunks == [2, 2, 1]
+        assert sorted(h.payload["user_id"] for h in scroll_all(store, cols.users)) == sorted(users)
+    finally:
+        store.close()
