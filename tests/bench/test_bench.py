@@ -84,8 +84,19 @@ def test_reembed_smoke(model_registry: Registry, tmp_path: Path) -> None:
     rows = {r["path"]: r for r in data["rows"]}
     assert rows["no cache (baseline)"]["backbone_hits"] == 0
     assert rows["cache, audio tower retrained"]["backbone_hits"] == 6  # text only
-    assert rows["cache, audio tower unchanged"]["backbone_hits"] == 12  # text and audio
+    for path in ("cache, audio tower unchanged, file read (no digest kept)",
+                 "cache, audio tower unchanged, digest kept (file not read)"):
+        assert rows[path]["backbone_hits"] == 12  # text and audio
     assert all(r["songs"] == 6 and r["songs/s"] > 0 for r in data["rows"])
+    assert len(data["rows"]) == 4  # the 1M prefilled row is --full only
+
+
+def test_prefilled_swap_smoke(model_registry: Registry) -> None:
+    """The --full 1M row at 300 songs: every song re-embedded from cached rows (the function
+    asserts no frozen graph ran), and the switch timed both ways with every song noted."""
+    row = reembed.prefilled_swap(model_registry.root, 300)
+    assert row["songs"] == 300 and row["songs/s"] > 0
+    assert row["switch_full_scan_s"] > 0 and row["switch_noted_only_s"] > 0
 
 
 def test_encoders_smoke(model_registry: Registry, tmp_path: Path) -> None:
