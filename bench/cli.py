@@ -29,6 +29,8 @@ SCENARIOS = {
     "new_song": "new song with 30 s audio -> first candidate latency, per-stage breakdown",
     "scale": "the soak: one worker with N songs and N user vectors offered interactions and "
              "new songs for minutes; lag, RSS, merges, loop stall (not in the default run)",
+    "swap_soak": "new-song latency before, during and after a live model swap on a soaking "
+                 "worker (not in the default run)",
     "codecs": "Kafka codecs: candidates' bytes on the wire and latency per worker codec; "
               "producer codecs into one worker",
 }
@@ -37,7 +39,19 @@ SCENARIOS = {
 def run_one(name: str, mode: Mode, models: Path, done: dict[str, Report],
             state_users: int | None = None, size: dict[str, Any] | None = None,
             out: Path = Path("bench/results"), vectors: str = "mixture") -> Report:
-    from . import codecs, encoders, flush, ingest, latency, reembed, scale, search, segments, swap
+    from . import (
+        codecs,
+        encoders,
+        flush,
+        ingest,
+        latency,
+        reembed,
+        scale,
+        search,
+        segments,
+        swap,
+        swap_soak,
+    )
 
     if name == "encoders":
         return encoders.run(mode, models=models)
@@ -60,6 +74,8 @@ def run_one(name: str, mode: Mode, models: Path, done: dict[str, Report],
         return latency.run(mode, models=models)
     if name == "scale":
         return scale.run(mode, models, out)
+    if name == "swap_soak":
+        return swap_soak.run(mode, models)
     if name == "codecs":
         return codecs.run(mode, models=models)
     raise typer.BadParameter(f"unknown scenario {name!r}; one of {', '.join(SCENARIOS)}")
@@ -98,7 +114,7 @@ def bench(
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     logging.basicConfig(level=logging.WARNING)
     mode: Mode = "quick" if quick else "full"
-    names = only or [n for n in SCENARIOS if n != "scale"]  # the soak: only when asked
+    names = only or [n for n in SCENARIOS if n not in ("scale", "swap_soak")]  # soaks: asked
     for n in names:
         if n not in SCENARIOS:
             raise typer.BadParameter(f"unknown scenario {n!r}; one of {', '.join(SCENARIOS)}")
