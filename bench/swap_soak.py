@@ -38,7 +38,7 @@ from .reembed import derive
 
 SIZES = {"quick": {"n": 2_000, "rate": 100.0, "songs_rate": 2.0, "seconds": 25.0,
                    "swap_at_s": 3.0, "merge_rows": 1_000},
-         "full": {"n": 20_000, "rate": 400.0, "songs_rate": 5.0, "seconds": 90.0,
+         "full": {"n": 20_000, "rate": 200.0, "songs_rate": 2.0, "seconds": 90.0,
                   "swap_at_s": 20.0, "merge_rows": 20_000}}
 
 

@@ -124,14 +124,15 @@ def recompute_users(store: VectorStore, dst: Collections, model: LoadedModel,
 
 async def recompute_all_users(users: Mapping[str, Any], store: VectorStore, dst: Collections,
                               model: LoadedModel, in_thread: Callable[..., Awaitable[int]],
-                              chunk: int = 1024) -> int:
-    """Every local user in the new version's space, ``chunk`` users at a time.
+                              chunk: int = 1024, only: Iterable[str] | None = None) -> int:
+    """Every local user (or those in ``only``) in the new version's space, ``chunk`` users at
+    a time.
 
     A chunk's states are read on the event loop (the table is not thread-safe; ~20 us a user,
     so 1M users read at once would hold the loop ~20 s), then recomputed in the swap thread.
     Users written meanwhile are noted and recomputed again at the switch.
     """
-    ids = list(users.keys())
+    ids = list(users.keys() if only is None else only)
     done = 0
     for i in range(0, len(ids), chunk):
         states = {k: read_user_state(users[k]) for k in ids[i:i + chunk] if k in users}
@@ -273,8 +274,9 @@ class ModelSwapper:
         # agent wrote without noting it is caught here); the switch then redoes only what the
         # agents noted
         caught = await in_swap_thread(reconcile, ctx.store, src, dst, model, ctx.settings)
-        log.info("model %s: %d songs and %d users re-embedded, %d + %d caught up; switching",
-                 version, n, u, *caught)
+        log.info("model %s: %d songs and %d users re-embedded, %d + %d caught up", version, n,
+                 u, *caught)
+        await self.catch_up(src, dst, model, in_swap_thread)
         async with ctx.gate:  # no event is mid-flight: table writes are all done
             touched = self.user_states(set(self.touched))
             songs = set(self.touched_songs)
@@ -282,6 +284,25 @@ class ModelSwapper:
             await ctx.run(self._finish, model, src, dst, touched, songs, as_arm)
             ctx.metrics.model_swap_pause_seconds.observe(time.perf_counter() - started)
         return "ok"
+
+    async def catch_up(self, src: Collections, dst: Collections, model: LoadedModel,
+                       in_swap_thread: Callable[..., Awaitable[Any]], rounds: int = 3,
+                       few: int = 256) -> None:
+        """Redo the songs and users written during the swap while the old version still
+        serves, a round at a time, until few are left for the exclusive step (under load
+        thousands are written during a bulk pass of a minute)."""
+        for _ in range(rounds):
+            songs, users = set(self.touched_songs), set(self.touched)
+            if len(songs) + len(users) <= few:
+                return
+            self.touched_songs.clear()
+            self.touched.clear()
+            await in_swap_thread(reconcile, self.ctx.store, src, dst, model, self.ctx.settings,
+                                 songs)
+            await recompute_all_users(self.users, self.ctx.store, dst, model, in_swap_thread,
+                                      only=users)
+            log.info("model %s: caught up %d songs and %d users written meanwhile",
+                     model.version, len(songs), len(users))
 
     def _finish(self, model: LoadedModel, src: Collections, dst: Collections,
                 touched: dict[str, Any], songs: set[str], as_arm: bool = False) -> None:

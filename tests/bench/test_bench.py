@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 from typer.testing import CliRunner
 
-from bench import encoders, flush, reembed, scale, search, segments, swap
+from bench import encoders, flush, reembed, scale, search, segments, swap, swap_soak
 from bench.cli import SCENARIOS, app
 from encoders.artifacts import Registry
 
@@ -144,6 +144,16 @@ def test_scale_quick(model_registry: Registry, tmp_path: Path) -> None:
     # the worker applied its GC policy when it became ready (unless the caller passed off)
     frozen = max(s["gc_frozen"] for s in data["extra"]["scrapes"])
     assert (frozen > 0) == (os.environ.get("COLDSTREAM_GC_FREEZE", "start") != "off")
+
+
+def test_swap_soak_quick(model_registry: Registry) -> None:
+    """A real worker under load swaps to a new version with the same frozen graphs: the swap
+    completes, its pause is measured, and new songs get candidates before, during and after."""
+    rep = swap_soak.run("quick", model_registry.root)
+    assert rep.summary["swaps_ok"] == 1 and rep.summary["switch_pause_ms"] > 0
+    windows = {r["window"]: r for r in rep.rows}
+    assert windows["before the swap"]["songs"] > 0 and windows["after the switch"]["songs"] > 0
+    assert model_registry.current() != "v-swap"  # the bench swapped a copy of the registry
 
 
 def test_cli_rejects_unknown_scenario() -> None:
