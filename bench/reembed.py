@@ -56,6 +56,18 @@ def derive(reg: Registry, parent: str, version: str, retrain_audio: bool) -> Non
             "fusion": manifest.fusion.model_copy(update={"text_weight": 0.6})}))
 
 
+def workspace(models: Path, prefix: str) -> tuple[Path, Registry, str, Any]:
+    """A temporary folder with a copy of the bench model, a version of it with a new head
+    ("v2-new-head"), and settings that read audio from the folder."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    base_reg = bench_registry(models)
+    reg = Registry(root / "models")
+    base = base_reg.current() or ""
+    shutil.copytree(base_reg.path(base), reg.path(base))
+    derive(reg, base, "v2-new-head", retrain_audio=False)
+    return root, reg, base, load_settings(data_dir=root, audio_roots=(root,))
+
+
 def songs(folder: Path, n: int, sr: int, files: int) -> list[SongEvent]:
     """``n`` songs over ``files`` distinct 30 s clips (song i plays clip i mod files)."""
     rng = np.random.default_rng(0)
@@ -95,14 +107,8 @@ def run(mode: Mode, models: Path, n: int | None = None, scale: int | None = None
     rep = Report("reembed", mode, {"songs": n, "distinct clips": files,
                                    "audio": "30 s clip per song", "batch": 32})
     start = time.perf_counter()
-    root = Path(tempfile.mkdtemp(prefix="coldstream-bench-reembed-"))
-    base_reg = bench_registry(models)
-    reg = Registry(root / "models")
-    base = base_reg.current() or ""
-    shutil.copytree(base_reg.path(base), reg.path(base))
-    derive(reg, base, "v2-new-head", retrain_audio=False)
+    root, reg, base, settings = workspace(models, "coldstream-bench-reembed-")
     derive(reg, base, "v2-new-audio", retrain_audio=True)
-    settings = load_settings(data_dir=root, audio_roots=(root,))
     cache = BackboneCache()
     v1 = load_model(reg, base, threads=2, cache=cache)  # set-up, not measured: both cores
     store = EdgeStore(root / "qdrant")
@@ -142,13 +148,7 @@ def prefilled_swap(models: Path, n: int, batch: int = 4096) -> dict[str, Any]:
     random vectors and the digest of one real clip: a hit's work (key, lookup, head, upsert)
     does not depend on the values. Timed from the scroll to the last upsert, as above.
     """
-    root = Path(tempfile.mkdtemp(prefix="coldstream-bench-reembed-scale-"))
-    base_reg = bench_registry(models)
-    reg = Registry(root / "models")
-    base = base_reg.current() or ""
-    shutil.copytree(base_reg.path(base), reg.path(base))
-    derive(reg, base, "v2-new-head", retrain_audio=False)
-    settings = load_settings(data_dir=root, audio_roots=(root,))
+    root, reg, base, settings = workspace(models, "coldstream-bench-reembed-scale-")
     cache = BackboneCache()
     model = load_model(reg, "v2-new-head", cache=cache)
     store = EdgeStore(root / "qdrant")
