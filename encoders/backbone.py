@@ -73,7 +73,10 @@ class BackboneCache:
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
             for path in sorted(folder.glob("*.rows")):
-                self._read(path)
+                try:
+                    self._read(path)
+                except (OSError, ValueError) as exc:  # a stray or unreadable file: skip it
+                    log.warning("backbone cache: skipping %s: %s", path, exc)
 
     def _read(self, path: Path) -> None:
         """Load one backbone's file (``<backbone>-<dim>.rows``); cut a torn last record."""
@@ -134,7 +137,12 @@ class BackboneCache:
                     table.add(key, row)
                     kept.append((key, row))
             if self._folder is not None and kept:
-                self._append(backbone, table.rows.shape[1], kept)
+                try:
+                    self._append(backbone, table.rows.shape[1], kept)
+                except OSError as exc:  # a full disk must not fail the encode: memory only
+                    log.error("backbone cache: cannot write %s (%s); keeping rows in memory "
+                              "only from now on", self._folder, exc)
+                    self._folder = None
 
     def _append(self, backbone: str, dim: int, kept: list[tuple[bytes, np.ndarray]]) -> None:
         """Append rows to the backbone's file (keys of another length stay in memory only)."""

@@ -246,3 +246,13 @@ def test_users_are_recomputed_a_chunk_at_a_time(private_registry: Registry,
         assert sorted(h.payload["user_id"] for h in scroll_all(store, cols.users)) == sorted(users)
     finally:
         store.close()
+
+
+def test_a_cache_that_cannot_write_keeps_serving_from_memory(tmp_path: Path) -> None:
+    """A stray file is skipped when the cache opens; a failed append (a full disk, say) turns
+    persistence off instead of failing the encode."""
+    (tmp_path / "not-a-backbone.rows").write_bytes(b"junk")
+    cache = BackboneCache(folder=tmp_path)
+    (tmp_path / "graph-a-3.rows").mkdir()  # opening it for append fails
+    rows = cache.lookup("graph-a", [bytes(16)], lambda idx: np.ones((len(idx), 3)))
+    assert rows.tolist() == [[1.0, 1.0, 1.0]] and cache.has("graph-a", bytes(16))
