@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from encoders.runtime import LoadedModel, SongInput
@@ -33,7 +33,7 @@ from .ids import song_point_id
 from .pipeline import Collections, SongVectorCache
 from .settings import Settings
 from .state_format import read_user_state
-from .stores import Hit, Point, VectorStore, scroll_all
+from .stores import Hit, Point, VectorStore, chunks, scroll_all
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def reembed(store: VectorStore, songs: Iterable[Hit], dst: Collections, model: L
     """Encode songs (points of another version) with ``model`` into ``dst``; same ids.
     ``songs`` is read a page at a time (a 1M-song scroll is never held whole)."""
     done = 0
-    for page in pages(songs, batch):
+    for page in chunks(songs, batch):
         inputs = [song_input_from_payload(h.payload, model, settings) for h in page]
         vectors = model.songs.encode(inputs)
         store.upsert(dst.songs, [
@@ -85,17 +85,6 @@ def reembed(store: VectorStore, songs: Iterable[Hit], dst: Collections, model: L
             for h, v, song in zip(page, vectors, inputs, strict=True)])
         done += len(page)
     return done
-
-
-def pages(items: Iterable[Hit], size: int) -> Iterator[list[Hit]]:
-    page: list[Hit] = []
-    for item in items:
-        page.append(item)
-        if len(page) == size:
-            yield page
-            page = []
-    if page:
-        yield page
 
 
 def reembedded_payload(payload: Mapping[str, Any], model: LoadedModel,
@@ -132,12 +121,16 @@ async def recompute_all_users(users: Mapping[str, Any], store: VectorStore, dst:
     so 1M users read at once would hold the loop ~20 s), then recomputed in the swap thread.
     Users written meanwhile are noted and recomputed again at the switch.
     """
-    ids = list(users.keys() if only is None else only)
     done = 0
-    for i in range(0, len(ids), chunk):
-        states = {k: read_user_state(users[k]) for k in ids[i:i + chunk] if k in users}
-        done += await in_thread(recompute_users, store, dst, model, states)
+    for ids in chunks(list(users.keys() if only is None else only), chunk):
+        done += await in_thread(recompute_users, store, dst, model, user_states(users, ids))
     return done
+
+
+def user_states(users: Mapping[str, Any], ids: Iterable[str]) -> dict[str, Any]:
+    """These users' table state (those still in the table), in the current plain form
+    (streams.state_format). Event loop only: the table is not thread-safe."""
+    return {k: read_user_state(users[k]) for k in ids if k in users}
 
 
 #: Payload fields a song's vector is computed from: a song re-sent with other values during a
@@ -204,11 +197,6 @@ class ModelSwapper:
         step at the switch reconciles exactly these."""
         if self.swapping:
             self.touched_songs.update(song_ids)
-
-    def user_states(self, ids: Iterable[str]) -> dict[str, Any]:
-        """Snapshot of these local users' table state, read in the current plain form
-        (streams.state_format)."""
-        return {k: read_user_state(self.users[k]) for k in ids if k in self.users}
 
     def needs(self, version: str | None) -> bool:
         """Whether ``version`` should replace the one serving now."""
@@ -278,7 +266,7 @@ class ModelSwapper:
                  u, *caught)
         await self.catch_up(src, dst, model, in_swap_thread)
         async with ctx.gate:  # no event is mid-flight: table writes are all done
-            touched = self.user_states(set(self.touched))
+            touched = user_states(self.users, set(self.touched))
             songs = set(self.touched_songs)
             started = time.perf_counter()
             await ctx.run(self._finish, model, src, dst, touched, songs, as_arm)
