@@ -210,6 +210,7 @@ def scrape(worker: WorkerProcess, names: dict[str, str], t0: float) -> dict[str,
             "swaps_ok": s.get(("coldstream_model_swaps_total", (("result", "ok"),)), 0.0),
             "swap_s": s.get(("coldstream_model_swap_seconds_sum", ()), 0.0),
             "swap_pause_s": s.get(("coldstream_model_swap_pause_seconds_sum", ()), 0.0),
+            "swap_gave_way_s": s.get(("coldstream_model_swap_gave_way_seconds_total", ()), 0.0),
             **{f"gc{g}_s": s.get(("coldstream_gc_pause_seconds", (("generation", str(g)),)),
                                  0.0) for g in range(3)},
             "rss_mb": rss_mb(worker.process.pid)}

@@ -36,10 +36,15 @@ from .common import Mode, Report, ms, ratio
 from .models import DEFAULT_MODELS
 from .reembed import derive
 
+#: The swap's thread as it was (never waits, Python's 5 ms switch interval) and as it is.
+POLICIES = {"swap never waits (as before)": {"COLDSTREAM_SWAP_GIVE_WAY_MS": "0",
+                                             "COLDSTREAM_SWAP_SWITCH_INTERVAL_MS": "0"},
+            "swap gives way (default)": {}}
 SIZES = {"quick": {"n": 2_000, "rate": 100.0, "songs_rate": 2.0, "seconds": 25.0,
-                   "swap_at_s": 3.0, "merge_rows": 1_000},
-         "full": {"n": 20_000, "rate": 200.0, "songs_rate": 2.0, "seconds": 90.0,
-                  "swap_at_s": 20.0, "merge_rows": 20_000}}
+                   "swap_at_s": 3.0, "merge_rows": 1_000,
+                   "policies": ["swap gives way (default)"]},
+         "full": {"n": 20_000, "rate": 200.0, "songs_rate": 2.0, "seconds": 150.0,
+                  "swap_at_s": 20.0, "merge_rows": 20_000, "policies": list(POLICIES)}}
 
 
 def prefill_text_rows(reg: Registry, data_dir: Path, n: int) -> float:
@@ -55,44 +60,67 @@ def prefill_text_rows(reg: Registry, data_dir: Path, n: int) -> float:
 
 
 def run(mode: Mode, models: Path = DEFAULT_MODELS, **sizes: Any) -> Report:
+    """One soak per swap policy (full: the old one first, as the same-run baseline), each on
+    a copy of the same world, registry and cache, with a broker of its own."""
     size = {**SIZES[mode], **sizes}
-    rates = (float(size["rate"]), float(size["songs_rate"]))
     rep = Report("swap_soak", mode, {**size, "audio": "30 s mono WAV, 44.1 kHz"})
     start = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="coldstream-bench-swap-soak-"))
-    names = live.topics("sc")
     try:
         shutil.copytree(models, tmp / "models")  # the swap promotes a version: not in yours
         reg = Registry(tmp / "models")
-        base = reg.current() or ""
-        model = load_model(reg, base)
-        world = scale.write_world(model, tmp / "data", size["n"], size["n"])
+        world = scale.write_world(load_model(reg, reg.current() or ""), tmp / "data", size["n"],
+                                  size["n"])
         rep.extra["prefill_s"] = prefill_text_rows(reg, tmp / "data", size["n"])
         wavs = live.write_wavs(tmp / "audio")
-        with EmbeddedBroker(log_path=tmp / "tansu.log") as broker:
-            asyncio.run(ensure_topics(broker.bootstrap, list(names.values()), 4))
-            soak = soak_with_swap(broker.bootstrap, reg, base, tmp, names, world, rates, size,
-                                  wavs)
+        for policy in size["policies"]:
+            soak = soak_on_a_copy(tmp, policy, world, size, wavs)
+            rep.rows += [{"policy": policy, **row} for row in latency_rows(soak)]
+            last = soak.scrapes[-1]
+            rep.extra.setdefault("scrapes", {})[policy] = soak.scrapes
+            rep.extra.setdefault("swaps", {})[policy] = {
+                "swaps_ok": last.get("swaps_ok", 0.0), "swap_seconds": last.get("swap_s", 0.0),
+                "switch_pause_ms": last.get("swap_pause_s", 0.0) * 1e3,
+                "gave_way_s": last.get("swap_gave_way_s", 0.0),
+                "max_loop_stall_ms": max(s["stall_s"] for s in soak.scrapes) * 1e3}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    rep.rows = latency_rows(soak)
-    rep.extra["scrapes"] = soak.scrapes
-    last = soak.scrapes[-1]
-    rep.summary = {"swaps_ok": last.get("swaps_ok", 0.0),
-                   "swap_seconds": last.get("swap_s", 0.0),
-                   "switch_pause_ms": last.get("swap_pause_s", 0.0) * 1e3,
-                   "max_loop_stall_ms": max(s["stall_s"] for s in soak.scrapes) * 1e3}
-    rep.notes.append("one worker, one run; songs split by when they were sent")
+    during = {r["policy"]: r for r in rep.rows if r["window"] == "during the swap"}
+    for row in rep.rows:
+        base = during.get(size["policies"][0], {})
+        row["p99_x_first_policy_during"] = (ratio(row["p99_ms"], base.get("p99_ms"))
+                                            if row["window"] == "during the swap" else None)
+    rep.summary = dict(rep.extra["swaps"][size["policies"][-1]])
+    rep.notes.append("one worker per policy, one run each; songs split by when they were sent")
     rep.seconds = time.perf_counter() - start
     return rep
 
 
+def soak_on_a_copy(tmp: Path, policy: str, world: scale.World, size: dict[str, Any],
+                   wavs: list[str]) -> scale.Soak:
+    """A soak with a swap under ``policy``, on fresh copies of the data and the registry."""
+    run_dir = tmp / f"run-{len(list(tmp.glob('run-*')))}"
+    shutil.copytree(tmp / "data", run_dir / "data")
+    shutil.copytree(tmp / "models", run_dir / "models")
+    reg = Registry(run_dir / "models")
+    names = live.topics("sc")
+    rates = (float(size["rate"]), float(size["songs_rate"]))
+    try:
+        with EmbeddedBroker(log_path=run_dir / "tansu.log") as broker:
+            asyncio.run(ensure_topics(broker.bootstrap, list(names.values()), 4))
+            return soak_with_swap(broker.bootstrap, reg, reg.current() or "", run_dir, names,
+                                  world, rates, size, tmp / "audio", wavs, POLICIES[policy])
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
 def soak_with_swap(bs: str, reg: Registry, base: str, tmp: Path, names: dict[str, str],
                    world: scale.World, rates: tuple[float, float], size: dict[str, Any],
-                   wavs: list[str]) -> scale.Soak:
-    worker = live.Worker(bs, reg.root, tmp / "data", "sc", audio_root=tmp / "audio",
+                   audio: Path, wavs: list[str], env: dict[str, str]) -> scale.Soak:
+    worker = live.Worker(bs, reg.root, tmp / "data", "sc", audio_root=audio,
                          extra_env={"COLDSTREAM_LAG_INTERVAL_S": "2",
-                                    "COLDSTREAM_SEGMENT_MERGE_ROWS": str(size["merge_rows"])})
+                                    "COLDSTREAM_SEGMENT_MERGE_ROWS": str(size["merge_rows"]),
+                                    **env})
     worker.start(ready_timeout=1200)
     try:
         scale.wait_merges(worker, names, 2, 600)

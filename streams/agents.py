@@ -161,6 +161,12 @@ class Agents:
         the worker is held to one core by the GIL: ``docs/benchmarks.md``.)
         """
         ctx = self.ctx
+        with ctx.foreground.active():  # a model swap gives way until the candidates are sent
+            return await self.songs_to_candidates(batch)
+
+    async def songs_to_candidates(self, batch: list[tuple[Any, SongEvent]]
+                                  ) -> list[str | None]:
+        ctx = self.ctx
         ctx.metrics.songs_batch_size.observe(len(batch))
         songs = [song for _, song in batch]
         rate = ctx.serving().model.songs.sample_rate

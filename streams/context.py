@@ -28,6 +28,7 @@ from . import pipeline
 from .arms import format_arms, parse_arms, versions_of
 from .errors import ColdstreamError, ModelArtifactError
 from .executor import RetryingExecutor, retry_store
+from .foreground import Foreground
 from .metrics import Metrics
 from .pipeline import Collections, PipelineConfig, Serving, SongVectorCache
 from .settings import Settings
@@ -98,14 +99,20 @@ class WorkerContext:
         self.audio_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="coldstream-audio")
         #: Held by every event handler; a model switch takes it to run with no event in flight.
         self.gate = asyncio.Lock()
+        #: Event work in flight (work and audio threads); a swap's store calls give way to it.
+        self.foreground = Foreground(settings.swap_give_way_ms / 1e3,
+                                     metrics.model_swap_gave_way_seconds.inc,
+                                     settings.swap_switch_interval_ms / 1e3 or None)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn`` in the work thread; retry vector-store failures until they succeed."""
-        return await self.work.run(fn, *args)
+        with self.foreground.active():
+            return await self.work.run(fn, *args)
 
     async def read_audio(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn`` in the audio thread (no store calls there, so nothing to retry)."""
-        return await asyncio.get_running_loop().run_in_executor(self.audio_pool, fn, *args)
+        with self.foreground.active():
+            return await asyncio.get_running_loop().run_in_executor(self.audio_pool, fn, *args)
 
     def serving(self) -> Serving:
         assert self.model is not None and self.cols is not None, "no model loaded"

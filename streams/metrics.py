@@ -85,6 +85,10 @@ class Metrics:
             "coldstream_model_swap_pause_seconds", "The exclusive step of a model swap: no "
             "event is handled while the songs and users written during it are caught up.",
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r)
+        self.model_swap_gave_way_seconds = Counter(
+            "coldstream_model_swap_gave_way_seconds", "Time a model swap's thread waited for "
+            "event work in flight before a store call (COLDSTREAM_SWAP_GIVE_WAY_MS).",
+            registry=r)
         self.model_swap_in_progress = Gauge(
             "coldstream_model_swap_in_progress", "1 while a new version is being built.",
             registry=r)

@@ -125,6 +125,15 @@ class Settings(BaseSettings):
     backbone_cache_persist: bool = Field(
         True, description="Also keep those outputs on disk (data_dir/backbones), so the first "
         "model swap after a restart still runs only the trainable heads.")
+    swap_give_way_ms: float = Field(
+        50.0, ge=0, description="A model swap's thread waits before each store call until no "
+        "event is being handled, for at most this long, so events keep their latency during "
+        "a swap (one GIL); under a load that never pauses, the swap still runs, more "
+        "slowly. 0: the swap never waits.")
+    swap_switch_interval_ms: float = Field(
+        0.5, ge=0, description="Python's GIL switch interval while a model swap runs "
+        "(default 5 ms): how long the event loop may wait to get the GIL back from the "
+        "swap's thread after each socket call. 0: unchanged.")
 
     # --- Pipeline ----------------------------------------------------------------------------
     similar_songs_k: int = Field(20, ge=1, description="I2I2U: known songs per new song.")

@@ -34,6 +34,7 @@ from .pipeline import Collections, SongVectorCache
 from .settings import Settings
 from .state_format import read_user_state
 from .stores import Hit, Point, VectorStore, chunks, scroll_all
+from .stores.yielding import YieldingStore
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +188,8 @@ class ModelSwapper:
         self.refused: set[str] = set()
         self.touched: set[str] = set()
         self.touched_songs: set[str] = set()
+        #: The store as the swap thread uses it: each call first gives way to event work.
+        self.store = YieldingStore(ctx.store, ctx.foreground)
 
     def note_updated(self, user_ids: Iterable[str]) -> None:
         if self.swapping:
@@ -224,7 +227,8 @@ class ModelSwapper:
         self.swapping, started = version, time.perf_counter()
         m.model_swap_in_progress.set(1)
         try:
-            result = await self._build_and_switch(version, as_arm)
+            with ctx.foreground.background():
+                result = await self._build_and_switch(version, as_arm)
             m.model_swaps.labels(result=result).inc()
             if result == "ok":
                 m.model_swap_seconds.observe(time.perf_counter() - started)
@@ -253,15 +257,15 @@ class ModelSwapper:
             return "refused"
         assert ctx.cols is not None
         src = ctx.cols
-        dst = await in_swap_thread(pipeline.ensure_collections, ctx.store, model)
+        dst = await in_swap_thread(pipeline.ensure_collections, self.store, model)
         self.touched.clear()
         self.touched_songs.clear()
-        n = await in_swap_thread(reembed_catalogue, ctx.store, src, dst, model, ctx.settings)
-        u = await recompute_all_users(self.users, ctx.store, dst, model, in_swap_thread)
+        n = await in_swap_thread(reembed_catalogue, self.store, src, dst, model, ctx.settings)
+        u = await recompute_all_users(self.users, self.store, dst, model, in_swap_thread)
         # a full catch-up while the old version still serves (belt and braces: anything an
         # agent wrote without noting it is caught here); the switch then redoes only what the
         # agents noted
-        caught = await in_swap_thread(reconcile, ctx.store, src, dst, model, ctx.settings)
+        caught = await in_swap_thread(reconcile, self.store, src, dst, model, ctx.settings)
         log.info("model %s: %d songs and %d users re-embedded, %d + %d caught up", version, n,
                  u, *caught)
         await self.catch_up(src, dst, model, in_swap_thread)
@@ -285,9 +289,9 @@ class ModelSwapper:
                 return
             self.touched_songs.clear()
             self.touched.clear()
-            await in_swap_thread(reconcile, self.ctx.store, src, dst, model, self.ctx.settings,
+            await in_swap_thread(reconcile, self.store, src, dst, model, self.ctx.settings,
                                  songs)
-            await recompute_all_users(self.users, self.ctx.store, dst, model, in_swap_thread,
+            await recompute_all_users(self.users, self.store, dst, model, in_swap_thread,
                                       only=users)
             log.info("model %s: caught up %d songs and %d users written meanwhile",
                      model.version, len(songs), len(users))

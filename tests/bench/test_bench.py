@@ -151,6 +151,7 @@ def test_swap_soak_quick(model_registry: Registry) -> None:
     completes, its pause is measured, and new songs get candidates before, during and after."""
     rep = swap_soak.run("quick", model_registry.root)
     assert rep.summary["swaps_ok"] == 1 and rep.summary["switch_pause_ms"] > 0
+    assert {r["policy"] for r in rep.rows} == {"swap gives way (default)"}
     windows = {r["window"]: r for r in rep.rows}
     assert windows["before the swap"]["songs"] > 0 and windows["after the switch"]["songs"] > 0
     assert model_registry.current() != "v-swap"  # the bench swapped a copy of the registry

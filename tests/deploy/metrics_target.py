@@ -82,6 +82,7 @@ def record_samples(metrics: Metrics) -> None:
     metrics.model_swaps.labels(result="refused").inc()
     metrics.model_swap_seconds.observe(12.0)
     metrics.model_swap_pause_seconds.observe(0.2)
+    metrics.model_swap_gave_way_seconds.inc(3.5)
     metrics.model_swap_in_progress.set(0)
     record_online_samples(metrics)
     record_probe_samples(metrics)
