@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from encoders.runtime import LoadedModel, SongInput
@@ -150,23 +150,59 @@ def reconcile(store: VectorStore, src: Collections, dst: Collections, model: Loa
     the catalogue.
     """
     if song_ids is None:
-        old = {h.id: h for h in scroll_all(store, src.songs)}
-        new = {h.id: h for h in scroll_all(store, dst.songs)}
-    else:
-        pids = sorted({song_point_id(s) for s in song_ids})
-        old = {h.id: h for h in store.retrieve(src.songs, pids, with_vector=False)}
-        new = {h.id: h for h in store.retrieve(dst.songs, pids, with_vector=False)}
-    stale = [h for pid, h in old.items() if pid not in new or any(
-        new[pid].payload.get(k) != h.payload.get(k) for k in CONTENT_FIELDS)]
-    added = reembed(store, stale, dst, model, settings) if stale else 0
-    redone = {h.id for h in stale}
+        try:
+            pairs = paired_by_id(scroll_all(store, src.songs), scroll_all(store, dst.songs))
+            return catch_up_pairs(store, pairs, dst, model, settings)
+        except UnorderedScroll as exc:  # not Qdrant's order: pair in memory (idempotent redo)
+            log.warning("reconciling in memory: %s", exc)
+            new = {h.id: h for h in scroll_all(store, dst.songs)}
+            pairs = ((h, new.get(h.id)) for h in scroll_all(store, src.songs))
+            return catch_up_pairs(store, pairs, dst, model, settings)
+    pids = sorted({song_point_id(s) for s in song_ids})
+    new = {h.id: h for h in store.retrieve(dst.songs, pids, with_vector=False)}
+    pairs = ((h, new.get(h.id)) for h in store.retrieve(src.songs, pids, with_vector=False))
+    return catch_up_pairs(store, pairs, dst, model, settings)
+
+
+def catch_up_pairs(store: VectorStore, pairs: Iterable[tuple[Hit, Hit | None]],
+                   dst: Collections, model: LoadedModel, settings: Settings) -> tuple[int, int]:
+    """For each (old point, its new point or None): re-embed it if new or re-sent, else copy
+    its listeners if they changed."""
+    stale: list[Hit] = []
     changed = 0
-    for pid, h in old.items():
-        if pid not in redone and new[pid].payload.get("engagers") != h.payload.get("engagers"):
-            store.set_payload(dst.songs, pid, {"engagers": h.payload.get("engagers", []),
-                                               "is_cold": h.payload.get("is_cold", 1)})
+    for h, now in pairs:
+        if now is None or any(now.payload.get(k) != h.payload.get(k) for k in CONTENT_FIELDS):
+            stale.append(h)
+        elif now.payload.get("engagers") != h.payload.get("engagers"):
+            store.set_payload(dst.songs, h.id, {"engagers": h.payload.get("engagers", []),
+                                                "is_cold": h.payload.get("is_cold", 1)})
             changed += 1
-    return added, changed
+    return (reembed(store, stale, dst, model, settings) if stale else 0), changed
+
+
+class UnorderedScroll(ValueError):
+    """A scroll that did not come in id order (every Qdrant backend's does)."""
+
+
+def paired_by_id(old: Iterable[Hit], new: Iterable[Hit]) -> Iterator[tuple[Hit, Hit | None]]:
+    """Each point of ``old`` with the point of ``new`` that has its id (None: none), from two
+    scrolls in id order: a merge join, so neither catalogue is held in memory (at 1M songs
+    the two were ~2M payloads). Raises :class:`UnorderedScroll` when either is out of order."""
+    news = in_id_order(new, "new")
+    pending = next(news, None)
+    for h in in_id_order(old, "source"):
+        while pending is not None and pending.id < h.id:  # only in dst: nothing to catch up
+            pending = next(news, None)
+        yield h, (pending if pending is not None and pending.id == h.id else None)
+
+
+def in_id_order(points: Iterable[Hit], what: str) -> Iterator[Hit]:
+    last: str | None = None
+    for point in points:
+        if last is not None and point.id <= last:
+            raise UnorderedScroll(f"{what} point {point.id} came after {last}")
+        last = point.id
+        yield point
 
 
 # ---------------------------------------------------------------------------------------------

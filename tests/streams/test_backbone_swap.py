@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 import soundfile as sf
+from hypothesis import given
+from hypothesis import strategies as st
 
 from encoders.artifacts import Registry
 from encoders.backbone import BackboneCache
@@ -17,7 +19,7 @@ from streams.audio import load_song_audio
 from streams.events import SongEvent
 from streams.ids import song_point_id
 from streams.settings import Settings, load_settings
-from streams.stores import EdgeStore, Hit, Point, scroll_all
+from streams.stores import EdgeStore, Hit, Point, make_hit, scroll_all
 
 from .test_model_swap import derive_version
 
@@ -209,8 +211,42 @@ def test_the_switch_reconciles_only_the_noted_songs_without_a_scan(
         assert "new" in got and pipeline.engagers_of(got["s2"].payload) == [["u1", "collect", 5]]
         assert pipeline.engagers_of(got["s3"].payload) == []
         assert swap.reconcile(store, src, dst, v2, settings) == (0, 1)  # the full pass
+        # a backend whose scroll is not in id order: the full pass pairs in memory instead
+        pipeline.write_engagers(store, src, "s4", [["u3", "skip", 7]])
+        assert swap.reconcile(ReversedPages(store), src, dst, v2, settings) == (0, 1)
+        s4 = store.retrieve(dst.songs, [song_point_id("s4")], with_vector=False)[0]
+        assert pipeline.engagers_of(s4.payload) == [["u3", "skip", 7]]
     finally:
         store.inner.close()
+
+
+class ReversedPages(CountingStore):
+    """Scroll pages in reverse id order."""
+
+    def scroll(self, *args: Any, **kwargs: Any) -> Any:
+        hits, nxt = self.inner.scroll(*args, **kwargs)
+        return hits[::-1], nxt
+
+
+@given(st.sets(st.integers(0, 60)), st.sets(st.integers(0, 60)))
+def test_the_full_pass_pairs_points_by_id_without_holding_either(old: set[int],
+                                                                  new: set[int]) -> None:
+    """The merge join over two id-ordered scrolls gives what a dictionary join gives."""
+    def hits(ids: set[int]) -> list[Hit]:
+        return [make_hit(f"{i:04d}", {"n": i}) for i in sorted(ids)]
+
+    got = [(a.id, b.id if b else None) for a, b in swap.paired_by_id(hits(old), hits(new))]
+    assert got == [(f"{i:04d}", f"{i:04d}" if i in new else None) for i in sorted(old)]
+
+
+def test_an_unordered_scroll_is_refused() -> None:
+    import pytest
+
+    unordered = [make_hit("b", {}), make_hit("a", {})]
+    with pytest.raises(swap.UnorderedScroll):
+        list(swap.paired_by_id(unordered, []))
+    with pytest.raises(swap.UnorderedScroll):
+        list(swap.paired_by_id([make_hit("z", {})], unordered))
 
 
 def test_users_are_recomputed_a_chunk_at_a_time(private_registry: Registry,
