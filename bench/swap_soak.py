@@ -10,7 +10,10 @@ re-embeds the catalogue from the cache, recomputes its users and switches.
 
 The new songs are split by when they were sent: before the swap began (the baseline, same
 run), while it ran, and after the switch. The swap's own figures come from the worker's
-metrics (``coldstream_model_swap_seconds``, ``coldstream_model_swap_pause_seconds``).
+metrics (``coldstream_model_swap_seconds``, ``coldstream_model_swap_pause_seconds``,
+``coldstream_model_swap_gave_way_seconds_total``). The full run soaks once per swap policy
+(:data:`POLICIES`): first the swap that never gives way to events, as it was, then the
+default, each on a copy of the same world.
 """
 
 from __future__ import annotations

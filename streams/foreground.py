@@ -11,8 +11,9 @@ While background work runs, the GIL's switch interval is also shortened (Python'
 to get it back from a busy thread (the "convoy effect"), many times per event.
 
 Same run of the swap soak (``bench/swap_soak.py``: 20k songs, 200 interactions/s, 2 new
-songs/s): new songs sent during a swap, p50 / p99, 516 / 1,167 ms when the swap never waited,
-287 / 657 ms when it gave way; the swap took 38 s and 52 s.
+songs/s): new songs sent during a swap, p50 / p99, 548 / 2,479 ms when the swap never waited,
+219 / 456 ms when it gave way for up to 200 ms (110 / 241 ms before the swap); the swap took
+29 s and 47 s. A 50 ms bound gave 287-467 / 657-1,437 ms in two runs.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from contextlib import contextmanager
 class Foreground:
     """A count of foreground calls in flight; :meth:`give_way` waits for it to reach zero."""
 
-    def __init__(self, max_wait_s: float = 0.05,
+    def __init__(self, max_wait_s: float = 0.2,
                  on_wait: Callable[[float], None] | None = None,
                  switch_interval_s: float | None = None) -> None:
         self.max_wait_s = max_wait_s

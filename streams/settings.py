@@ -126,7 +126,7 @@ class Settings(BaseSettings):
         True, description="Also keep those outputs on disk (data_dir/backbones), so the first "
         "model swap after a restart still runs only the trainable heads.")
     swap_give_way_ms: float = Field(
-        50.0, ge=0, description="A model swap's thread waits before each store call until no "
+        200.0, ge=0, description="A model swap's thread waits before each store call until no "
         "event is being handled, for at most this long, so events keep their latency during "
         "a swap (one GIL); under a load that never pauses, the swap still runs, more "
         "slowly. 0: the swap never waits.")
