@@ -15,6 +15,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+import tracemalloc
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -179,6 +180,7 @@ def prefilled_swap(models: Path, n: int, batch: int = 4096) -> dict[str, Any]:
         s = time.perf_counter() - t
         assert cache.misses == misses, "a prefilled swap ran a frozen graph"
         pauses = switch_pauses(store, src, dst, model, settings, n)
+        pauses.update(pairing_memory(store, src, dst))
     finally:
         store.close()
         shutil.rmtree(root, ignore_errors=True)
@@ -200,6 +202,32 @@ def switch_pauses(store: EdgeStore, src: pipeline.Collections, dst: pipeline.Col
         added, changed = swap.reconcile(store, src, dst, model, settings, song_ids)
         out[label] = time.perf_counter() - t
         assert (added, changed) == (0, len(ids)), (added, changed)
+    return out
+
+
+def pairing_memory(store: EdgeStore, src: pipeline.Collections,
+                   dst: pipeline.Collections) -> dict[str, float]:
+    """Peak Python memory (tracemalloc, MiB) of the full catch-up's pairing of the two
+    catalogues: both scrolls held in dictionaries (as it was) and the merge join of two
+    id-ordered scrolls (``swap.paired_by_id``, as it is)."""
+    def dict_join() -> int:
+        old = {h.id: h for h in scroll_all(store, src.songs)}
+        new = {h.id: h for h in scroll_all(store, dst.songs)}
+        return sum(pid in new for pid in old)
+
+    def merge_join() -> int:
+        return sum(m is not None for _, m in swap.paired_by_id(
+            scroll_all(store, src.songs), scroll_all(store, dst.songs)))
+
+    out = {}
+    for label, fn in (("pairing_dict_join_peak_mib", dict_join),
+                      ("pairing_merge_join_peak_mib", merge_join)):
+        tracemalloc.start()
+        try:
+            fn()
+            out[label] = tracemalloc.get_traced_memory()[1] / 2**20
+        finally:
+            tracemalloc.stop()
     return out
 
 

@@ -97,6 +97,7 @@ def test_prefilled_swap_smoke(model_registry: Registry) -> None:
     row = reembed.prefilled_swap(model_registry.root, 300)
     assert row["songs"] == 300 and row["songs/s"] > 0
     assert row["switch_full_scan_s"] > 0 and row["switch_noted_only_s"] > 0
+    assert row["pairing_dict_join_peak_mib"] > 0 and row["pairing_merge_join_peak_mib"] > 0
 
 
 def test_encoders_smoke(model_registry: Registry, tmp_path: Path) -> None:
