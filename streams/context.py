@@ -99,7 +99,8 @@ class WorkerContext:
         self.audio_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="coldstream-audio")
         #: Held by every event handler; a model switch takes it to run with no event in flight.
         self.gate = asyncio.Lock()
-        #: Event work in flight (work and audio threads); a swap's store calls give way to it.
+        #: Event work in flight (work and audio thread calls, a new song's handling); a model
+        #: swap's store calls give way to it.
         self.foreground = Foreground(settings.swap_give_way_ms / 1e3,
                                      metrics.model_swap_gave_way_seconds.inc,
                                      settings.swap_switch_interval_ms / 1e3 or None)

@@ -8,6 +8,8 @@
 * :mod:`.metered` - :class:`MeteredStore`, timing and error translation around either;
 * :mod:`.segmented` - :class:`SegmentedStore`, in-worker indexed search over sealed + growing
   segments (:mod:`.segments`, :mod:`.sealed`, :mod:`.columns`) for the embedded engine;
+* :mod:`.yielding` - :class:`~.yielding.YieldingStore`, a model swap's view of the store: each
+  call first gives way to the worker's event work;
 * :mod:`.faults` - a test hook, imported only when ``COLDSTREAM_TEST_STORE_FAULTS`` is set.
 """
 
