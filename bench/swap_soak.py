@@ -88,10 +88,9 @@ def run(mode: Mode, models: Path = DEFAULT_MODELS, **sizes: Any) -> Report:
                 "max_loop_stall_ms": max(s["stall_s"] for s in soak.scrapes) * 1e3}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    during = {r["policy"]: r for r in rep.rows if r["window"] == "during the swap"}
-    for row in rep.rows:
-        base = during.get(size["policies"][0], {})
-        row["p99_x_first_policy_during"] = (ratio(row["p99_ms"], base.get("p99_ms"))
+    base = next(r["p99_ms"] for r in rep.rows if r["window"] == "during the swap")
+    for row in rep.rows:  # the first policy's rows come first
+        row["p99_x_first_policy_during"] = (ratio(row["p99_ms"], base)
                                             if row["window"] == "during the swap" else None)
     rep.summary = dict(rep.extra["swaps"][size["policies"][-1]])
     rep.notes.append("one worker per policy, one run each; songs split by when they were sent")
@@ -102,7 +101,7 @@ def run(mode: Mode, models: Path = DEFAULT_MODELS, **sizes: Any) -> Report:
 def soak_on_a_copy(tmp: Path, policy: str, world: scale.World, size: dict[str, Any],
                    wavs: list[str]) -> scale.Soak:
     """A soak with a swap under ``policy``, on fresh copies of the data and the registry."""
-    run_dir = tmp / f"run-{len(list(tmp.glob('run-*')))}"
+    run_dir = tmp / "run"  # removed after each soak
     shutil.copytree(tmp / "data", run_dir / "data")
     shutil.copytree(tmp / "models", run_dir / "models")
     reg = Registry(run_dir / "models")

@@ -155,12 +155,11 @@ def reconcile(store: VectorStore, src: Collections, dst: Collections, model: Loa
             return catch_up_pairs(store, pairs, dst, model, settings)
         except UnorderedScroll as exc:  # not Qdrant's order: pair in memory (idempotent redo)
             log.warning("reconciling in memory: %s", exc)
-            new = {h.id: h for h in scroll_all(store, dst.songs)}
-            pairs = ((h, new.get(h.id)) for h in scroll_all(store, src.songs))
+            pairs = paired_in_memory(scroll_all(store, src.songs), scroll_all(store, dst.songs))
             return catch_up_pairs(store, pairs, dst, model, settings)
     pids = sorted({song_point_id(s) for s in song_ids})
-    new = {h.id: h for h in store.retrieve(dst.songs, pids, with_vector=False)}
-    pairs = ((h, new.get(h.id)) for h in store.retrieve(src.songs, pids, with_vector=False))
+    pairs = paired_in_memory(store.retrieve(src.songs, pids, with_vector=False),
+                             store.retrieve(dst.songs, pids, with_vector=False))
     return catch_up_pairs(store, pairs, dst, model, settings)
 
 
@@ -194,6 +193,13 @@ def paired_by_id(old: Iterable[Hit], new: Iterable[Hit]) -> Iterator[tuple[Hit, 
         while pending is not None and pending.id < h.id:  # only in dst: nothing to catch up
             pending = next(news, None)
         yield h, (pending if pending is not None and pending.id == h.id else None)
+
+
+def paired_in_memory(old: Iterable[Hit], new: Iterable[Hit]
+                     ) -> Iterator[tuple[Hit, Hit | None]]:
+    """:func:`paired_by_id` for points in any order: ``new`` is held in a dictionary."""
+    by_id = {h.id: h for h in new}
+    return ((h, by_id.get(h.id)) for h in old)
 
 
 def in_id_order(points: Iterable[Hit], what: str) -> Iterator[Hit]:

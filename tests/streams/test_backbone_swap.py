@@ -237,6 +237,8 @@ def test_the_full_pass_pairs_points_by_id_without_holding_either(old: set[int],
 
     got = [(a.id, b.id if b else None) for a, b in swap.paired_by_id(hits(old), hits(new))]
     assert got == [(f"{i:04d}", f"{i:04d}" if i in new else None) for i in sorted(old)]
+    in_memory = swap.paired_in_memory(hits(old)[::-1], hits(new)[::-1])  # any order
+    assert sorted((a.id, b.id if b else None) for a, b in in_memory) == got
 
 
 def test_an_unordered_scroll_is_refused() -> None:
