@@ -46,7 +46,7 @@ from . import live
 from .common import Mode, Report, ms, ratio
 from .models import DEFAULT_MODELS, loaded
 from .search import exact, queries
-from .state_store import rss_mb
+from .state_store import memory_mb
 
 G = len(live.GENRES)
 ENGAGERS_PER_SONG = 3
@@ -213,7 +213,7 @@ def scrape(worker: WorkerProcess, names: dict[str, str], t0: float) -> dict[str,
             "swap_gave_way_s": s.get(("coldstream_model_swap_gave_way_seconds_total", ()), 0.0),
             **{f"gc{g}_s": s.get(("coldstream_gc_pause_seconds", (("generation", str(g)),)),
                                  0.0) for g in range(3)},
-            "rss_mb": rss_mb(worker.process.pid)}
+            **{f"{k}_mb": v for k, v in memory_mb(worker.process.pid).items()}}
 
 
 async def offer_interactions(producer: AIOKafkaProducer, topic: str, world: World,
@@ -384,6 +384,9 @@ def figures(soak: Soak, rates: tuple[float, float]) -> dict[str, Any]:
             "new_songs_sent": len(soak.sent), "new_songs_with_candidates": len(soak.got),
             "new_song_p50_ms": p["p50_ms"], "new_song_p99_ms": p["p99_ms"],
             "rss_gb": max(s["rss_mb"] for s in soak.scrapes) / 1024,
+            "rss_anon_gb": max(s.get("anon_mb", 0.0) for s in soak.scrapes) / 1024,
+            "rss_file_gb": max(s.get("file_mb", 0.0) for s in soak.scrapes) / 1024,
+            "rss_peak_since_start_gb": max(s.get("peak_mb", 0.0) for s in soak.scrapes) / 1024,
             "max_loop_stall_ms": max(s["stall_s"] for s in inside) * 1e3,
             "idle_probe_max_stall_ms": soak.idle_probe_ms,
             "max_gc_gen2_pause_ms": max(s.get("gc2_s", 0.0) for s in inside) * 1e3,
@@ -521,4 +524,7 @@ def rows_and_goals(rep: Report) -> None:
     rep.notes.append("search_*: the final song collection reopened as a restart does, sealed, "
                      "200 queries, recall@10 vs exact numpy over the same live vectors")
     rep.notes.append("RSS: the worker process (the sealed-segment builder is a short-lived "
-                     "child, not counted)")
+                     "child, not counted), max over the soak's scrapes; rss_anon_gb: its own "
+                     "pages, rss_file_gb: mapped file pages (Qdrant Edge's files, reclaimable "
+                     "page cache), rss_peak_since_start_gb: the kernel's high-water mark, "
+                     "start-up (reload, first seals) included")

@@ -11,6 +11,10 @@ with the genre filter (1/10).
 Then the merge after the churn, twice over the same live points: first the delta merge the
 merger would run (the dirty slots patched into the kept index, no k-means), then a forced full
 rebuild; each under the loop probe, each followed by the recall it leaves (``after_merges``).
+
+Last, the sealed segment's codes compared over the same live points (``codes``): a full build
+of each (``flat`` float32 rows, ``sq8`` 8-bit codes rescored from the mirror), its index
+memory, build time, search time and recall.
 """
 
 from __future__ import annotations
@@ -136,10 +140,41 @@ def measure(store: SegmentedStore, live: Live, qs: np.ndarray, k: int, nprobe: i
 
 
 def memory_mb(store: SegmentedStore) -> dict[str, float]:
+    """The mirror, the sealed index's codes (rows x bytes per row) and the growing copy."""
     seg = store.segments["songs"]
-    index = 0.0 if seg.sealed is None else seg.sealed.index.ntotal * seg.dim * 4 / 2**20
-    return {"mirror_mb": seg.vectors.nbytes / 2**20, "sealed_index_mb": index,
+    index = seg.sealed.index if seg.sealed is not None else None
+    codes = 0.0 if index is None else index.ntotal * index.code_size / 2**20
+    return {"mirror_mb": seg.vectors.nbytes / 2**20, "sealed_index_mb": codes,
+            "growing_copy_mb": seg.grown.nbytes / 2**20,
             "rss_max_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def compare_codes(store: SegmentedStore, live: Live, qs: np.ndarray, k: int,
+                  nprobes: list[int]) -> list[dict[str, Any]]:
+    """A full build with each kind of codes over the same live points, then its searches:
+    the memory the codes save against the recall and time the rescoring costs."""
+    rows, default = [], store.codes
+    try:
+        for codes in ("flat", "sq8"):
+            store.codes = codes
+            merge = merge_with_probe(store, full=True)
+            mem = memory_mb(store)
+            for kk, filtered, nprobe in [(k, f, p) for f in (False, True) for p in nprobes] + [
+                    (200, False, nprobes[-1])]:
+                row = measure(store, live, qs, kk, nprobe, filtered)
+                rows.append({"codes": codes, "k": kk, "filter": "genre" if filtered else "none",
+                             "nprobe": nprobe, "recall": row["recall"],
+                             "store_p50_ms": row["store_p50_ms"],
+                             "store_p99_ms": row["store_p99_ms"],
+                             "segments_p50_ms": row["segments_p50_ms"],
+                             "numpy_p50_ms": row["numpy_p50_ms"],
+                             "speedup_p50": row["speedup_p50"],
+                             "index_mb": mem["sealed_index_mb"], "build_wall_s": merge["wall_s"],
+                             "build_cpu_s": merge.get("cpu_s"),
+                             "max_loop_stall_ms": merge["max_loop_stall_ms"]})
+    finally:
+        store.codes = default
+    return rows
 
 
 def world_vectors(models: Path, n: int, n_queries: int, seed: int = 0,
@@ -217,9 +252,11 @@ def run(mode: Mode, n: int | None = None, dim: int = 128, n_queries: int | None 
                              "nprobe": nprobe, **measure(store, live, qs, kk, nprobe,
                                                          filtered)})
         rep.extra["memory"] = memory_mb(store)
+        if second_merge:
+            rep.extra.update(delta_then_full(store, live, qs, k, nprobes[1:3]))
+        rep.extra["codes"] = compare_codes(store, live, qs, k, nprobes[1:3] or nprobes)
         if not second_merge:
             return finish(rep, start, n, k)
-        rep.extra.update(delta_then_full(store, live, qs, k, nprobes[1:3]))
         store.close()
         t = time.perf_counter()  # a restart: the mirror is reloaded from the engine
         store = SegmentedStore(EdgeStore(root / "q"), root / "seg", merge_rows=0)
@@ -279,3 +316,12 @@ def goals(rep: Report, n: int, k: int) -> None:
                      "part alone")
     if n < 1_000_000:
         rep.notes.append(f"measured at {n // 1000}k; the issue's goals are stated at 1M")
+    by = {(r["codes"], r["k"], r["filter"], r["nprobe"]): r for r in rep.extra.get("codes", [])}
+    for (codes, kk, filt, nprobe), r in by.items():
+        flat = by.get(("flat", kk, filt, nprobe))
+        if codes == "sq8" and flat is not None:
+            rep.notes.append(
+                f"codes, k={kk} {filt} nprobe {nprobe}: sq8 index {r['index_mb']:.0f} MB vs "
+                f"flat {flat['index_mb']:.0f} MB ({flat['index_mb'] / r['index_mb']:.1f}x "
+                f"smaller); recall {r['recall']:.3f} vs {flat['recall']:.3f}; store p50 "
+                f"{r['store_p50_ms']:.2f} vs {flat['store_p50_ms']:.2f} ms")

@@ -133,10 +133,22 @@ def open_tables(local: Path) -> dict[int, Rdict]:
 
 
 def rss_mb(pid: int) -> float:
+    return memory_mb(pid)["rss"]
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    """MB of a process: ``rss`` (resident), ``anon`` (its own pages: what only it can free),
+    ``file`` (mapped file pages: the page cache, which the kernel reclaims under pressure),
+    ``peak`` (the highest ``rss`` since it started)."""
+    keys = {"VmRSS:": "rss", "RssAnon:": "anon", "RssFile:": "file", "VmHWM:": "peak"}
+    out = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
+        key = line.split(":", 1)[0] + ":"
+        if key in keys:
+            out[keys[key]] = int(line.split()[1]) / 1024
+    if "rss" not in out:
+        raise RuntimeError("no VmRSS")
+    return out
 
 
 def serve_once(worker: WorkerProcess, bs: str, topic: str, probe: bytes) -> tuple[float, float]:

@@ -91,6 +91,10 @@ class Settings(BaseSettings):
         "more) that triggers a merge into a new sealed segment; 0: never merge.")
     segment_nprobe: int = Field(
         32, ge=1, description="IVF lists probed per sealed-segment search (recall vs time).")
+    segment_codes: Literal["sq8", "flat"] = Field(
+        "sq8", description="What a sealed segment stores per vector: sq8 (8-bit codes, a "
+        "quarter of float32's memory; candidates are rescored exactly from the worker's "
+        "float32 mirror) or flat (float32).")
     segment_retrain_share: float = Field(
         0.5, gt=0, description="Merges patch the last sealed index with the changed rows (a "
         "delta, no k-means) until the rows changed since its training reach this share of "

@@ -40,4 +40,5 @@ def open_store(settings: Any) -> VectorStore:
         return edge
     return SegmentedStore(edge, settings.data_dir / "segments", settings.segment_merge_rows,
                           settings.segment_nprobe,
-                          retrain_share=settings.segment_retrain_share)
+                          retrain_share=settings.segment_retrain_share,
+                          codes=settings.segment_codes)

@@ -1,4 +1,4 @@
-"""Sealed segments: an IVF-Flat index (faiss) over a snapshot of vectors, built in a child process.
+"""Sealed segments: an IVF index (faiss) over a snapshot of vectors, built in a child process.
 
 Why IVF-Flat and not HNSW: on the bench's mixture Qdrant Edge's HNSW fell to recall 0.57 at 1M
 after a 671 s build; IVF-Flat builds in seconds (k-means on a sample, then one assignment pass),
@@ -8,7 +8,14 @@ build is CPU-bound for seconds to minutes; in a child it is niced, it cannot tou
 GIL, and a crash leaves the worker serving the old segment. faiss releases the GIL in
 ``read_index`` and ``search`` (measured: < 5 ms event-loop gaps while loading and searching).
 
-The child is ``python .../sealed_build.py <folder> <threads> [<base>]``, run as a script so
+Its lists hold float32 rows (``flat``: 4 bytes a dimension, scores exact) or 8-bit scalar codes
+(``sq8``, the default: 1 byte a dimension, scores approximate). At 1M songs + 1M listeners of
+512 dimensions that is 4 GB against 1 GB; the owning :class:`~.segments.Segments` fetches a
+few times ``k`` candidates from an ``sq8`` segment and rescores them exactly from its float32
+mirror, so callers still get exact cosines (``coldstream bench --only segments`` measures both
+codes in the same run).
+
+The child is ``python .../sealed_build.py <folder> <threads> <codes> [<base>]``, run as a script so
 that it imports numpy and faiss only (not the worker's packages) and is niced before anything
 else: it reads ``vectors.npy`` and ``labels.npy`` from the folder, writes ``index.faiss`` and
 ``build.json`` (pid, mode, rows, added, removed, lists, seconds, CPU seconds) atomically. With a
@@ -37,6 +44,11 @@ class SealedSegment:
     info: dict[str, Any]
     path: Path | None = None  # the index file, kept as the base of the next delta merge
 
+    @property
+    def exact(self) -> bool:
+        """Whether its scores are exact (float32 rows); else candidates to rescore."""
+        return self.info.get("codes", "flat") == "flat"
+
     def search(self, query: np.ndarray, k: int, allowed: np.ndarray,
                nprobe: int) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` (slots, scores) among slots whose ``allowed`` bit is set."""
@@ -61,12 +73,12 @@ def search_plain(segment: SealedSegment, query: np.ndarray, k: int,
     return slots[0][keep], scores[0][keep]
 
 
-def start_build(folder: Path, threads: int = 1,
-                base: Path | None = None) -> subprocess.Popen[bytes]:
+def start_build(folder: Path, threads: int = 1, base: Path | None = None,
+                codes: str = "sq8") -> subprocess.Popen[bytes]:
     """Start the child on ``folder`` (vectors.npy, labels.npy; with ``base``, a delta build
-    from that index file, also removed.npy)."""
+    from that index file, also removed.npy, keeping the base's codes)."""
     args = [sys.executable, str(Path(__file__).with_name("sealed_build.py")), str(folder),
-            str(threads)]
+            str(threads), codes]
     if base is not None:
         args.append(str(base))
     return subprocess.Popen(args, stdin=subprocess.DEVNULL)

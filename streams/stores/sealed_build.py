@@ -1,6 +1,8 @@
 """The child process that builds a sealed segment (see :mod:`.sealed`): build, write, exit.
 
-Two kinds of build. *Full*: k-means on a sample, then every snapshot row into its list.
+Two kinds of build. *Full*: k-means on a sample, then every snapshot row into its list, as
+float32 (``flat``) or as 8-bit scalar codes per dimension (``sq8``, a quarter of the memory;
+the worker rescores the candidates exactly from its mirror, :mod:`.segments`).
 *Delta*: the previous index file (``base``) is read back, the copies of every dirty slot are
 removed (stale vectors, deletes, reused slots) and the live dirty rows added with their
 current vectors; the trained centroids are kept, so no k-means and no pass over clean rows.
@@ -38,12 +40,23 @@ def add_rows(index: Any, vectors: np.ndarray, labels: np.ndarray) -> None:
                            labels[i:i + ADD_ROWS].astype(np.int64))
 
 
-def build_index(vectors: np.ndarray, labels: np.ndarray, seed: int = 0) -> Any:
-    """k-means on a sample of 64 points per list, then every vector into its nearest list."""
+CODES = ("flat", "sq8")
+
+
+def build_index(vectors: np.ndarray, labels: np.ndarray, codes: str = "flat",
+                seed: int = 0) -> Any:
+    """k-means on a sample of 64 points per list, then every vector into its nearest list
+    (``sq8``: the same sample also trains each dimension's 8-bit range)."""
     import faiss
 
     dim, lists = vectors.shape[1], lists_for(len(vectors))
-    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
+    quantizer = faiss.IndexFlatIP(dim)
+    if codes == "sq8":
+        index = faiss.IndexIVFScalarQuantizer(quantizer, dim, lists,
+                                              faiss.ScalarQuantizer.QT_8bit,
+                                              faiss.METRIC_INNER_PRODUCT)
+    else:
+        index = faiss.IndexIVFFlat(quantizer, dim, lists, faiss.METRIC_INNER_PRODUCT)
     sample = vectors
     if len(vectors) > 64 * lists:
         pick = np.random.default_rng(seed).choice(len(vectors), 64 * lists, replace=False)
@@ -78,21 +91,29 @@ def delta_index(base: Path, vectors: np.ndarray, labels: np.ndarray,
                    "add_s": time.perf_counter() - cut}
 
 
+def codes_of(index: Any) -> str:
+    """``flat`` when the index stores float32 rows (scores exact), else ``sq8``."""
+    return "flat" if index.code_size == 4 * index.d else "sq8"
+
+
 def main(argv: list[str]) -> None:
-    """Build from ``folder``'s snapshot with ``threads`` threads (delta when a base index is
-    given); write the index and what was done (build.json). Seconds per phase and the CPU
-    seconds are reported: a niced child's wall time says more about the machine's load."""
+    """Build from ``folder``'s snapshot with ``threads`` threads and ``codes`` (a delta, when
+    a base index is given, keeps the base's codes); write the index and what was done
+    (build.json). Seconds per phase and the CPU seconds are reported: a niced child's wall
+    time says more about the machine's load."""
     import faiss
 
-    folder, threads = Path(argv[0]), int(argv[1])
-    base = Path(argv[2]) if len(argv) > 2 else None
+    folder, threads, codes = Path(argv[0]), int(argv[1]), argv[2]
+    if codes not in CODES:
+        raise SystemExit(f"unknown codes {codes!r}: one of {CODES}")
+    base = Path(argv[3]) if len(argv) > 3 else None
     faiss.omp_set_num_threads(threads)
     start, cpu = time.perf_counter(), time.process_time()
     vectors = np.load(folder / "vectors.npy", mmap_mode="r")
     labels = np.load(folder / "labels.npy")
     dirty = np.zeros(0, dtype=np.int64) if base is None else np.load(folder / "removed.npy")
     if base is None:
-        index, steps = build_index(vectors, labels), {"removed": 0}
+        index, steps = build_index(vectors, labels, codes), {"removed": 0}
     else:
         index, steps = delta_index(base, vectors, labels, dirty)
     built = time.perf_counter()
@@ -102,6 +123,7 @@ def main(argv: list[str]) -> None:
     end = time.perf_counter()
     info = {"pid": os.getpid(), "mode": "full" if base is None else "delta",
             "rows": int(index.ntotal), "added": int(len(labels)), **steps,
+            "codes": codes_of(index), "code_bytes": int(index.code_size),
             "dirty": int(len(dirty)), "lists": int(index.nlist), "seconds": end - start,
             "build_s": built - start, "write_s": end - built,
             "cpu_s": time.process_time() - cpu}

@@ -51,7 +51,10 @@ class SegmentedStore(StoreWrapper):
 
     def __init__(self, inner: VectorStore, workdir: Path, merge_rows: int = 20_000,
                  nprobe: int = 32, check_s: float = 1.0, build_threads: int = 1,
-                 retrain_share: float = 0.5, relist_factor: float = 2.0) -> None:
+                 retrain_share: float = 0.5, relist_factor: float = 2.0,
+                 codes: str = "sq8") -> None:
+        """``codes``: what a full build stores per row (``sq8`` or ``flat``, :mod:`.sealed`);
+        a delta merge keeps its base's."""
         super().__init__(inner)
         import faiss  # here, at start: a first import in the merger thread holds the GIL
 
@@ -61,7 +64,7 @@ class SegmentedStore(StoreWrapper):
         self.workdir = Path(workdir)
         shutil.rmtree(self.workdir, ignore_errors=True)  # snapshots a crash left behind
         self.merge_rows, self.nprobe, self.check_s = merge_rows, nprobe, check_s
-        self.build_threads = build_threads
+        self.build_threads, self.codes = build_threads, codes
         self.retrain_share, self.relist_factor = retrain_share, relist_factor
         self.segments: dict[str, Segments] = {}
         self.builds: list[dict[str, Any]] = []  # what each build did (pid, mode, rows, s)
@@ -206,7 +209,7 @@ class SegmentedStore(StoreWrapper):
             dirty, live = seg.begin_delta()
             np.save(folder / "removed.npy", dirty.astype(np.int64))
             write_snapshot(seg, live, folder)
-        self._child = start_build(folder, self.build_threads, base)
+        self._child = start_build(folder, self.build_threads, base, self.codes)
         if self._stop.is_set():
             self._child.kill()
         return finish_build(self._child, folder)

@@ -32,6 +32,9 @@ from .sealed import SealedSegment, search_plain
 
 #: Filters matching at most this many points are searched exactly: cheaper than any index.
 EXACT_BELOW = 4096
+#: Candidates fetched per wanted hit from an ``sq8`` sealed segment, then rescored exactly
+#: from the mirror (``coldstream bench --only segments`` measured the recall it keeps).
+RESCORE = 4
 
 
 class Segments:
@@ -53,6 +56,8 @@ class Segments:
         self.merges = 0
         # The growing segment, contiguous: one row per dirty slot, so its exact search is one
         # matrix-vector product (a gather of scattered dirty rows cost ~5 ms at 11k rows).
+        # Empty while nothing is sealed: every slot is growing then and the search reads
+        # ``vectors`` itself (a copy would double the memory of a collection reloaded at start).
         self.grown = np.zeros((1024, dim), dtype=np.float32)
         self.grown_slot = np.zeros(1024, dtype=np.int64)
         self.grown_n = 0
@@ -117,6 +122,8 @@ class Segments:
 
     def _stage(self, slot: int, vector: np.ndarray) -> None:
         """Put a written slot's vector in the growing segment (its row, or a new one)."""
+        if self.sealed is None:
+            return
         row = int(self.row_of[slot])
         if row < 0:
             row = self.grown_n
@@ -148,6 +155,8 @@ class Segments:
     def growing(self) -> int:
         """Live points answered by exact search (written since the sealed snapshot)."""
         with self.lock:
+            if self.sealed is None:
+                return len(self.slot_of)
             return int(np.count_nonzero(self.alive[self.grown_slot[:self.grown_n]]))
 
     def search(self, vector: np.ndarray, k: int,
@@ -175,7 +184,7 @@ class Segments:
                     # 1/10 at nprobe 16 gave recall 0.73 without this).
                     share = matching / max(1, len(self.slot_of))
                     nprobe = int(np.ceil(self.nprobe / max(share, 1e-6)))
-                    s_slots, s_scores = self.sealed.search(q, k, clean, nprobe)
+                    s_slots, s_scores = self._sealed_top(q, k, nprobe, clean)
                     slots, scores = _top(np.concatenate([s_slots, slots]),
                                          np.concatenate([s_scores, scores]), k)
             return [(self.ids[s], float(v)) for s, v in zip(slots, scores, strict=True)]
@@ -186,7 +195,7 @@ class Segments:
         sealed hits were dirty; the caller takes the bitmap path."""
         assert self.sealed is not None
         want = 2 * k + 16
-        s_slots, s_scores = search_plain(self.sealed, q, want, self.nprobe)
+        s_slots, s_scores = self._sealed_top(q, want, self.nprobe)
         clean = ~self.dirty[s_slots]
         if np.count_nonzero(clean) < k and len(s_slots) == want:
             return None
@@ -194,6 +203,22 @@ class Segments:
         slots, scores = _top(np.concatenate([s_slots[clean], g_slots]),
                              np.concatenate([s_scores[clean], g_scores]), k)
         return [(self.ids[s], float(v)) for s, v in zip(slots, scores, strict=True)]
+
+    def _sealed_top(self, q: np.ndarray, k: int, nprobe: int,
+                    allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The sealed segment's top ``k`` with exact scores: an ``sq8`` segment's best
+        ``RESCORE * k`` by code are rescored from the mirror (a clean slot's mirror row is
+        the row the segment indexed; dirty slots are dropped by every caller)."""
+        sealed = self.sealed
+        assert sealed is not None
+        want = k if sealed.exact else RESCORE * k
+        if allowed is None:
+            slots, scores = search_plain(sealed, q, want, nprobe)
+        else:
+            slots, scores = sealed.search(q, want, allowed, nprobe)
+        if sealed.exact:
+            return slots, scores
+        return _top(slots, _dot(self.vectors[slots], q), k)
 
     def _allowed(self, where: Where | None) -> np.ndarray | None:
         n = len(self.ids)
@@ -219,6 +244,10 @@ class Segments:
     def _growing_top(self, q: np.ndarray, k: int,
                      allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Exact top ``k`` of the growing segment (every live slot while nothing is sealed)."""
+        if self.sealed is None:
+            n = len(self.ids)
+            scores, keep = _dot(self.vectors[:n], q), allowed[:n]
+            return _top(np.flatnonzero(keep), scores[keep], k)
         slots = self.grown_slot[:self.grown_n]
         scores = _dot(self.grown[:self.grown_n], q)
         keep = allowed[slots]
@@ -271,11 +300,11 @@ class Segments:
             return done
 
     def _compact_growing(self) -> None:
-        """Keep the growing rows of slots still dirty (written since the new snapshot)."""
-        slots = self.grown_slot[:self.grown_n]
-        keep = self.dirty[slots]
-        kept = slots[keep]
-        self.grown = np.ascontiguousarray(self.grown[:self.grown_n][keep])
+        """The growing rows are now the live slots still dirty (written since the new
+        snapshot), copied from the mirror: it holds every slot's current vector."""
+        n = len(self.ids)
+        kept = np.flatnonzero(self.dirty[:n] & self.alive[:n])
+        self.grown = self.vectors[kept]
         if len(self.grown) == 0:
             self.grown = np.zeros((1024, self.dim), dtype=np.float32)
         self.grown_slot = np.zeros(len(self.grown), dtype=np.int64)

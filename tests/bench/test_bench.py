@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import orjson
+import pytest
 from typer.testing import CliRunner
 
 from bench import encoders, flush, reembed, scale, search, segments, swap, swap_soak
@@ -65,6 +66,11 @@ def test_segments_smoke(tmp_path: Path) -> None:
     after = data["extra"]["after_merges"]
     assert {r["after"] for r in after} == {"delta", "full"}
     assert all(r["recall"] == 1.0 for r in after)  # nprobe 64 >= every list: exact
+    codes = data["extra"]["codes"]
+    assert {r["codes"] for r in codes} == {"flat", "sq8"}
+    index_mb = {r["codes"]: r["index_mb"] for r in codes}
+    assert index_mb["sq8"] == pytest.approx(index_mb["flat"] / 4)  # a byte per dimension
+    assert all(r["recall"] == 1.0 for r in codes if r["nprobe"] == 64 and r["k"] == 10)
 
 
 def test_segments_world_vectors_smoke(model_registry: Registry, tmp_path: Path) -> None:

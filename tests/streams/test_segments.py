@@ -15,7 +15,7 @@ import pytest
 
 from streams.ids import song_point_id
 from streams.stores import EdgeStore, Point, SegmentedStore, Where
-from streams.stores.sealed import finish_build, start_build
+from streams.stores.sealed import finish_build, search_plain, start_build
 from streams.stores.segmented import write_snapshot
 
 DIM = 16
@@ -50,14 +50,18 @@ def matches(pid: str, payload: dict[str, Any], where: Where) -> bool:
                     for k, b in where.at_least.items()))
 
 
-@pytest.fixture(params=[0, 500], ids=["segments", "small-filters-exact"])
+@pytest.fixture(params=[(0, "sq8"), (500, "sq8"), (0, "flat")],
+                ids=["segments", "small-filters-exact", "flat-codes"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SegmentedStore]:
-    # nprobe above any list count: the sealed segment answers exactly, so any difference from
-    # the reference is a segment-logic bug, not approximation. exact_below=0 sends every
-    # search through the sealed + growing path; 500 sends the narrow filters to exact search.
-    s = SegmentedStore(EdgeStore(tmp_path / "q"), tmp_path / "seg", merge_rows=0, nprobe=4096)
+    # nprobe above any list count: the sealed segment scans every list, so any difference
+    # from the reference is a segment-logic bug (sq8 codes are rescored exactly; the test
+    # below shows their raw scores are not exact). exact_below=0 sends every search through
+    # the sealed + growing path; 500 sends the narrow filters to exact search.
+    exact_below, codes = request.param
+    s = SegmentedStore(EdgeStore(tmp_path / "q"), tmp_path / "seg", merge_rows=0, nprobe=4096,
+                       codes=codes)
     s.ensure_collection("songs", DIM, INDEXES)
-    s.segments["songs"].exact_below = request.param
+    s.segments["songs"].exact_below = exact_below
     yield s
     s.close()
 
@@ -110,6 +114,7 @@ def test_growing_only_then_sealed_equal_exact(store: SegmentedStore) -> None:
     pts = make_points(rng, range(2000))
     store.upsert("songs", pts)
     ref.upsert(pts)
+    assert store.segments["songs"].grown_n == 0  # nothing sealed: no copy of the mirror
     assert_same(store, ref, rng)  # growing segment only
     info = store.merge("songs")
     assert info is not None and info["rows"] == 2000
@@ -151,6 +156,38 @@ def test_writes_during_a_build_stay_correct(store: SegmentedStore, tmp_path: Pat
     assert seg.install(finish_build(child, folder))
     assert seg.growing > 0
     assert_same(store, ref, rng)
+
+
+def test_sq8_candidates_are_rescored_to_exact_cosines(tmp_path: Path) -> None:
+    """An sq8 segment holds a byte per dimension and its own scores are approximate; what the
+    store returns is the exact top k with exact cosines, from the float32 mirror."""
+    dim, rng = 64, np.random.default_rng(12)
+    x = rng.standard_normal((3000, dim)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    store = SegmentedStore(EdgeStore(tmp_path / "q"), tmp_path / "seg", merge_rows=0,
+                           nprobe=4096, codes="sq8")
+    try:
+        store.ensure_collection("songs", dim, {})
+        ids = [song_point_id(f"s{i}") for i in range(len(x))]
+        store.upsert("songs", [Point(pid, v, {}) for pid, v in zip(ids, x, strict=True)])
+        info = store.merge("songs")
+        assert info is not None and info["codes"] == "sq8" and info["code_bytes"] == dim
+        seg = store.segments["songs"]
+        assert seg.sealed is not None and not seg.sealed.exact
+        worst_raw = 0.0
+        for q in rng.standard_normal((20, dim)).astype(np.float32):
+            q /= np.linalg.norm(q)
+            truth = np.argsort(-(x @ q), kind="stable")[:10]
+            got = store.search("songs", q, 10)
+            assert [h.id for h in got] == [ids[i] for i in truth]
+            for h in got:
+                assert h.score == pytest.approx(float(x[ids.index(h.id)] @ q), abs=1e-5)
+            raw_slots, raw_scores = search_plain(seg.sealed, q, 10, 4096)
+            exact = seg.vectors[raw_slots] @ q
+            worst_raw = max(worst_raw, float(np.abs(raw_scores - exact).max()))
+        assert worst_raw > 1e-4  # the codes alone are approximate: the rescoring matters
+    finally:
+        store.close()
 
 
 def test_restart_reloads_the_mirror_from_the_engine(tmp_path: Path) -> None:
