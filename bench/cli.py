@@ -73,7 +73,7 @@ def run_one(name: str, mode: Mode, models: Path, done: dict[str, Report],
     if name == "new_song":
         return latency.run(mode, models=models)
     if name == "scale":
-        return scale.run(mode, models, out)
+        return scale.run(mode, models, out, memory_cap_gb=size.get("memory_cap_gb"))
     if name == "swap_soak":
         return swap_soak.run(mode, models)
     if name == "codecs":
@@ -105,6 +105,8 @@ def bench(
     )] = None,
     paced_s: Annotated[float | None, typer.Option(
         help="ingest: seconds each paced rate is offered (default 5; full 60)")] = None,
+    memory_cap_gb: Annotated[float | None, typer.Option(
+        help="scale: run the worker in a memory cgroup of this size (needs root)")] = None,
     vectors: Annotated[str, typer.Option(
         help="segments: mixture (the Gaussian mixture, the hard case) or world (a music "
              "world's songs encoded by the --models registry's model)")] = "mixture",
@@ -126,7 +128,8 @@ def bench(
     for name in names:
         console.rule(f"{name}: {SCENARIOS[name]}")
         size: dict[str, Any] = {k: v for k, v in {"n_users": users, "n_songs": songs, "n": events,
-                                  "paced_s": paced_s}.items() if v is not None}
+                                  "paced_s": paced_s, "memory_cap_gb": memory_cap_gb}.items()
+                                  if v is not None}
         if name == "ingest":
             size["lag_png"] = out / "ingest-lag.png"
         if paced:

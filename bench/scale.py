@@ -44,6 +44,7 @@ from streams.stores import EdgeStore, Point, SegmentedStore
 
 from . import live
 from .common import Mode, Report, ms, ratio
+from .memory_cap import MemoryCap
 from .models import DEFAULT_MODELS, loaded
 from .search import exact, queries
 from .state_store import memory_mb
@@ -438,10 +439,13 @@ SIZES = {"quick": {"n_songs": 2_000, "n_users": 2_000, "rate": 200.0, "songs_rat
 
 
 def run(mode: Mode, models: Path = DEFAULT_MODELS, out: Path = Path("bench/results"),
-        env: dict[str, str] | None = None, **sizes: Any) -> Report:
+        env: dict[str, str] | None = None, memory_cap_gb: float | None = None,
+        **sizes: Any) -> Report:
     """``sizes`` overrides :data:`SIZES` (n_songs, n_users, rate, songs_rate, seconds);
-    ``env``: worker settings to run under (e.g. an older default, as a same-session baseline)."""
-    size = {**SIZES[mode], **sizes}
+    ``env``: worker settings to run under (e.g. an older default, as a same-session baseline);
+    ``memory_cap_gb``: run the worker (and its segment builds) in a cgroup of that size
+    (:mod:`.memory_cap`): whether it fits, page cache reclaimed, not just what RSS it reached."""
+    size = {**SIZES[mode], **sizes, "memory_cap_gb": memory_cap_gb}
     rates = (float(size["rate"]), float(size["songs_rate"]))
     rep = Report("scale", mode, {**size, "audio": "30 s mono WAV, 44.1 kHz",
                                  "scrape_s": SCRAPE_S, "worker_env": env or {}})
@@ -470,7 +474,8 @@ def run(mode: Mode, models: Path = DEFAULT_MODELS, out: Path = Path("bench/resul
     rep.extra["search_after"] = search
     rep.extra["scrapes_at_issue_rate"] = at_issue.scrapes
     rep.summary = {"songs": size["n_songs"], "users": size["n_users"],
-                   **figures(soak, rates), "search_p50_ms": search["store"]["p50_ms"],
+                   **figures(soak, rates), **cap_figures(rep.extra.get("memory_cap")),
+                   "search_p50_ms": search["store"]["p50_ms"],
                    "search_p99_ms": search["store"]["p99_ms"],
                    "search_numpy_p50_ms": search["numpy"]["p50_ms"],
                    "search_recall_at_10": search["recall_at_10"],
@@ -487,10 +492,11 @@ def soak_with_worker(rep: Report, bs: str, models: Path, tmp: Path, names: dict[
     worker = live.Worker(bs, models, tmp / "data", "sc", audio_root=tmp / "audio", extra_env={
         "COLDSTREAM_LAG_INTERVAL_S": "2", "COLDSTREAM_SEGMENT_MERGE_ROWS":
             str(size["merge_rows"]), **env})
+    cap = MemoryCap(size["memory_cap_gb"]) if size.get("memory_cap_gb") else None
     t = time.perf_counter()
-    worker.start(ready_timeout=1200)
-    rep.extra["worker_ready_s"] = time.perf_counter() - t
     try:
+        worker.start(ready_timeout=1200, on_spawn=cap.add if cap else None)
+        rep.extra["worker_ready_s"] = time.perf_counter() - t
         rep.extra["first_merges_s"] = wait_merges(worker, names, 2, 600)
         # Writing the world and sealing it leave dirty pages; drain their writeback so none
         # lands in the soak (0.4 s at 200k here: it was not what made soaks differ).
@@ -504,6 +510,18 @@ def soak_with_worker(rep: Report, bs: str, models: Path, tmp: Path, names: dict[
         return soak, at_issue
     finally:
         worker.stop(timeout=120)
+        if cap is not None:
+            rep.extra["memory_cap"] = cap.stats()
+            print(f"memory cap: {rep.extra['memory_cap']}", file=sys.stderr)  # also on a death
+            cap.close()
+
+
+def cap_figures(cap: dict[str, Any] | None) -> dict[str, Any]:
+    """The memory cap's figures for the summary (none without a cap)."""
+    if not cap:
+        return {}
+    return {"memory_cap_gb": cap["limit_gb"], "memory_cap_max_usage_gb": cap["max_usage_gb"],
+            "memory_cap_oom_kills": cap["oom_kills"]}
 
 
 def rows_and_goals(rep: Report) -> None:
@@ -519,6 +537,9 @@ def rows_and_goals(rep: Report) -> None:
         s["new_songs_per_s_achieved"], s["new_songs_per_s_offered"]), lambda v: v >= 0.99)
     rep.goal("worker RSS", "<= 8 GB", s["rss_gb"], lambda v: v <= 8)
     rep.goal("longest event-loop stall", "<= 50 ms", s["max_loop_stall_ms"], lambda v: v <= 50)
+    if "memory_cap_gb" in s:
+        rep.goal(f"worker + builds in a {s['memory_cap_gb']:g} GB cgroup: OOM kills", "0",
+                 s["memory_cap_oom_kills"], lambda v: v == 0)
     rep.notes.append("achieved rates: the worker's own counters (events handled, songs "
                      "indexed) over the offered window; lag keeps what it did not take")
     rep.notes.append("search_*: the final song collection reopened as a restart does, sealed, "

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,11 +33,16 @@ class WorkerProcess:
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     module: str = "streams.cli"  # a launcher module with the same CLI (the bench uses one)
 
-    def start(self, ready_timeout: float = 90.0) -> WorkerProcess:
+    def start(self, ready_timeout: float = 90.0,
+              on_spawn: Callable[[int], None] | None = None) -> WorkerProcess:
+        """Start and wait until ready; ``on_spawn(pid)`` runs first (e.g. to put the process
+        under a memory limit before it loads anything)."""
         log = self.log_path.open("ab")
         self.process = subprocess.Popen([sys.executable, "-m", self.module, "worker"],
                                         env=self.env, stdout=log, stderr=subprocess.STDOUT)
         STARTED.append(self)
+        if on_spawn is not None:
+            on_spawn(self.process.pid)
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

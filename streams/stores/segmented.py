@@ -31,6 +31,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,23 @@ class SegmentedStore(StoreWrapper):
         payloads = {h.id: h.payload for h in
                     self.inner.retrieve(collection, [pid for pid, _ in found], with_vector=False)}
         return [Hit(pid, score, payloads[pid]) for pid, score in found if pid in payloads]
+
+    def retrieve(self, collection: str, ids: Sequence[str], with_vector: bool = True
+                 ) -> list[Hit]:
+        """Payloads from the engine; vectors, where the collection has a mirror, from it.
+
+        Serving then never reads the engine's vector files. At 1M songs + 1M listeners they
+        are 4 GB of page cache, and a worker under a memory limit that keeps its own
+        memory (the mirror) resident would re-read them from disk at every lookup (measured:
+        reads of 300-800 MB/s in an 8 GB cgroup). Both reads hold the mirror's lock, so no
+        write lands between a payload and its vector."""
+        seg = self.segments.get(collection)
+        if seg is None or not with_vector:
+            return self.inner.retrieve(collection, ids, with_vector)
+        with seg.lock:
+            hits = self.inner.retrieve(collection, ids, with_vector=False)
+            vectors = seg.vectors_of([h.id for h in hits])
+        return [replace(h, vector=v) for h, v in zip(hits, vectors, strict=True)]
 
     def set_alias(self, alias: str, collection: str) -> None:
         """Point the alias; a collection no alias serves any more (the old model version after

@@ -282,6 +282,12 @@ class Segments:
         with self.lock:
             return int(np.count_nonzero(self.dirty[:len(self.ids)]))
 
+    def vectors_of(self, ids: Sequence[str]) -> list[np.ndarray | None]:
+        """A copy of each id's current (unit) vector; None for an id it does not hold."""
+        with self.lock:
+            slots = [self.slot_of.get(pid) for pid in ids]
+            return [None if s is None else self.vectors[s].copy() for s in slots]
+
     def copy_rows(self, slots: np.ndarray) -> np.ndarray:
         """The current vectors of ``slots`` (a slot changed meanwhile is pending anyway)."""
         with self.lock:

@@ -190,6 +190,37 @@ def test_sq8_candidates_are_rescored_to_exact_cosines(tmp_path: Path) -> None:
         store.close()
 
 
+def test_retrieve_takes_vectors_from_the_mirror_and_payloads_from_the_engine(
+        store: SegmentedStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Serving never asks the engine for vectors; what it gets equals the engine's own
+    (unit) vectors, updates included, and ids the collection lacks are left out."""
+    rng = np.random.default_rng(13)
+    store.upsert("songs", make_points(rng, range(300)))
+    store.merge("songs")
+    resent = make_points(rng, range(0, 300, 3))
+    store.upsert("songs", resent)
+    ids = [song_point_id(f"s{i}") for i in range(0, 300, 7)] + [song_point_id("absent")]
+    engine = {h.id: h for h in store.inner.retrieve("songs", ids, with_vector=True)}
+    asked: list[bool] = []
+    inner_retrieve = store.inner.retrieve
+
+    def spy(collection: str, pids: list[str], with_vector: bool = True) -> list[Any]:
+        asked.append(with_vector)
+        return inner_retrieve(collection, pids, with_vector)
+
+    monkeypatch.setattr(store.inner, "retrieve", spy)
+    got = store.retrieve("songs", ids, with_vector=True)
+    assert asked == [False]
+    assert [h.id for h in got] == list(engine) and song_point_id("absent") not in engine
+    for h in got:
+        assert h.vector is not None and engine[h.id].vector is not None
+        np.testing.assert_allclose(h.vector, engine[h.id].vector, atol=1e-6)
+        assert h.payload == engine[h.id].payload
+    s0 = next(h for h in got if h.id == song_point_id("s0"))  # re-sent: the new vector
+    want = np.asarray(resent[0].vector, dtype=np.float32)
+    np.testing.assert_allclose(s0.vector, want / np.linalg.norm(want), atol=1e-6)
+
+
 def test_restart_reloads_the_mirror_from_the_engine(tmp_path: Path) -> None:
     rng, ref = np.random.default_rng(4), Reference()
     s = SegmentedStore(EdgeStore(tmp_path / "q"), tmp_path / "seg", merge_rows=0, nprobe=4096)
