@@ -1,7 +1,7 @@
 """Sealed segments: an IVF index (faiss) over a snapshot of vectors, built in a child process.
 
-Why IVF-Flat and not HNSW: on the bench's mixture Qdrant Edge's HNSW fell to recall 0.57 at 1M
-after a 671 s build; IVF-Flat builds in seconds (k-means on a sample, then one assignment pass),
+Why IVF and not HNSW: on the bench's mixture Qdrant Edge's HNSW fell to recall 0.57 at 1M
+after a 671 s build; IVF builds in seconds (k-means on a sample, then one assignment pass),
 its recall is set per query by ``nprobe`` (all lists probed = exact), and it filters inside the
 scan with a bitmap, so a payload filter or a tombstone costs no recall. Why a child process: the
 build is CPU-bound for seconds to minutes; in a child it is niced, it cannot touch the worker's
