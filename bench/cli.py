@@ -38,7 +38,8 @@ SCENARIOS = {
 
 def run_one(name: str, mode: Mode, models: Path, done: dict[str, Report],
             state_users: int | None = None, size: dict[str, Any] | None = None,
-            out: Path = Path("bench/results"), vectors: str = "mixture") -> Report:
+            out: Path = Path("bench/results"), vectors: str = "mixture",
+            memory_cap_gb: float | None = None) -> Report:
     from . import (
         codecs,
         encoders,
@@ -73,7 +74,7 @@ def run_one(name: str, mode: Mode, models: Path, done: dict[str, Report],
     if name == "new_song":
         return latency.run(mode, models=models)
     if name == "scale":
-        return scale.run(mode, models, out, memory_cap_gb=size.get("memory_cap_gb"))
+        return scale.run(mode, models, out, memory_cap_gb=memory_cap_gb)
     if name == "swap_soak":
         return swap_soak.run(mode, models)
     if name == "codecs":
@@ -128,13 +129,12 @@ def bench(
     for name in names:
         console.rule(f"{name}: {SCENARIOS[name]}")
         size: dict[str, Any] = {k: v for k, v in {"n_users": users, "n_songs": songs, "n": events,
-                                  "paced_s": paced_s, "memory_cap_gb": memory_cap_gb}.items()
-                                  if v is not None}
+                                  "paced_s": paced_s}.items() if v is not None}
         if name == "ingest":
             size["lag_png"] = out / "ingest-lag.png"
         if paced:
             size["rates"] = [int(r) for r in paced.split(",")]
-        rep = run_one(name, mode, models, done, state_users, size, out, vectors)
+        rep = run_one(name, mode, models, done, state_users, size, out, vectors, memory_cap_gb)
         done[name] = rep
         rep.print()
         console.print(f"  saved {rep.save(out)}")

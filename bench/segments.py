@@ -161,14 +161,8 @@ def compare_codes(store: SegmentedStore, live: Live, qs: np.ndarray, k: int,
             mem = memory_mb(store)
             for kk, filtered, nprobe in [(k, f, p) for f in (False, True) for p in nprobes] + [
                     (200, False, nprobes[-1])]:
-                row = measure(store, live, qs, kk, nprobe, filtered)
                 rows.append({"codes": codes, "k": kk, "filter": "genre" if filtered else "none",
-                             "nprobe": nprobe, "recall": row["recall"],
-                             "store_p50_ms": row["store_p50_ms"],
-                             "store_p99_ms": row["store_p99_ms"],
-                             "segments_p50_ms": row["segments_p50_ms"],
-                             "numpy_p50_ms": row["numpy_p50_ms"],
-                             "speedup_p50": row["speedup_p50"],
+                             "nprobe": nprobe, **measure(store, live, qs, kk, nprobe, filtered),
                              "index_mb": mem["sealed_index_mb"], "build_wall_s": merge["wall_s"],
                              "build_cpu_s": merge.get("cpu_s"),
                              "max_loop_stall_ms": merge["max_loop_stall_ms"]})

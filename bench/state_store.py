@@ -140,12 +140,12 @@ def memory_mb(pid: int) -> dict[str, float]:
     """MB of a process: ``rss`` (resident), ``anon`` (its own pages: what only it can free),
     ``file`` (mapped file pages: the page cache, which the kernel reclaims under pressure),
     ``peak`` (the highest ``rss`` since it started)."""
-    keys = {"VmRSS:": "rss", "RssAnon:": "anon", "RssFile:": "file", "VmHWM:": "peak"}
+    keys = {"VmRSS": "rss", "RssAnon": "anon", "RssFile": "file", "VmHWM": "peak"}
     out = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key = line.split(":", 1)[0] + ":"
+        key, _, value = line.partition(":")
         if key in keys:
-            out[keys[key]] = int(line.split()[1]) / 1024
+            out[keys[key]] = int(value.split()[0]) / 1024
     if "rss" not in out:
         raise RuntimeError("no VmRSS")
     return out
