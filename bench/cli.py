@@ -39,7 +39,7 @@ SCENARIOS = {
 def run_one(name: str, mode: Mode, models: Path, done: dict[str, Report],
             state_users: int | None = None, size: dict[str, Any] | None = None,
             out: Path = Path("bench/results"), vectors: str = "mixture",
-            memory_cap_gb: float | None = None) -> Report:
+            memory_cap_gb: float | None = None, vector_dtype: str = "float32") -> Report:
     from . import (
         codecs,
         encoders,
@@ -74,7 +74,8 @@ def run_one(name: str, mode: Mode, models: Path, done: dict[str, Report],
     if name == "new_song":
         return latency.run(mode, models=models)
     if name == "scale":
-        return scale.run(mode, models, out, memory_cap_gb=memory_cap_gb)
+        return scale.run(mode, models, out, memory_cap_gb=memory_cap_gb,
+                         vector_dtype=vector_dtype)
     if name == "swap_soak":
         return swap_soak.run(mode, models)
     if name == "codecs":
@@ -108,6 +109,9 @@ def bench(
         help="ingest: seconds each paced rate is offered (default 5; full 60)")] = None,
     memory_cap_gb: Annotated[float | None, typer.Option(
         help="scale: run the worker in a memory cgroup of this size (needs root)")] = None,
+    vector_dtype: Annotated[str, typer.Option(
+        help="scale: how the store and the worker's mirrors hold vectors (float32 or "
+             "float16; COLDSTREAM_VECTOR_DTYPE)")] = "float32",
     vectors: Annotated[str, typer.Option(
         help="segments: mixture (the Gaussian mixture, the hard case) or world (a music "
              "world's songs encoded by the --models registry's model)")] = "mixture",
@@ -134,7 +138,8 @@ def bench(
             size["lag_png"] = out / "ingest-lag.png"
         if paced:
             size["rates"] = [int(r) for r in paced.split(",")]
-        rep = run_one(name, mode, models, done, state_users, size, out, vectors, memory_cap_gb)
+        rep = run_one(name, mode, models, done, state_users, size, out, vectors, memory_cap_gb,
+                      vector_dtype)
         done[name] = rep
         rep.print()
         console.print(f"  saved {rep.save(out)}")

@@ -125,8 +125,9 @@ def song_points(model: LoadedModel, vecs: np.ndarray, lo: int, hi: int, n_users:
 
 
 def write_world(model: LoadedModel, data_dir: Path, n_songs: int, n_users: int,
-                batch: int = 2000, seed: int = 0) -> World:
-    """Songs and users into the worker's Edge store, through ``upsert``."""
+                batch: int = 2000, seed: int = 0, dtype: str = "float32") -> World:
+    """Songs and users into the worker's Edge store, through ``upsert`` (collections made
+    with the ``dtype`` the worker's settings name)."""
     rng = np.random.default_rng(seed)
     world = World(n_songs, n_users)
     t = time.perf_counter()
@@ -134,7 +135,7 @@ def write_world(model: LoadedModel, data_dir: Path, n_songs: int, n_users: int,
     users = user_vectors(songs, n_users, rng)
     boundary = typical_boundary(model, users, songs)
     world.seconds["vectors_s"] = time.perf_counter() - t
-    store = EdgeStore(data_dir / "qdrant")
+    store = EdgeStore(data_dir / "qdrant", dtype=dtype)
     try:
         cols = pipeline.ensure_collections(store, model)
         t = time.perf_counter()
@@ -309,18 +310,18 @@ async def soak_run(bs: str, worker: WorkerProcess, names: dict[str, str], world:
 
 
 def search_after(data_dir: Path, work: Path, collection: str, dim: int, n_queries: int = 200,
-                 k: int = 10) -> dict[str, Any]:
+                 k: int = 10, dtype: str = "float32") -> dict[str, Any]:
     """Reopen the songs as a restart does, seal them, search: store p50/p99 and recall@k
     against exact numpy over the same live vectors (and numpy's own p50, same queries)."""
     t = time.perf_counter()
-    store = SegmentedStore(EdgeStore(data_dir / "qdrant"), work, merge_rows=0)
+    store = SegmentedStore(EdgeStore(data_dir / "qdrant"), work, merge_rows=0, dtype=dtype)
     try:
         store.ensure_collection(collection, dim, pipeline.SONG_INDEXES)
         reload_s = time.perf_counter() - t
         merge = store.merge(collection) or {}
         seg = store.segments[collection]
         n = len(seg.ids)
-        x, alive = seg.vectors[:n], seg.alive[:n]
+        x, alive = seg.rows(np.arange(n)), seg.alive[:n]
         lat: dict[str, list[float]] = {"store": [], "numpy": []}
         recall = []
         for q in queries(x[alive], n_queries):
@@ -440,12 +441,14 @@ SIZES = {"quick": {"n_songs": 2_000, "n_users": 2_000, "rate": 200.0, "songs_rat
 
 def run(mode: Mode, models: Path = DEFAULT_MODELS, out: Path = Path("bench/results"),
         env: dict[str, str] | None = None, memory_cap_gb: float | None = None,
-        **sizes: Any) -> Report:
+        vector_dtype: str = "float32", **sizes: Any) -> Report:
     """``sizes`` overrides :data:`SIZES` (n_songs, n_users, rate, songs_rate, seconds);
     ``env``: worker settings to run under (e.g. an older default, as a same-session baseline);
     ``memory_cap_gb``: run the worker (and its segment builds) in a cgroup of that size
-    (:mod:`.memory_cap`): whether it fits, page cache reclaimed, not just what RSS it reached."""
+    (:mod:`.memory_cap`): whether it fits, page cache reclaimed, not just what RSS it reached;
+    ``vector_dtype``: ``COLDSTREAM_VECTOR_DTYPE`` for the store and the worker."""
     size = {**SIZES[mode], **sizes, "memory_cap_gb": memory_cap_gb}
+    env = {**(env or {}), "COLDSTREAM_VECTOR_DTYPE": vector_dtype}
     rates = (float(size["rate"]), float(size["songs_rate"]))
     rep = Report("scale", mode, {**size, "audio": "30 s mono WAV, 44.1 kHz",
                                  "scrape_s": SCRAPE_S, "worker_env": env or {}})
@@ -454,15 +457,17 @@ def run(mode: Mode, models: Path = DEFAULT_MODELS, out: Path = Path("bench/resul
     tmp = Path(tempfile.mkdtemp(prefix="coldstream-bench-scale-"))
     names = live.topics("sc")
     try:
-        world = write_world(model, tmp / "data", size["n_songs"], size["n_users"])
+        world = write_world(model, tmp / "data", size["n_songs"], size["n_users"],
+                            dtype=vector_dtype)
         rep.extra["load"] = world.seconds
         wavs = live.write_wavs(tmp / "audio")
         with EmbeddedBroker(log_path=tmp / "tansu.log") as broker:
             asyncio.run(ensure_topics(broker.bootstrap, list(names.values()), 4))
             soak, at_issue = soak_with_worker(rep, broker.bootstrap, models, tmp, names,
-                                              world, rates, size, wavs, env or {})
+                                              world, rates, size, wavs, env)
         cols = pipeline.Collections.for_version(model.version)
-        search = search_after(tmp / "data", tmp / "seg-check", cols.songs, model.manifest.dim)
+        search = search_after(tmp / "data", tmp / "seg-check", cols.songs, model.manifest.dim,
+                              dtype=vector_dtype)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     plot_lag([soak, at_issue], out / "scale_lag.png", f"consumer lag, {size['n_songs']:,} "

@@ -95,6 +95,11 @@ class Settings(BaseSettings):
         "sq8", description="What a sealed segment stores per vector: sq8 (8-bit codes, a "
         "quarter of float32's memory; candidates are rescored exactly from the worker's "
         "float32 mirror) or flat (float32).")
+    vector_dtype: Literal["float32", "float16"] = Field(
+        "float32", description="How vectors are stored: the engine's datatype for new "
+        "collections and the worker's search mirror. float16 halves both (1 GB each per "
+        "million 512-d vectors) at cosines within about 1e-3 of float32; what each costs at "
+        "1M songs + 1M listeners is in docs/benchmarks.md.")
     segment_retrain_share: float = Field(
         0.5, gt=0, description="Merges patch the last sealed index with the changed rows (a "
         "delta, no k-means) until the rows changed since its training reach this share of "

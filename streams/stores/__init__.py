@@ -31,14 +31,15 @@ def open_store(settings: Any) -> VectorStore:
     """The backend the settings ask for: server URL, local mode path, or embedded Edge."""
     if settings.qdrant_url:
         key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-        return QdrantClientStore(url=settings.qdrant_url, api_key=key)
+        return QdrantClientStore(url=settings.qdrant_url, api_key=key,
+                                 dtype=settings.vector_dtype)
     if settings.qdrant_local_path:
-        return QdrantClientStore(path=settings.qdrant_local_path)
+        return QdrantClientStore(path=settings.qdrant_local_path, dtype=settings.vector_dtype)
     edge = EdgeStore(settings.data_dir / "qdrant", settings.store_flush_points,
-                     settings.store_presync)
+                     settings.store_presync, settings.vector_dtype)
     if settings.search_index == "engine":
         return edge
     return SegmentedStore(edge, settings.data_dir / "segments", settings.segment_merge_rows,
                           settings.segment_nprobe,
                           retrain_share=settings.segment_retrain_share,
-                          codes=settings.segment_codes)
+                          codes=settings.segment_codes, dtype=settings.vector_dtype)

@@ -38,10 +38,12 @@ log = logging.getLogger(__name__)
 class EdgeStore:
     """Qdrant Edge shards under ``root``; a lock file makes ownership by one process explicit."""
 
-    def __init__(self, root: Path, flush_points: int = 0, presync: bool = True) -> None:
+    def __init__(self, root: Path, flush_points: int = 0, presync: bool = True,
+                 dtype: str = "float32") -> None:
         """``flush_points``: the flusher thread flushes a shard once this many points are
         unflushed (0: only on :meth:`flush`); ``presync``: fsync its files first (see
-        :meth:`_flush_shard`)."""
+        :meth:`_flush_shard`); ``dtype``: how a new collection stores its vectors
+        (``float16`` halves its vector files; an existing one keeps what it was made with)."""
         import qdrant_edge as qe
 
         self.qe = qe
@@ -53,6 +55,7 @@ class EdgeStore:
         self._unflushed: dict[str, int] = {}  # points written since the shard's last flush
         self.flush_points = flush_points
         self.presync = presync
+        self.dtype = dtype
         #: Called after every shard flush with (collection, points flushed, seconds).
         self.on_flush: Callable[[str, int, float], None] | None = None
         self._flush_wanted = threading.Event()
@@ -72,8 +75,10 @@ class EdgeStore:
                 return
             folder = self.root / name
             (folder / "shard").mkdir(parents=True, exist_ok=True)
-            config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=dim,
-                                                               distance=qe.Distance.Cosine))
+            datatype = {"float32": qe.VectorStorageDatatype.Float32,
+                        "float16": qe.VectorStorageDatatype.Float16}[self.dtype]
+            config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(
+                size=dim, distance=qe.Distance.Cosine, datatype=datatype))
             shard = qe.EdgeShard.create(str(folder / "shard"), config)
             kinds = {"keyword": qe.PayloadSchemaType.Keyword,
                      "integer": qe.PayloadSchemaType.Integer,

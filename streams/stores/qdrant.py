@@ -23,7 +23,9 @@ class QdrantClientStore:
     """qdrant-client backend; collection aliases are real Qdrant aliases on a server."""
 
     def __init__(self, url: str | None = None, api_key: str | None = None,
-                 path: Path | None = None, timeout: float = 10.0) -> None:
+                 path: Path | None = None, timeout: float = 10.0,
+                 dtype: str = "float32") -> None:
+        """``dtype``: how a new collection stores its vectors (``float16`` halves them)."""
         from qdrant_client import QdrantClient, models
 
         self.m = models
@@ -32,6 +34,7 @@ class QdrantClientStore:
         else:
             self.client = QdrantClient(path=str(path) if path else ":memory:")
         self.local = not url
+        self.dtype = dtype
         self._local_aliases: dict[str, str] = {}
         self._lock: Any = threading.RLock() if self.local else contextlib.nullcontext()
 
@@ -41,7 +44,8 @@ class QdrantClientStore:
             if self.client.collection_exists(name):
                 return
             self.client.create_collection(
-                name, vectors_config=m.VectorParams(size=dim, distance=m.Distance.COSINE),
+                name, vectors_config=m.VectorParams(size=dim, distance=m.Distance.COSINE,
+                                                    datatype=m.Datatype(self.dtype)),
                 hnsw_config=m.HnswConfigDiff(m=16, ef_construct=128))
             kinds = {"keyword": m.PayloadSchemaType.KEYWORD,
                      "integer": m.PayloadSchemaType.INTEGER, "float": m.PayloadSchemaType.FLOAT}

@@ -53,9 +53,9 @@ class SegmentedStore(StoreWrapper):
     def __init__(self, inner: VectorStore, workdir: Path, merge_rows: int = 20_000,
                  nprobe: int = 32, check_s: float = 1.0, build_threads: int = 1,
                  retrain_share: float = 0.5, relist_factor: float = 2.0,
-                 codes: str = "sq8") -> None:
+                 codes: str = "sq8", dtype: str = "float32") -> None:
         """``codes``: what a full build stores per row (``sq8`` or ``flat``, :mod:`.sealed`);
-        a delta merge keeps its base's."""
+        a delta merge keeps its base's. ``dtype``: the mirrors' storage (:class:`Segments`)."""
         super().__init__(inner)
         import faiss  # here, at start: a first import in the merger thread holds the GIL
 
@@ -65,7 +65,7 @@ class SegmentedStore(StoreWrapper):
         self.workdir = Path(workdir)
         shutil.rmtree(self.workdir, ignore_errors=True)  # snapshots a crash left behind
         self.merge_rows, self.nprobe, self.check_s = merge_rows, nprobe, check_s
-        self.build_threads, self.codes = build_threads, codes
+        self.build_threads, self.codes, self.dtype = build_threads, codes, dtype
         self.retrain_share, self.relist_factor = retrain_share, relist_factor
         self.segments: dict[str, Segments] = {}
         self.builds: list[dict[str, Any]] = []  # what each build did (pid, mode, rows, s)
@@ -84,7 +84,7 @@ class SegmentedStore(StoreWrapper):
         with self._guard:
             if name in self.segments:
                 return
-            seg = Segments(dim, indexes, self.nprobe)
+            seg = Segments(dim, indexes, self.nprobe, self.dtype)
             batch: list[Point] = []
             for hit in scroll_all(self.inner, name, page=1024, with_vector=True):
                 batch.append(Point(hit.id, hit.vector, hit.payload))  # type: ignore[arg-type]

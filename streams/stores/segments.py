@@ -35,16 +35,22 @@ EXACT_BELOW = 4096
 #: Candidates fetched per wanted hit from an ``sq8`` sealed segment, then rescored exactly
 #: from the mirror (``coldstream bench --only segments`` measured the recall it keeps).
 RESCORE = 4
+#: Rows of a float16 mirror converted per step of a full scan (numpy has no float16 BLAS).
+SCAN_ROWS = 16_384
 
 
 class Segments:
     """Slots, the sealed segment and the dirty bitmap of one collection."""
 
-    def __init__(self, dim: int, indexes: dict[str, str], nprobe: int = 32) -> None:
+    def __init__(self, dim: int, indexes: dict[str, str], nprobe: int = 32,
+                 dtype: str = "float32") -> None:
+        """``dtype``: the mirror's storage (``float16`` halves it). A written vector is
+        rounded to it first, so the mirror, the growing rows and every snapshot hold the
+        same values and search stays exact over them."""
         self.lock = threading.RLock()
         self.dim, self.nprobe, cap = dim, nprobe, 1024
         self.exact_below = EXACT_BELOW
-        self.vectors = np.zeros((cap, dim), dtype=np.float32)
+        self.vectors = np.zeros((cap, dim), dtype=np.dtype(dtype))
         self.alive = np.zeros(cap, dtype=bool)
         self.dirty = np.zeros(cap, dtype=bool)  # changed since the sealed snapshot
         self.pending: np.ndarray | None = None  # changed since the snapshot being built
@@ -69,6 +75,8 @@ class Segments:
             return
         vecs = np.asarray([np.asarray(p.vector, dtype=np.float32) for p in points])
         vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+        if self.vectors.dtype != np.float32:
+            vecs = vecs.astype(self.vectors.dtype).astype(np.float32)
         with self.lock:
             for p, v in zip(points, vecs, strict=True):
                 slot = self._slot(p.id)
@@ -135,7 +143,7 @@ class Segments:
         self.grown[row] = vector
 
     def _grow(self, cap: int) -> None:
-        vectors = np.zeros((cap, self.dim), dtype=np.float32)
+        vectors = np.zeros((cap, self.dim), dtype=self.vectors.dtype)
         vectors[:len(self.vectors)] = self.vectors
         self.vectors = vectors
         self.alive, self.dirty = _widen(self.alive, cap), _widen(self.dirty, cap)
@@ -218,7 +226,18 @@ class Segments:
             slots, scores = sealed.search(q, want, allowed, nprobe)
         if sealed.exact:
             return slots, scores
-        return _top(slots, _dot(self.vectors[slots], q), k)
+        return _top(slots, _dot(self.rows(slots), q), k)
+
+    def rows(self, slots: np.ndarray) -> np.ndarray:
+        """The mirror's rows as float32 (a copy)."""
+        return self.vectors[slots].astype(np.float32, copy=False)
+
+    def _scan(self, q: np.ndarray, n: int) -> np.ndarray:
+        """Scores of the first ``n`` slots against ``q``; a float16 mirror in steps."""
+        if self.vectors.dtype == np.float32:
+            return _dot(self.vectors[:n], q)
+        return np.concatenate([_dot(self.vectors[i:min(n, i + SCAN_ROWS)].astype(np.float32), q)
+                               for i in range(0, n, SCAN_ROWS)] or [np.zeros(0, np.float32)])
 
     def _allowed(self, where: Where | None) -> np.ndarray | None:
         n = len(self.ids)
@@ -246,7 +265,7 @@ class Segments:
         """Exact top ``k`` of the growing segment (every live slot while nothing is sealed)."""
         if self.sealed is None:
             n = len(self.ids)
-            scores, keep = _dot(self.vectors[:n], q), allowed[:n]
+            scores, keep = self._scan(q, n), allowed[:n]
             return _top(np.flatnonzero(keep), scores[keep], k)
         slots = self.grown_slot[:self.grown_n]
         scores = _dot(self.grown[:self.grown_n], q)
@@ -256,7 +275,7 @@ class Segments:
     def _exact(self, slots: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if len(slots) == 0:
             return slots, np.zeros(0, dtype=np.float32)
-        return _top(slots, _dot(self.vectors[slots], q), k)
+        return _top(slots, _dot(self.rows(slots), q), k)
 
     # merges ------------------------------------------------------------------------------
     def begin_snapshot(self) -> np.ndarray:
@@ -286,12 +305,13 @@ class Segments:
         """A copy of each id's current (unit) vector; None for an id it does not hold."""
         with self.lock:
             slots = [self.slot_of.get(pid) for pid in ids]
-            return [None if s is None else self.vectors[s].copy() for s in slots]
+            return [None if s is None else self.vectors[s].astype(np.float32) for s in slots]
 
     def copy_rows(self, slots: np.ndarray) -> np.ndarray:
-        """The current vectors of ``slots`` (a slot changed meanwhile is pending anyway)."""
+        """The current vectors of ``slots`` as float32 (a slot changed meanwhile is pending
+        anyway)."""
         with self.lock:
-            return self.vectors[slots]
+            return self.rows(slots)
 
     def install(self, sealed: SealedSegment | None) -> bool:
         """Swap in the new sealed segment atomically (None: the build failed, keep the old).
@@ -310,7 +330,7 @@ class Segments:
         snapshot), copied from the mirror: it holds every slot's current vector."""
         n = len(self.ids)
         kept = np.flatnonzero(self.dirty[:n] & self.alive[:n])
-        self.grown = self.vectors[kept]
+        self.grown = self.rows(kept)
         if len(self.grown) == 0:
             self.grown = np.zeros((1024, self.dim), dtype=np.float32)
         self.grown_slot = np.zeros(len(self.grown), dtype=np.int64)

@@ -23,15 +23,18 @@ INDEXES = {"is_cold": "integer", "artist": "keyword", "boundary": "float"}
 
 
 class Reference:
-    """What the collection holds, kept in plain Python: exact search is the truth."""
+    """What the collection holds, kept in plain Python: exact search is the truth (over the
+    unit vectors rounded to ``dtype``, as the store keeps them)."""
 
-    def __init__(self) -> None:
+    def __init__(self, dtype: str = "float32") -> None:
         self.points: dict[str, tuple[np.ndarray, dict[str, Any]]] = {}
+        self.dtype = dtype
 
     def upsert(self, pts: list[Point]) -> None:
         for p in pts:
             v = np.asarray(p.vector, dtype=np.float32)
-            self.points[p.id] = (v / np.linalg.norm(v), dict(p.payload))
+            v = (v / np.linalg.norm(v)).astype(self.dtype).astype(np.float32)
+            self.points[p.id] = (v, dict(p.payload))
 
     def search(self, q: np.ndarray, k: int, where: Where | None) -> list[str]:
         q = q / np.linalg.norm(q)
@@ -343,6 +346,60 @@ def reuse_slots(store: SegmentedStore, ref: Reference, rng: np.random.Generator,
     store.upsert("songs", pts)
     ref.upsert(pts)
     assert {seg.slot_of[p.id] for p in pts} <= freed  # written into freed slots
+
+
+def test_float16_vectors_halve_the_mirror_and_stay_exact_over_their_values(
+        tmp_path: Path) -> None:
+    """``vector_dtype=float16``: the engine stores float16 and the mirror takes half the
+    memory; search over growing, sealed and delta-merged segments equals exact search over
+    the rounded unit vectors, and a restart reloads them within float16's precision."""
+    rng, ref = np.random.default_rng(21), Reference("float16")
+
+    def open_store() -> SegmentedStore:
+        s = SegmentedStore(EdgeStore(tmp_path / "q", dtype="float16"), tmp_path / "seg",
+                           merge_rows=0, nprobe=4096, dtype="float16")
+        s.ensure_collection("songs", DIM, INDEXES)
+        s.segments["songs"].exact_below = 0
+        return s
+
+    store = open_store()
+    pts = make_points(rng, range(2000))
+    store.upsert("songs", pts)
+    ref.upsert(pts)
+    seg = store.segments["songs"]
+    assert seg.vectors.dtype == np.float16 and seg.vectors.nbytes == 2 * DIM * len(seg.alive)
+    assert_same(store, ref, rng, queries=5)  # every slot growing: the mirror scanned in steps
+    store.merge("songs")
+    churn(store, ref, rng, 2000)
+    assert_same(store, ref, rng, queries=5)  # sealed sq8 rescored from float16 + growing
+    assert store.merge("songs")["mode"] == "delta"  # type: ignore[index]
+    assert_same(store, ref, rng, queries=5)
+    ids = sorted(ref.points)[:50]
+    engine = store.inner.retrieve("songs", ids, with_vector=True)
+    for hit in engine:  # the engine's own copy is float16 too (not float32 values)
+        v = np.asarray(hit.vector, dtype=np.float32)
+        assert np.array_equal(v.astype(np.float16).astype(np.float32), v)
+        assert np.abs(v - ref.points[hit.id][0]).max() < 2e-3
+    store.close()
+    store = open_store()
+    try:
+        reloaded = Reference()  # exact over what the restart reloaded into the mirror
+        reloaded.points = {h.id: (np.asarray(h.vector, dtype=np.float32), h.payload)
+                           for h in scroll_hits(store)}
+        assert reloaded.points.keys() == ref.points.keys()
+        worst = max(float(np.abs(v - ref.points[pid][0]).max())
+                    for pid, (v, _) in reloaded.points.items())
+        assert worst < 2e-3
+        store.merge("songs")
+        assert_same(store, reloaded, rng, queries=5)
+    finally:
+        store.close()
+
+
+def scroll_hits(store: SegmentedStore) -> list[Any]:
+    seg = store.segments["songs"]
+    ids = [pid for pid in seg.ids if pid is not None]
+    return store.retrieve("songs", ids, with_vector=True)
 
 
 def test_delta_merges_equal_exact(store: SegmentedStore) -> None:
