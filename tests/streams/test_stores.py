@@ -189,3 +189,23 @@ def test_edge_unflushed_writes_survive_a_kill_9(tmp_path: Path) -> None:
     again = EdgeStore(tmp_path)
     assert again.count("songs") == 40
     again.close()
+
+
+def test_float16_collections_hold_half_precision_on_both_backends(tmp_path: Path) -> None:
+    """``COLDSTREAM_VECTOR_DTYPE=float16`` reaches the engine: a Qdrant collection is created
+    with the float16 datatype, and Edge answers with float16 values (not float32's)."""
+    server_like = QdrantClientStore(path=tmp_path / "local", dtype="float16")
+    edge = EdgeStore(tmp_path / "edge", dtype="float16")
+    try:
+        server_like.ensure_collection("songs", 8, {})
+        params = server_like.client.get_collection("songs").config.params.vectors
+        assert params.datatype == server_like.m.Datatype.FLOAT16  # type: ignore[union-attr]
+        edge.ensure_collection("songs", 8, {})
+        pts = points(5)
+        edge.upsert("songs", pts)
+        for hit in edge.retrieve("songs", [p.id for p in pts], with_vector=True):
+            v = np.asarray(hit.vector, dtype=np.float32)
+            assert np.array_equal(v.astype(np.float16).astype(np.float32), v)
+    finally:
+        server_like.close()
+        edge.close()
