@@ -10,6 +10,7 @@
   segments (:mod:`.segments`, :mod:`.sealed`, :mod:`.columns`) for the embedded engine;
 * :mod:`.yielding` - :class:`~.yielding.YieldingStore`, a model swap's view of the store: each
   call first gives way to the worker's event work;
+* :mod:`.pageout` - hands the engine's mapped vector pages back to the kernel after a reload;
 * :mod:`.faults` - a test hook, imported only when ``COLDSTREAM_TEST_STORE_FAULTS`` is set.
 """
 

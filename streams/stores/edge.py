@@ -31,6 +31,7 @@ import numpy as np
 
 from ..errors import EmbeddedStoreLocked, StoreError
 from .base import Hit, Point, Where, as_list, make_hit
+from .pageout import page_out
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,12 @@ class EdgeStore:
 
     def collections(self) -> list[str]:
         return sorted(self._shards)
+
+    def release_vector_pages(self, collection: str) -> int:
+        """Page out ``collection``'s mapped vector files (:mod:`.pageout`); bytes advised. For
+        a caller that keeps the vectors itself and only writes them here."""
+        with self._lock(collection):
+            return page_out(self.root / collection, "/vector_storage/vectors/")
 
     def _add(self, name: str, shard: Any) -> None:
         self._locks[name] = threading.RLock()

@@ -93,7 +93,15 @@ class SegmentedStore(StoreWrapper):
                     batch = []
             seg.upsert(batch)
             self.segments[name] = seg
+            self._release_engine_pages(name)  # the reload read them all; serving only writes
             self._start()
+
+    def _release_engine_pages(self, collection: str) -> None:
+        """The engine's vector pages go back to the kernel: the mirror answers every vector
+        read, so they would only hold memory (:mod:`.pageout`)."""
+        release = getattr(self.inner, "release_vector_pages", None)
+        if release is not None:
+            release(collection)
 
     def upsert(self, collection: str, points: Sequence[Point]) -> None:
         seg = self.segments.get(collection)
@@ -211,6 +219,7 @@ class SegmentedStore(StoreWrapper):
                 shutil.rmtree(folder, ignore_errors=True)
             if self.segments.get(collection) is not seg:  # dropped while it was built
                 self._base_file(collection).unlink(missing_ok=True)
+            self._release_engine_pages(collection)  # those the writes since paged back in
             info = {"collection": collection, **_lineage(sealed.info, old),
                     "merge_s": time.perf_counter() - start}
             sealed.info = info
