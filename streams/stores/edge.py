@@ -94,9 +94,11 @@ class EdgeStore:
 
     def release_vector_pages(self, collection: str) -> int:
         """Page out ``collection``'s mapped vector files (:mod:`.pageout`); bytes advised. For
-        a caller that keeps the vectors itself and only writes them here."""
-        with self._lock(collection):
-            return page_out(self.root / collection, "/vector_storage/vectors/")
+        a caller that keeps the vectors itself and only writes them here. Not under the
+        shard's lock: the kernel orders it with the engine's own accesses, and a writer
+        waiting for it would stall the event loop."""
+        self._lock(collection)  # an unknown collection is an error, as elsewhere
+        return page_out(self.root / collection, "/vector_storage/vectors/")
 
     def _add(self, name: str, shard: Any) -> None:
         self._locks[name] = threading.RLock()
