@@ -100,6 +100,11 @@ class Settings(BaseSettings):
         "collections and the worker's search mirror. float16 halves both (1 GB each per "
         "million 512-d vectors) at cosines within about 1e-3 of float32; what each costs at "
         "1M songs + 1M listeners is in docs/benchmarks.md.")
+    segment_page_out: bool = Field(
+        False, description="Embedded store with segments: hand the engine's mapped vector "
+        "pages back to the kernel after the reload and after each merge (the worker's mirror "
+        "answers every vector read). At 1M songs + 1M listeners (float16) RSS 8.3 -> 6.5 GB, "
+        "at some throughput: each write to a paged-out vector reads its page back.")
     segment_retrain_share: float = Field(
         0.5, gt=0, description="Merges patch the last sealed index with the changed rows (a "
         "delta, no k-means) until the rows changed since its training reach this share of "

@@ -43,4 +43,5 @@ def open_store(settings: Any) -> VectorStore:
     return SegmentedStore(edge, settings.data_dir / "segments", settings.segment_merge_rows,
                           settings.segment_nprobe,
                           retrain_share=settings.segment_retrain_share,
-                          codes=settings.segment_codes, dtype=settings.vector_dtype)
+                          codes=settings.segment_codes, dtype=settings.vector_dtype,
+                          page_out=settings.segment_page_out)

@@ -53,9 +53,10 @@ class SegmentedStore(StoreWrapper):
     def __init__(self, inner: VectorStore, workdir: Path, merge_rows: int = 20_000,
                  nprobe: int = 32, check_s: float = 1.0, build_threads: int = 1,
                  retrain_share: float = 0.5, relist_factor: float = 2.0,
-                 codes: str = "sq8", dtype: str = "float32") -> None:
+                 codes: str = "sq8", dtype: str = "float32", page_out: bool = False) -> None:
         """``codes``: what a full build stores per row (``sq8`` or ``flat``, :mod:`.sealed`);
-        a delta merge keeps its base's. ``dtype``: the mirrors' storage (:class:`Segments`)."""
+        a delta merge keeps its base's. ``dtype``: the mirrors' storage (:class:`Segments`).
+        ``page_out``: release the engine's vector pages after reloads and merges."""
         super().__init__(inner)
         import faiss  # here, at start: a first import in the merger thread holds the GIL
 
@@ -66,6 +67,7 @@ class SegmentedStore(StoreWrapper):
         shutil.rmtree(self.workdir, ignore_errors=True)  # snapshots a crash left behind
         self.merge_rows, self.nprobe, self.check_s = merge_rows, nprobe, check_s
         self.build_threads, self.codes, self.dtype = build_threads, codes, dtype
+        self.page_out = page_out
         self.retrain_share, self.relist_factor = retrain_share, relist_factor
         self.segments: dict[str, Segments] = {}
         self.builds: list[dict[str, Any]] = []  # what each build did (pid, mode, rows, s)
@@ -98,9 +100,10 @@ class SegmentedStore(StoreWrapper):
 
     def _release_engine_pages(self, collection: str) -> None:
         """The engine's vector pages go back to the kernel: the mirror answers every vector
-        read, so they would only hold memory (:mod:`.pageout`)."""
+        read, so they would only hold memory (:mod:`.pageout`); writes then read their page
+        back, which the soak measured as a cost (docs/benchmarks.md), hence a choice."""
         release = getattr(self.inner, "release_vector_pages", None)
-        if release is not None:
+        if self.page_out and release is not None:
             release(collection)
 
     def upsert(self, collection: str, points: Sequence[Point]) -> None:

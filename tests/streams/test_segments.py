@@ -269,7 +269,12 @@ def test_reload_hands_the_engine_vector_pages_back(tmp_path: Path) -> None:
     s.ensure_collection("songs", dim, {})
     s.upsert("songs", pts)
     s.close()
-    store = SegmentedStore(EdgeStore(tmp_path / "q"), tmp_path / "seg", merge_rows=0)
+    kept = SegmentedStore(EdgeStore(tmp_path / "q"), tmp_path / "seg", merge_rows=0)
+    kept.ensure_collection("songs", dim, {})  # the default keeps them
+    assert resident_vector_bytes(tmp_path / "q") >= n * dim * 4 // 2
+    kept.close()
+    store = SegmentedStore(EdgeStore(tmp_path / "q"), tmp_path / "seg", merge_rows=0,
+                           page_out=True)
     try:
         store.ensure_collection("songs", dim, {})
         after_reload = resident_vector_bytes(tmp_path / "q")
