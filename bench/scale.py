@@ -321,7 +321,7 @@ def search_after(data_dir: Path, work: Path, collection: str, dim: int, n_querie
         merge = store.merge(collection) or {}
         seg = store.segments[collection]
         n = len(seg.ids)
-        x, alive = seg.rows(np.arange(n)), seg.alive[:n]
+        x, alive = seg.vectors[:n].astype(np.float32, copy=False), seg.alive[:n]  # f32: a view
         lat: dict[str, list[float]] = {"store": [], "numpy": []}
         recall = []
         for q in queries(x[alive], n_queries):
@@ -451,7 +451,7 @@ def run(mode: Mode, models: Path = DEFAULT_MODELS, out: Path = Path("bench/resul
     env = {**(env or {}), "COLDSTREAM_VECTOR_DTYPE": vector_dtype}
     rates = (float(size["rate"]), float(size["songs_rate"]))
     rep = Report("scale", mode, {**size, "audio": "30 s mono WAV, 44.1 kHz",
-                                 "scrape_s": SCRAPE_S, "worker_env": env or {}})
+                                 "scrape_s": SCRAPE_S, "worker_env": env})
     start = time.perf_counter()
     model = loaded(models)
     tmp = Path(tempfile.mkdtemp(prefix="coldstream-bench-scale-"))

@@ -94,7 +94,7 @@ class Settings(BaseSettings):
     segment_codes: Literal["sq8", "flat"] = Field(
         "sq8", description="What a sealed segment stores per vector: sq8 (8-bit codes, a "
         "quarter of float32's memory; candidates are rescored exactly from the worker's "
-        "float32 mirror) or flat (float32).")
+        "mirror) or flat (float32).")
     vector_dtype: Literal["float32", "float16"] = Field(
         "float32", description="How vectors are stored: the engine's datatype for new "
         "collections and the worker's search mirror. float16 halves both (1 GB each per "

@@ -226,9 +226,9 @@ class Segments:
             slots, scores = sealed.search(q, want, allowed, nprobe)
         if sealed.exact:
             return slots, scores
-        return _top(slots, _dot(self.rows(slots), q), k)
+        return _top(slots, _dot(self._rows(slots), q), k)
 
-    def rows(self, slots: np.ndarray) -> np.ndarray:
+    def _rows(self, slots: np.ndarray) -> np.ndarray:
         """The mirror's rows as float32 (a copy)."""
         return self.vectors[slots].astype(np.float32, copy=False)
 
@@ -275,7 +275,7 @@ class Segments:
     def _exact(self, slots: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if len(slots) == 0:
             return slots, np.zeros(0, dtype=np.float32)
-        return _top(slots, _dot(self.rows(slots), q), k)
+        return _top(slots, _dot(self._rows(slots), q), k)
 
     # merges ------------------------------------------------------------------------------
     def begin_snapshot(self) -> np.ndarray:
@@ -311,7 +311,7 @@ class Segments:
         """The current vectors of ``slots`` as float32 (a slot changed meanwhile is pending
         anyway)."""
         with self.lock:
-            return self.rows(slots)
+            return self._rows(slots)
 
     def install(self, sealed: SealedSegment | None) -> bool:
         """Swap in the new sealed segment atomically (None: the build failed, keep the old).
@@ -330,7 +330,7 @@ class Segments:
         snapshot), copied from the mirror: it holds every slot's current vector."""
         n = len(self.ids)
         kept = np.flatnonzero(self.dirty[:n] & self.alive[:n])
-        self.grown = self.rows(kept)
+        self.grown = self._rows(kept)
         if len(self.grown) == 0:
             self.grown = np.zeros((1024, self.dim), dtype=np.float32)
         self.grown_slot = np.zeros(len(self.grown), dtype=np.int64)

@@ -432,7 +432,7 @@ def test_float16_vectors_halve_the_mirror_and_stay_exact_over_their_values(
     try:
         reloaded = Reference()  # exact over what the restart reloaded into the mirror
         reloaded.points = {h.id: (np.asarray(h.vector, dtype=np.float32), h.payload)
-                           for h in scroll_hits(store)}
+                           for h in mirror_hits(store)}
         assert reloaded.points.keys() == ref.points.keys()
         worst = max(float(np.abs(v - ref.points[pid][0]).max())
                     for pid, (v, _) in reloaded.points.items())
@@ -443,7 +443,8 @@ def test_float16_vectors_halve_the_mirror_and_stay_exact_over_their_values(
         store.close()
 
 
-def scroll_hits(store: SegmentedStore) -> list[Any]:
+def mirror_hits(store: SegmentedStore) -> list[Any]:
+    """Every point of "songs" with the vector its mirror holds (``retrieve`` reads it)."""
     seg = store.segments["songs"]
     ids = [pid for pid in seg.ids if pid is not None]
     return store.retrieve("songs", ids, with_vector=True)
