@@ -113,10 +113,11 @@ def timed_call(wall: list[float], cpu: list[float], fn: Callable[..., Any], *arg
 
 
 def measure(store: SegmentedStore, live: Live, qs: np.ndarray, k: int, nprobe: int,
-            filtered: bool) -> dict[str, Any]:
-    """Store search (with payloads), segment search alone, numpy exact; recall vs exact."""
+            filtered: bool, listed: bool = True) -> dict[str, Any]:
+    """Store search (with payloads), segment search alone, numpy exact; recall vs exact.
+    ``listed``: growing rows searched by the sealed lists (False: all of them, exactly)."""
     seg = store.segments["songs"]
-    seg.nprobe = nprobe
+    seg.nprobe, seg.list_growing = nprobe, listed
     lat: dict[str, list[float]] = {key: [] for key in ("s", "sc", "g", "gc", "b", "bc")}
     recall = []
     for i, q in enumerate(qs):
@@ -127,8 +128,10 @@ def measure(store: SegmentedStore, live: Live, qs: np.ndarray, k: int, nprobe: i
         timed_call(lat["g"], lat["gc"], seg.search, q, k, where)
         got = timed_call(lat["s"], lat["sc"], store.search, "songs", q, k, where)
         recall.append(len({live.row[h.id] for h in got} & set(truth.tolist())) / k)
+    seg.list_growing = True
     p = {key: ms(v) for key, v in lat.items()}
-    return {"store_p50_ms": p["s"]["p50_ms"], "store_p99_ms": p["s"]["p99_ms"],
+    return {"growing": "lists" if listed else "exact",
+            "store_p50_ms": p["s"]["p50_ms"], "store_p99_ms": p["s"]["p99_ms"],
             "store_cpu_p50_ms": p["sc"]["p50_ms"],
             "segments_p50_ms": p["g"]["p50_ms"], "segments_p99_ms": p["g"]["p99_ms"],
             "segments_cpu_p50_ms": p["gc"]["p50_ms"],
@@ -245,6 +248,10 @@ def run(mode: Mode, n: int | None = None, dim: int = 128, n_queries: int | None 
             rep.rows.append({"n": n, "k": kk, "filter": "genre" if filtered else "none",
                              "nprobe": nprobe, **measure(store, live, qs, kk, nprobe,
                                                          filtered)})
+        for filtered, nprobe in [(f, p) for f in (False, True) for p in nprobes[1:3]]:
+            rep.rows.append({"n": n, "k": k, "filter": "genre" if filtered else "none",
+                             "nprobe": nprobe, **measure(store, live, qs, k, nprobe,
+                                                         filtered, listed=False)})
         rep.extra["memory"] = memory_mb(store)
         if second_merge:
             rep.extra.update(delta_then_full(store, live, qs, k, nprobes[1:3]))
@@ -285,13 +292,14 @@ def finish(rep: Report, start: float, n: int, k: int) -> Report:
 
 
 def goals(rep: Report, n: int, k: int) -> None:
-    ok = [r for r in rep.rows if r["filter"] == "none" and r["k"] == k and r["recall"] >= 0.95]
+    ok = [r for r in rep.rows if r["filter"] == "none" and r["k"] == k and r["recall"] >= 0.95
+          and r["growing"] == "lists"]
     best = min(ok, key=lambda r: r["store_p50_ms"]) if ok else None
     if best is not None:
         rep.notes.append(f"choice: nprobe={best['nprobe']}, the fastest with recall@10 >= 0.95")
         rep.goal("recall@10 with the genre filter at that nprobe", ">= 0.95", next(
             r["recall"] for r in rep.rows if r["filter"] == "genre" and r["k"] == k
-            and r["nprobe"] == best["nprobe"]), lambda v: v >= 0.95)
+            and r["nprobe"] == best["nprobe"] and r["growing"] == "lists"), lambda v: v >= 0.95)
         rep.goal("search p50", "<= 2 ms", best["store_p50_ms"], lambda v: v <= 2.0)
         rep.goal("search p99", "<= 10 ms", best["store_p99_ms"], lambda v: v <= 10.0)
         rep.goal("speed-up vs numpy", ">= 10x", best["speedup_p50"], lambda v: v >= 10)

@@ -44,4 +44,5 @@ def open_store(settings: Any) -> VectorStore:
                           settings.segment_nprobe,
                           retrain_share=settings.segment_retrain_share,
                           codes=settings.segment_codes, dtype=settings.vector_dtype,
-                          page_out=settings.segment_page_out)
+                          page_out=settings.segment_page_out,
+                          list_growing=settings.segment_growing_lists)

@@ -62,6 +62,21 @@ class SealedSegment:
         return slots[0][keep], scores[0][keep]
 
 
+    @property
+    def lists(self) -> int:
+        return int(self.index.nlist)
+
+    def assign(self, vectors: np.ndarray) -> np.ndarray:
+        """Each vector's nearest list (the one the index itself would file it under)."""
+        _, lists = self.index.quantizer.search(np.ascontiguousarray(vectors, np.float32), 1)
+        return lists[:, 0]
+
+    def probed(self, query: np.ndarray, nprobe: int) -> np.ndarray:
+        """The lists a search of ``query`` with ``nprobe`` scans."""
+        _, lists = self.index.quantizer.search(query[None, :], min(nprobe, self.lists))
+        return lists[0][lists[0] >= 0]
+
+
 def search_plain(segment: SealedSegment, query: np.ndarray, k: int,
                  nprobe: int) -> tuple[np.ndarray, np.ndarray]:
     """Top ``k`` (slots, scores) with no filter: no per-query bitmap over every slot."""

@@ -53,10 +53,12 @@ class SegmentedStore(StoreWrapper):
     def __init__(self, inner: VectorStore, workdir: Path, merge_rows: int = 20_000,
                  nprobe: int = 32, check_s: float = 1.0, build_threads: int = 1,
                  retrain_share: float = 0.5, relist_factor: float = 2.0,
-                 codes: str = "sq8", dtype: str = "float32", page_out: bool = False) -> None:
+                 codes: str = "sq8", dtype: str = "float32", page_out: bool = False,
+                 list_growing: bool = True) -> None:
         """``codes``: what a full build stores per row (``sq8`` or ``flat``, :mod:`.sealed`);
         a delta merge keeps its base's. ``dtype``: the mirrors' storage (:class:`Segments`).
-        ``page_out``: release the engine's vector pages after reloads and merges."""
+        ``page_out``: release the engine's vector pages after reloads and merges.
+        ``list_growing``: search growing rows by the sealed lists (:class:`Segments`)."""
         super().__init__(inner)
         import faiss  # here, at start: a first import in the merger thread holds the GIL
 
@@ -67,7 +69,7 @@ class SegmentedStore(StoreWrapper):
         shutil.rmtree(self.workdir, ignore_errors=True)  # snapshots a crash left behind
         self.merge_rows, self.nprobe, self.check_s = merge_rows, nprobe, check_s
         self.build_threads, self.codes, self.dtype = build_threads, codes, dtype
-        self.page_out = page_out
+        self.page_out, self.list_growing = page_out, list_growing
         self.retrain_share, self.relist_factor = retrain_share, relist_factor
         self.segments: dict[str, Segments] = {}
         self.builds: list[dict[str, Any]] = []  # what each build did (pid, mode, rows, s)
@@ -86,7 +88,7 @@ class SegmentedStore(StoreWrapper):
         with self._guard:
             if name in self.segments:
                 return
-            seg = Segments(dim, indexes, self.nprobe, self.dtype)
+            seg = Segments(dim, indexes, self.nprobe, self.dtype, self.list_growing)
             batch: list[Point] = []
             for hit in scroll_all(self.inner, name, page=1024, with_vector=True):
                 batch.append(Point(hit.id, hit.vector, hit.payload))  # type: ignore[arg-type]
@@ -222,6 +224,8 @@ class SegmentedStore(StoreWrapper):
                 shutil.rmtree(folder, ignore_errors=True)
             if self.segments.get(collection) is not seg:  # dropped while it was built
                 self._base_file(collection).unlink(missing_ok=True)
+            while seg.list_unlisted():  # the rows written while it was built
+                time.sleep(0)
             self._release_engine_pages(collection)  # those the writes since paged back in
             info = {"collection": collection, **_lineage(sealed.info, old),
                     "merge_s": time.perf_counter() - start}

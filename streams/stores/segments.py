@@ -16,6 +16,15 @@ slot (:meth:`Segments.begin_snapshot`); a *delta* merge snapshots only the dirty
 slot and nothing else, so removing the dirty slots' copies and adding the live dirty rows
 gives the same set of points as a full build. Every method runs under ``lock``; callers hold
 it for no longer than one numpy pass.
+
+Growing rows are *listed* (``list_growing``): each written row is filed under the sealed
+index's nearest IVF list, and a search scans only the growing rows of the lists it probes in
+the sealed segment, plus the rows not listed yet (those written before the segment now
+installed was built: :meth:`Segments.list_unlisted` files them after an install). The exact
+scan of the whole growing segment was what kept search at 1M above its goal just before a
+merge (Milvus indexes its growing segments with the sealed ones' lists for the same reason).
+A growing row is then found as often as a sealed one (IVF recall); probing every list
+(``nprobe`` >= lists) keeps search exact.
 """
 
 from __future__ import annotations
@@ -35,6 +44,8 @@ EXACT_BELOW = 4096
 #: Candidates fetched per wanted hit from an ``sq8`` sealed segment, then rescored exactly
 #: from the mirror (``coldstream bench --only segments`` measured the recall it keeps).
 RESCORE = 4
+#: Growing rows are read by list only when fewer than 1/LISTED_BELOW of the lists are probed.
+LISTED_BELOW = 4
 #: Rows of a float16 mirror converted per step of a full scan (numpy has no float16 BLAS).
 SCAN_ROWS = 16_384
 
@@ -43,12 +54,14 @@ class Segments:
     """Slots, the sealed segment and the dirty bitmap of one collection."""
 
     def __init__(self, dim: int, indexes: dict[str, str], nprobe: int = 32,
-                 dtype: str = "float32") -> None:
+                 dtype: str = "float32", list_growing: bool = True) -> None:
         """``dtype``: the mirror's storage (``float16`` halves it). A written vector is
         rounded to it first, so the mirror, the growing rows and every snapshot hold the
-        same values and search stays exact over them."""
+        same values and search stays exact over them. ``list_growing``: scan only the
+        probed lists' growing rows (False: every growing row, exactly)."""
         self.lock = threading.RLock()
         self.dim, self.nprobe, cap = dim, nprobe, 1024
+        self.list_growing = list_growing
         self.exact_below = EXACT_BELOW
         self.vectors = np.zeros((cap, dim), dtype=np.dtype(dtype))
         self.alive = np.zeros(cap, dtype=bool)
@@ -67,6 +80,7 @@ class Segments:
         self.grown = np.zeros((1024, dim), dtype=np.float32)
         self.grown_slot = np.zeros(1024, dtype=np.int64)
         self.grown_n = 0
+        self.grown_list = np.zeros(1024, dtype=np.int32)  # 1 + the row's IVF list; 0: none
         self.row_of = np.full(cap, -1, dtype=np.int64)  # slot -> growing row (-1: none)
 
     # writes ------------------------------------------------------------------------------
@@ -77,14 +91,24 @@ class Segments:
         vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
         if self.vectors.dtype != np.float32:
             vecs = vecs.astype(self.vectors.dtype).astype(np.float32)
+        sealed = self.sealed
+        listed = self._listed(sealed, vecs)  # outside the lock: faiss lets the GIL go
         with self.lock:
-            for p, v in zip(points, vecs, strict=True):
+            if self.sealed is not sealed:  # installed meanwhile: list them after it
+                listed = np.zeros(len(vecs), dtype=np.int32)
+            for p, v, lst in zip(points, vecs, listed, strict=True):
                 slot = self._slot(p.id)
                 self.vectors[slot] = v
                 for key, col in self.columns.items():
                     col.set(slot, p.payload.get(key))
                 self._touch(slot)
-                self._stage(slot, v)
+                self._stage(slot, v, int(lst))
+
+    def _listed(self, sealed: SealedSegment | None, vecs: np.ndarray) -> np.ndarray:
+        """1 + each vector's list in ``sealed`` (0 everywhere: not listed)."""
+        if sealed is None or not self.list_growing:
+            return np.zeros(len(vecs), dtype=np.int32)
+        return (sealed.assign(vecs) + 1).astype(np.int32)
 
     def set_payload(self, point_id: str, payload: dict[str, Any]) -> None:
         """Payload changes move no vector: the slot stays where it is, only columns change."""
@@ -128,8 +152,9 @@ class Segments:
         if self.pending is not None:
             self.pending[slot] = True
 
-    def _stage(self, slot: int, vector: np.ndarray) -> None:
-        """Put a written slot's vector in the growing segment (its row, or a new one)."""
+    def _stage(self, slot: int, vector: np.ndarray, listed: int) -> None:
+        """Put a written slot's vector in the growing segment (its row, or a new one),
+        filed under ``listed`` (1 + its list; 0: not listed)."""
         if self.sealed is None:
             return
         row = int(self.row_of[slot])
@@ -138,9 +163,10 @@ class Segments:
             if row == len(self.grown_slot):
                 self.grown = np.concatenate([self.grown, np.zeros_like(self.grown)])
                 self.grown_slot = np.concatenate([self.grown_slot, self.grown_slot])
+                self.grown_list = np.concatenate([self.grown_list, self.grown_list])
             self.grown_slot[row], self.row_of[slot] = slot, row
             self.grown_n += 1
-        self.grown[row] = vector
+        self.grown[row], self.grown_list[row] = vector, listed
 
     def _grow(self, cap: int) -> None:
         vectors = np.zeros((cap, self.dim), dtype=self.vectors.dtype)
@@ -184,14 +210,14 @@ class Segments:
             if matching <= self.exact_below:
                 slots, scores = self._exact(np.flatnonzero(allowed), q, k)
             else:
-                slots, scores = self._growing_top(q, k, allowed)
+                # A filter keeping a share s of the points probes nprobe/s lists: its
+                # nearest matches may sit in lists far from the query (measured: genre
+                # 1/10 at nprobe 16 gave recall 0.73 without this).
+                share = matching / max(1, len(self.slot_of))
+                nprobe = int(min(np.ceil(self.nprobe / max(share, 1e-6)), 1 << 30))
+                slots, scores = self._growing_top(q, k, allowed, nprobe)
                 if self.sealed is not None:
                     clean = allowed & ~self.dirty[:len(allowed)]
-                    # A filter keeping a share s of the points probes nprobe/s lists: its
-                    # nearest matches may sit in lists far from the query (measured: genre
-                    # 1/10 at nprobe 16 gave recall 0.73 without this).
-                    share = matching / max(1, len(self.slot_of))
-                    nprobe = int(np.ceil(self.nprobe / max(share, 1e-6)))
                     s_slots, s_scores = self._sealed_top(q, k, nprobe, clean)
                     slots, scores = _top(np.concatenate([s_slots, slots]),
                                          np.concatenate([s_scores, scores]), k)
@@ -207,7 +233,7 @@ class Segments:
         clean = ~self.dirty[s_slots]
         if np.count_nonzero(clean) < k and len(s_slots) == want:
             return None
-        g_slots, g_scores = self._growing_top(q, k, self.alive)
+        g_slots, g_scores = self._growing_top(q, k, self.alive, self.nprobe)
         slots, scores = _top(np.concatenate([s_slots[clean], g_slots]),
                              np.concatenate([s_scores[clean], g_scores]), k)
         return [(self.ids[s], float(v)) for s, v in zip(slots, scores, strict=True)]
@@ -260,17 +286,32 @@ class Segments:
                 mask[slot] = False
         return mask
 
-    def _growing_top(self, q: np.ndarray, k: int,
-                     allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top ``k`` of the growing segment (every live slot while nothing is sealed)."""
+    def _growing_top(self, q: np.ndarray, k: int, allowed: np.ndarray,
+                     nprobe: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` of the growing segment: its rows in the lists a sealed search with
+        ``nprobe`` scans, and the unlisted ones (every live slot while nothing is sealed)."""
         if self.sealed is None:
             n = len(self.ids)
             scores, keep = self._scan(q, n), allowed[:n]
             return _top(np.flatnonzero(keep), scores[keep], k)
-        slots = self.grown_slot[:self.grown_n]
-        scores = _dot(self.grown[:self.grown_n], q)
+        rows = self._probed_rows(q, nprobe)
+        if rows is None:
+            slots, vecs = self.grown_slot[:self.grown_n], self.grown[:self.grown_n]
+        else:
+            slots, vecs = self.grown_slot[rows], self.grown[rows]
         keep = allowed[slots]
-        return _top(slots[keep], scores[keep], k)
+        return _top(slots[keep], _dot(vecs, q)[keep], k)
+
+    def _probed_rows(self, q: np.ndarray, nprobe: int) -> np.ndarray | None:
+        """Growing rows a search with ``nprobe`` reads; None: all of them."""
+        sealed = self.sealed
+        assert sealed is not None
+        if not self.list_growing or nprobe * LISTED_BELOW >= sealed.lists:
+            return None  # most lists probed: one pass over every row beats a gather
+        scanned = np.zeros(sealed.lists + 1, dtype=bool)
+        scanned[0] = True  # unlisted rows
+        scanned[sealed.probed(q, nprobe) + 1] = True
+        return np.flatnonzero(scanned[self.grown_list[:self.grown_n]])
 
     def _exact(self, slots: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if len(slots) == 0:
@@ -325,6 +366,27 @@ class Segments:
             self.pending = None
             return done
 
+    def list_unlisted(self, chunk: int = 4096) -> int:
+        """File up to ``chunk`` unlisted growing rows under the installed segment's lists;
+        the rows still to do after it (0: done). The assignment runs outside the lock; a row
+        rewritten meanwhile (its vector changed) keeps what its write gave it."""
+        with self.lock:
+            sealed = self.sealed
+            if sealed is None or not self.list_growing:
+                return 0
+            todo = np.flatnonzero(self.grown_list[:self.grown_n] == 0)
+            rows = todo[:chunk]
+            vecs = self.grown[rows]
+        if len(rows) == 0:
+            return 0
+        listed = self._listed(sealed, vecs)
+        with self.lock:
+            if self.sealed is not sealed:
+                return 0
+            same = (self.grown_list[rows] == 0) & np.all(self.grown[rows] == vecs, axis=1)
+            self.grown_list[rows[same]] = listed[same]
+        return len(todo) - len(rows)
+
     def _compact_growing(self) -> None:
         """The growing rows are now the live slots still dirty (written since the new
         snapshot), copied from the mirror: it holds every slot's current vector."""
@@ -335,6 +397,7 @@ class Segments:
             self.grown = np.zeros((1024, self.dim), dtype=np.float32)
         self.grown_slot = np.zeros(len(self.grown), dtype=np.int64)
         self.grown_slot[:len(kept)] = kept
+        self.grown_list = np.zeros(len(self.grown), dtype=np.int32)  # list_unlisted files them
         self.grown_n = len(kept)
         self.row_of[:] = -1
         self.row_of[kept] = np.arange(len(kept))

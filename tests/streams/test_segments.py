@@ -550,3 +550,60 @@ def test_writes_during_a_delta_build_stay_correct(store: SegmentedStore,
     assert info is not None and info["mode"] == "delta"
     assert np.array_equal(indexed_slots(seg.sealed.index), live_slots(store))
     assert_same(store, ref, rng, queries=10)
+
+
+def listed_truth(seg: Any, ref: Reference, q: np.ndarray, k: int, nprobe: int) -> list[str]:
+    """Exact top ``k`` over the live points in the lists a search with ``nprobe`` probes: what
+    an IVF over every point (sealed and growing alike) returns."""
+    probed = set(seg.sealed.probed(q / np.linalg.norm(q), nprobe).tolist())
+    pids = sorted(ref.points)
+    lists = seg.sealed.assign(np.stack([ref.points[p][0] for p in pids]))
+    inside = Reference()
+    inside.points = {p: ref.points[p] for p, lst in zip(pids, lists, strict=True)
+                     if int(lst) in probed}
+    return inside.search(q, k, None)
+
+
+def test_growing_rows_are_searched_by_the_sealed_lists(tmp_path: Path) -> None:
+    """With few lists probed, a growing row is found exactly when its list is probed, like a
+    sealed one: the search reads those lists' growing rows only, and rows written while a
+    merge was built are filed under the new lists when it is installed."""
+    rng, ref, nprobe = np.random.default_rng(11), Reference(), 4
+    s = SegmentedStore(EdgeStore(tmp_path / "q"), tmp_path / "seg", merge_rows=0,
+                       nprobe=nprobe, codes="flat")
+    s.ensure_collection("songs", DIM, INDEXES)
+    seg = s.segments["songs"]
+    pts = make_points(rng, range(2000))
+    s.upsert("songs", pts)
+    ref.upsert(pts)
+    s.merge("songs", full=True)
+    assert seg.sealed is not None and seg.sealed.lists > 4 * nprobe
+    folder = tmp_path / "build"
+    folder.mkdir()
+    write_snapshot(seg, seg.begin_snapshot(), folder)
+    child = start_build(folder)
+    churn(s, ref, rng, 2000)  # written against the old lists, while the child builds
+    old = seg.sealed
+    assert seg.install(finish_build(child, folder)) and seg.sealed is not old
+    assert np.count_nonzero(seg.grown_list[:seg.grown_n] == 0) == seg.grown_n
+    while seg.list_unlisted(chunk=64):
+        pass
+    churn(s, ref, rng, 2150)  # written against the new lists
+    assert seg.growing > 300 and np.all(seg.grown_list[:seg.grown_n] > 0)
+    differs = 0
+    for _ in range(40):
+        q = rng.standard_normal(DIM).astype(np.float32)
+        got = [h.id for h in s.search("songs", q, 10)]
+        assert got == listed_truth(seg, ref, q, 10, nprobe)
+        assert len(seg._probed_rows(q / np.linalg.norm(q), nprobe)) < seg.grown_n
+        differs += got != ref.search(q, 10, None)
+    assert differs > 0  # the lists matter at this nprobe: not an exact search in disguise
+    seg.list_growing = False  # every growing row scanned: none that scores higher is missed
+    growing = {seg.ids[x] for x in seg.grown_slot[:seg.grown_n] if seg.alive[x]}
+    for _ in range(10):
+        q = rng.standard_normal(DIM).astype(np.float32)
+        hits = s.search("songs", q, 10)
+        u = q / np.linalg.norm(q)
+        above = {p for p in growing if float(ref.points[p][0] @ u) > hits[-1].score + 1e-6}
+        assert above <= {h.id for h in hits}
+    s.close()
