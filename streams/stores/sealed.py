@@ -61,7 +61,6 @@ class SealedSegment:
         keep = slots[0] >= 0
         return slots[0][keep], scores[0][keep]
 
-
     @property
     def lists(self) -> int:
         return int(self.index.nlist)
