@@ -117,6 +117,7 @@ def measure(store: SegmentedStore, live: Live, qs: np.ndarray, k: int, nprobe: i
     """Store search (with payloads), segment search alone, numpy exact; recall vs exact.
     ``listed``: growing rows searched by the sealed lists (False: all of them, exactly)."""
     seg = store.segments["songs"]
+    kept = seg.list_growing
     seg.nprobe, seg.list_growing = nprobe, listed
     lat: dict[str, list[float]] = {key: [] for key in ("s", "sc", "g", "gc", "b", "bc")}
     recall = []
@@ -128,7 +129,7 @@ def measure(store: SegmentedStore, live: Live, qs: np.ndarray, k: int, nprobe: i
         timed_call(lat["g"], lat["gc"], seg.search, q, k, where)
         got = timed_call(lat["s"], lat["sc"], store.search, "songs", q, k, where)
         recall.append(len({live.row[h.id] for h in got} & set(truth.tolist())) / k)
-    seg.list_growing = True
+    seg.list_growing = kept
     p = {key: ms(v) for key, v in lat.items()}
     return {"growing": "lists" if listed else "exact",
             "store_p50_ms": p["s"]["p50_ms"], "store_p99_ms": p["s"]["p99_ms"],

@@ -214,7 +214,7 @@ class Segments:
                 # nearest matches may sit in lists far from the query (measured: genre
                 # 1/10 at nprobe 16 gave recall 0.73 without this).
                 share = matching / max(1, len(self.slot_of))
-                nprobe = int(min(np.ceil(self.nprobe / max(share, 1e-6)), 1 << 30))
+                nprobe = int(np.ceil(self.nprobe / max(share, 1e-6)))
                 slots, scores = self._growing_top(q, k, allowed, nprobe)
                 if self.sealed is not None:
                     clean = allowed & ~self.dirty[:len(allowed)]
