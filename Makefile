@@ -18,7 +18,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra --durations=25
 
 # 20 rebalance gauntlets in a row (kill -9 storm, join/leave, paused heartbeat): ~1 h on 2 cores.
 soak-rebalance: $(STAMP)

@@ -207,7 +207,9 @@ class Settings(BaseSettings):
     # --- Metrics -----------------------------------------------------------------------------
     metrics_host: str = Field("127.0.0.1", description="Bind address of /metrics.")
     metrics_port: int = Field(9464, ge=0, description="0 disables the endpoint.")
-    lag_interval_s: float = Field(10.0, gt=0, description="Consumer lag refresh period.")
+    lag_interval_s: float = Field(
+        10.0, gt=0, description="Consumer lag refresh period. A partition still behind after "
+        "10 s and three more refreshes, its agent idle, is read again from its commit.")
     supervisor_metrics_port: int = Field(
         9463, ge=0, description="`coldstream up`: the supervisor's /metrics (restarts); 0: off.")
     restart_backoff_max_s: float = Field(

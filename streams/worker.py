@@ -151,9 +151,11 @@ def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
         @app.timer(settings.lag_interval_s)
         async def report_lag() -> None:
             try:
-                await lag.measure()
+                lags = await lag.measure()
             except Exception as exc:  # lag is diagnostics: never let it hurt processing
                 log.debug("lag measurement failed: %s", exc)
+                return
+            app.consumer.behind(lags)  # a partition behind with nothing in flight is re-read
 
         @app.timer(settings.store_flush_s)
         async def flush_store() -> None:

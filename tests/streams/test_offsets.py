@@ -151,6 +151,54 @@ def test_a_moving_commit_is_never_taken_for_a_stall(monkeypatch) -> None:
     assert consumer._stalled == {}
 
 
+class BehindConsumer(HeldConsumer):
+    """The state ``behind`` reads: an assignment, acknowledged and committed offsets."""
+
+    def __init__(self, committed: dict[SongsTP, int]) -> None:
+        super().__init__()
+        self._committed_offset = dict(committed)
+        self._acked: dict[SongsTP, list[int]] = {}
+
+    def assignment(self) -> set[SongsTP]:
+        return set(self._committed_offset)
+
+    def _guarded(self, tp: SongsTP) -> bool:
+        return True
+
+
+def test_a_partition_left_behind_with_nothing_acknowledged_is_re_read(monkeypatch) -> None:
+    """The lag monitor sees a record at the head that no agent ever got: no later offset was
+    acknowledged, so only the lag shows it."""
+    clock = [0.0]
+    monkeypatch.setattr(offsets.time, "monotonic", lambda: clock[0])
+    stuck, caught_up, acking = (SongsTP("songs.new", p) for p in range(3))
+    consumer = BehindConsumer({stuck: 10, caught_up: 7, acking: 3})
+    consumer._acked[acking] = [5]  # the head is held with later offsets acknowledged:
+    busy = FakeMessage("songs.new")  # _new_offset's own check covers it
+    consumer._unacked_messages.add(busy)  # the agent is working on the topic: wait
+    lags = {stuck: 1, caught_up: 0, acking: 2}
+    for _ in range(30):
+        consumer.behind(lags)
+        clock[0] += 1.0
+    assert consumer._stalled == {}
+    consumer._unacked_messages.discard(busy)
+    for _ in range(offsets.STALL_IDLE_CHECKS):
+        consumer.behind(lags)
+        clock[0] += 1.0
+    assert consumer._stalled == {stuck: 10}
+
+
+def test_a_partition_that_catches_up_is_not_re_read(monkeypatch) -> None:
+    clock = [0.0]
+    monkeypatch.setattr(offsets.time, "monotonic", lambda: clock[0])
+    tp = SongsTP("songs.new", 0)
+    consumer = BehindConsumer({tp: 10})
+    for step in range(60):  # behind for a moment at a time, then caught up
+        consumer.behind({tp: 1 if step % 5 else 0})
+        clock[0] += 1.0
+    assert consumer._stalled == {}
+
+
 class FaustSeek:
     """Stands in for Faust's consumer below the mixin: records seeks, knows no changelogs."""
 
