@@ -13,7 +13,8 @@ merger would run (the dirty slots patched into the kept index, no k-means), then
 rebuild; each under the loop probe, each followed by the recall it leaves (``after_merges``).
 
 Last, the sealed segment's codes compared over the same live points (``codes``): a full build
-of each (``flat`` float32 rows, ``sq8`` 8-bit codes rescored from the mirror), its index
+of each (``flat`` float32 rows, ``sq8`` 8-bit and ``pq4`` 4-bit product codes, both rescored
+from the mirror), its index
 memory, build time, search time and recall.
 """
 
@@ -159,7 +160,7 @@ def compare_codes(store: SegmentedStore, live: Live, qs: np.ndarray, k: int,
     the memory the codes save against the recall and time the rescoring costs."""
     rows, default = [], store.codes
     try:
-        for codes in ("flat", "sq8"):
+        for codes in ("flat", "sq8", "pq4"):
             store.codes = codes
             merge = merge_with_probe(store, full=True)
             mem = memory_mb(store)
@@ -211,10 +212,11 @@ def world_vectors(models: Path, n: int, n_queries: int, seed: int = 0,
 
 def run(mode: Mode, n: int | None = None, dim: int = 128, n_queries: int | None = None,
         nprobes: list[int] | None = None, second_merge: bool = True,
-        models: Path | None = None) -> Report:
+        models: Path | None = None, codes: str = "sq8") -> Report:
     """``second_merge=False`` skips the merge after churn and the restart (a cheaper 1M run).
     ``models``: search the vectors that registry's model gives a music world's songs
-    (:func:`world_vectors`) instead of the Gaussian mixture."""
+    (:func:`world_vectors`) instead of the Gaussian mixture. ``codes``: the sealed segment's
+    codes in every row but the codes comparison (which builds each kind)."""
     n = n or (100_000 if mode == "quick" else 1_000_000)
     n_queries = n_queries or 200
     nprobes = nprobes or [8, 16, 32, 64]
@@ -236,7 +238,8 @@ def run(mode: Mode, n: int | None = None, dim: int = 128, n_queries: int | None 
                           "only); queries: held-out songs of the same world",
                           filter=f"genre % {GENRES} == g (world genres)")
     live = Live(x, label)
-    store = SegmentedStore(EdgeStore(root / "q"), root / "seg", merge_rows=0)
+    store = SegmentedStore(EdgeStore(root / "q"), root / "seg", merge_rows=0, codes=codes)
+    rep.params["codes"] = codes
     try:
         store.ensure_collection("songs", dim, {"genre": "integer"})
         rep.extra["load_s"] = load(store, live, np.arange(n))
@@ -261,7 +264,7 @@ def run(mode: Mode, n: int | None = None, dim: int = 128, n_queries: int | None 
             return finish(rep, start, n, k)
         store.close()
         t = time.perf_counter()  # a restart: the mirror is reloaded from the engine
-        store = SegmentedStore(EdgeStore(root / "q"), root / "seg", merge_rows=0)
+        store = SegmentedStore(EdgeStore(root / "q"), root / "seg", merge_rows=0, codes=codes)
         store.ensure_collection("songs", dim, {"genre": "integer"})
         rep.extra["restart_reload_s"] = time.perf_counter() - t
     finally:

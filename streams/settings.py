@@ -96,10 +96,11 @@ class Settings(BaseSettings):
         "IVF list as it is written, so a search scans only the probed lists' growing rows "
         "(false: every growing row, exactly; at 1M x 128 that exact scan of a 5 % growing "
         "segment made search p50 1.9x slower).")
-    segment_codes: Literal["sq8", "flat"] = Field(
+    segment_codes: Literal["sq8", "flat", "pq4"] = Field(
         "sq8", description="What a sealed segment stores per vector: sq8 (8-bit codes, a "
-        "quarter of float32's memory; candidates are rescored exactly from the worker's "
-        "mirror) or flat (float32).")
+        "quarter of float32's memory), pq4 (4-bit product codes scanned with SIMD, a "
+        "sixteenth; more candidates rescored) or flat (float32). sq8 and pq4 candidates are "
+        "rescored exactly from the worker's mirror.")
     vector_dtype: Literal["float32", "float16"] = Field(
         "float32", description="How vectors are stored: the engine's datatype for new "
         "collections and the worker's search mirror. float16 halves both (1 GB each per "

@@ -55,8 +55,9 @@ class SegmentedStore(StoreWrapper):
                  retrain_share: float = 0.5, relist_factor: float = 2.0,
                  codes: str = "sq8", dtype: str = "float32", page_out: bool = False,
                  list_growing: bool = True) -> None:
-        """``codes``: what a full build stores per row (``sq8`` or ``flat``, :mod:`.sealed`);
-        a delta merge keeps its base's. ``dtype``: the mirrors' storage (:class:`Segments`).
+        """``codes``: what a full build stores per row (``sq8``, ``pq4`` or ``flat``,
+        :mod:`.sealed`); a delta merge keeps its base's. ``dtype``: the mirrors' storage
+        (:class:`Segments`).
         ``page_out``: release the engine's vector pages after reloads and merges.
         ``list_growing``: search growing rows by the sealed lists (:class:`Segments`)."""
         super().__init__(inner)

@@ -37,13 +37,10 @@ import numpy as np
 
 from .base import Point, Where
 from .columns import Column
-from .sealed import SealedSegment, search_plain
+from .sealed import SealedSegment, candidates, search_plain
 
 #: Filters matching at most this many points are searched exactly: cheaper than any index.
 EXACT_BELOW = 4096
-#: Candidates fetched per wanted hit from an ``sq8`` sealed segment, then rescored exactly
-#: from the mirror (``coldstream bench --only segments`` measured the recall it keeps).
-RESCORE = 4
 #: Growing rows are read by list only when fewer than 1/LISTED_BELOW of the lists are probed.
 LISTED_BELOW = 4
 #: Rows of a float16 mirror converted per step of a full scan (numpy has no float16 BLAS).
@@ -240,12 +237,12 @@ class Segments:
 
     def _sealed_top(self, q: np.ndarray, k: int, nprobe: int,
                     allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """The sealed segment's top ``k`` with exact scores: an ``sq8`` segment's best
-        ``RESCORE * k`` by code are rescored from the mirror (a clean slot's mirror row is
-        the row the segment indexed; dirty slots are dropped by every caller)."""
+        """The sealed segment's top ``k`` with exact scores: an approximate segment's best
+        :func:`~.sealed.candidates` by code are rescored from the mirror (a clean slot's
+        mirror row is the row the segment indexed; dirty slots are dropped by every caller)."""
         sealed = self.sealed
         assert sealed is not None
-        want = k if sealed.exact else RESCORE * k
+        want = candidates(sealed.codes, k)
         if allowed is None:
             slots, scores = search_plain(sealed, q, want, nprobe)
         else:

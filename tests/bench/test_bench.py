@@ -67,10 +67,14 @@ def test_segments_smoke(tmp_path: Path) -> None:
     assert {r["after"] for r in after} == {"delta", "full"}
     assert all(r["recall"] == 1.0 for r in after)  # nprobe 64 >= every list: exact
     codes = data["extra"]["codes"]
-    assert {r["codes"] for r in codes} == {"flat", "sq8"}
+    assert {r["codes"] for r in codes} == {"flat", "sq8", "pq4"}
     index_mb = {r["codes"]: r["index_mb"] for r in codes}
     assert index_mb["sq8"] == pytest.approx(index_mb["flat"] / 4)  # a byte per dimension
-    assert all(r["recall"] == 1.0 for r in codes if r["nprobe"] == 64 and r["k"] == 10)
+    assert index_mb["pq4"] == pytest.approx(index_mb["flat"] / 16)  # 4 bits per 2 dimensions
+    exact_probe = [r for r in codes if r["nprobe"] == 64 and r["k"] == 10]
+    assert all(r["recall"] == 1.0 for r in exact_probe if r["codes"] != "pq4")
+    # pq4's 400 candidates of 3,000 rows, rescored: rough codes, yet nearly exact here
+    assert min(r["recall"] for r in exact_probe if r["codes"] == "pq4") >= 0.9
 
 
 def test_segments_world_vectors_smoke(model_registry: Registry, tmp_path: Path) -> None:

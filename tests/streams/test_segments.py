@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from streams.ids import song_point_id
-from streams.stores import EdgeStore, Point, SegmentedStore, Where, scroll_all
+from streams.stores import EdgeStore, Point, SegmentedStore, Where, scroll_all, sealed
 from streams.stores.sealed import finish_build, search_plain, start_build
 from streams.stores.segmented import write_snapshot
 
@@ -53,14 +53,19 @@ def matches(pid: str, payload: dict[str, Any], where: Where) -> bool:
                     for k, b in where.at_least.items()))
 
 
-@pytest.fixture(params=[(0, "sq8"), (500, "sq8"), (0, "flat")],
-                ids=["segments", "small-filters-exact", "flat-codes"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SegmentedStore]:
+@pytest.fixture(params=[(0, "sq8"), (500, "sq8"), (0, "flat"), (0, "pq4")],
+                ids=["segments", "small-filters-exact", "flat-codes", "pq4-codes"])
+def store(request: pytest.FixtureRequest, tmp_path: Path,
+          monkeypatch: pytest.MonkeyPatch) -> Iterator[SegmentedStore]:
     # nprobe above any list count: the sealed segment scans every list, so any difference
     # from the reference is a segment-logic bug (sq8 codes are rescored exactly; the test
     # below shows their raw scores are not exact). exact_below=0 sends every search through
-    # the sealed + growing path; 500 sends the narrow filters to exact search.
+    # the sealed + growing path; 500 sends the narrow filters to exact search. pq4's codes
+    # are too rough for any fixed candidate count to be exact, so here every row is a
+    # candidate: what is left to differ is its segment logic (fast-scan lists, removals).
     exact_below, codes = request.param
+    if codes == "pq4":
+        monkeypatch.setitem(sealed.RESCORE, "pq4", (1, 10_000))  # > any test set
     s = SegmentedStore(EdgeStore(tmp_path / "q"), tmp_path / "seg", merge_rows=0, nprobe=4096,
                        codes=codes)
     s.ensure_collection("songs", DIM, INDEXES)
@@ -161,20 +166,24 @@ def test_writes_during_a_build_stay_correct(store: SegmentedStore, tmp_path: Pat
     assert_same(store, ref, rng)
 
 
-def test_sq8_candidates_are_rescored_to_exact_cosines(tmp_path: Path) -> None:
-    """An sq8 segment holds a byte per dimension and its own scores are approximate; what the
-    store returns is the exact top k with exact cosines, from the float32 mirror."""
+@pytest.mark.parametrize(("codes", "bytes_per_dim"), [("sq8", 1.0), ("pq4", 0.25)])
+def test_approximate_codes_are_rescored_to_exact_cosines(tmp_path: Path, codes: str,
+                                                         bytes_per_dim: float) -> None:
+    """An sq8 segment holds a byte per dimension, a pq4 one a quarter byte, and their own
+    scores are approximate; what the store returns is the exact top k with exact cosines,
+    from the float32 mirror."""
     dim, rng = 64, np.random.default_rng(12)
     x = rng.standard_normal((3000, dim)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     store = SegmentedStore(EdgeStore(tmp_path / "q"), tmp_path / "seg", merge_rows=0,
-                           nprobe=4096, codes="sq8")
+                           nprobe=4096, codes=codes)
     try:
         store.ensure_collection("songs", dim, {})
         ids = [song_point_id(f"s{i}") for i in range(len(x))]
         store.upsert("songs", [Point(pid, v, {}) for pid, v in zip(ids, x, strict=True)])
         info = store.merge("songs")
-        assert info is not None and info["codes"] == "sq8" and info["code_bytes"] == dim
+        assert info is not None and info["codes"] == codes
+        assert info["code_bytes"] == dim * bytes_per_dim
         seg = store.segments["songs"]
         assert seg.sealed is not None and not seg.sealed.exact
         worst_raw = 0.0
