@@ -310,11 +310,13 @@ async def soak_run(bs: str, worker: WorkerProcess, names: dict[str, str], world:
 
 
 def search_after(data_dir: Path, work: Path, collection: str, dim: int, n_queries: int = 200,
-                 k: int = 10, dtype: str = "float32") -> dict[str, Any]:
-    """Reopen the songs as a restart does, seal them, search: store p50/p99 and recall@k
-    against exact numpy over the same live vectors (and numpy's own p50, same queries)."""
+                 k: int = 10, dtype: str = "float32", codes: str = "pq4") -> dict[str, Any]:
+    """Reopen the songs as a restart does, seal them (with the worker's ``codes``), search:
+    store p50/p99 and recall@k against exact numpy over the same live vectors (and numpy's
+    own p50, same queries)."""
     t = time.perf_counter()
-    store = SegmentedStore(EdgeStore(data_dir / "qdrant"), work, merge_rows=0, dtype=dtype)
+    store = SegmentedStore(EdgeStore(data_dir / "qdrant"), work, merge_rows=0, dtype=dtype,
+                           codes=codes)
     try:
         store.ensure_collection(collection, dim, pipeline.SONG_INDEXES)
         reload_s = time.perf_counter() - t
@@ -467,7 +469,8 @@ def run(mode: Mode, models: Path = DEFAULT_MODELS, out: Path = Path("bench/resul
                                               world, rates, size, wavs, env)
         cols = pipeline.Collections.for_version(model.version)
         search = search_after(tmp / "data", tmp / "seg-check", cols.songs, model.manifest.dim,
-                              dtype=vector_dtype)
+                              dtype=vector_dtype,
+                              codes=env.get("COLDSTREAM_SEGMENT_CODES", "pq4"))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     plot_lag([soak, at_issue], out / "scale_lag.png", f"consumer lag, {size['n_songs']:,} "

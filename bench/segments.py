@@ -212,7 +212,7 @@ def world_vectors(models: Path, n: int, n_queries: int, seed: int = 0,
 
 def run(mode: Mode, n: int | None = None, dim: int = 128, n_queries: int | None = None,
         nprobes: list[int] | None = None, second_merge: bool = True,
-        models: Path | None = None, codes: str = "sq8") -> Report:
+        models: Path | None = None, codes: str = "pq4") -> Report:
     """``second_merge=False`` skips the merge after churn and the restart (a cheaper 1M run).
     ``models``: search the vectors that registry's model gives a music world's songs
     (:func:`world_vectors`) instead of the Gaussian mixture. ``codes``: the sealed segment's
@@ -325,9 +325,9 @@ def goals(rep: Report, n: int, k: int) -> None:
     by = {(r["codes"], r["k"], r["filter"], r["nprobe"]): r for r in rep.extra.get("codes", [])}
     for (codes, kk, filt, nprobe), r in by.items():
         flat = by.get(("flat", kk, filt, nprobe))
-        if codes == "sq8" and flat is not None:
+        if codes != "flat" and flat is not None:
             rep.notes.append(
-                f"codes, k={kk} {filt} nprobe {nprobe}: sq8 index {r['index_mb']:.0f} MB vs "
+                f"codes, k={kk} {filt} nprobe {nprobe}: {codes} index {r['index_mb']:.0f} MB vs "
                 f"flat {flat['index_mb']:.0f} MB ({flat['index_mb'] / r['index_mb']:.1f}x "
                 f"smaller); recall {r['recall']:.3f} vs {flat['recall']:.3f}; store p50 "
                 f"{r['store_p50_ms']:.2f} vs {flat['store_p50_ms']:.2f} ms")

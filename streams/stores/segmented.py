@@ -53,7 +53,7 @@ class SegmentedStore(StoreWrapper):
     def __init__(self, inner: VectorStore, workdir: Path, merge_rows: int = 20_000,
                  nprobe: int = 32, check_s: float = 1.0, build_threads: int = 1,
                  retrain_share: float = 0.5, relist_factor: float = 2.0,
-                 codes: str = "sq8", dtype: str = "float32", page_out: bool = False,
+                 codes: str = "pq4", dtype: str = "float32", page_out: bool = False,
                  list_growing: bool = True) -> None:
         """``codes``: what a full build stores per row (``sq8``, ``pq4`` or ``flat``,
         :mod:`.sealed`); a delta merge keeps its base's. ``dtype``: the mirrors' storage

@@ -202,6 +202,27 @@ def test_approximate_codes_are_rescored_to_exact_cosines(tmp_path: Path, codes: 
         store.close()
 
 
+def test_a_segment_too_small_to_train_product_codes_is_built_as_sq8(tmp_path: Path) -> None:
+    """pq4 (the default) needs rows to train its 16 centroids per pair of dimensions: a small
+    collection's first segment is sq8, and its searches still equal exact search."""
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((300, DIM)).astype(np.float32)
+    store = SegmentedStore(EdgeStore(tmp_path / "q"), tmp_path / "seg", merge_rows=0,
+                           nprobe=4096)
+    try:
+        store.ensure_collection("songs", DIM, {})
+        ids = [song_point_id(f"s{i}") for i in range(len(x))]
+        store.upsert("songs", [Point(pid, v, {}) for pid, v in zip(ids, x, strict=True)])
+        info = store.merge("songs")
+        assert store.codes == "pq4" and info is not None and info["codes"] == "sq8"
+        q = rng.standard_normal(DIM).astype(np.float32)
+        unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+        truth = np.argsort(-(unit @ q), kind="stable")[:10]
+        assert [h.id for h in store.search("songs", q, 10)] == [ids[i] for i in truth]
+    finally:
+        store.close()
+
+
 def test_retrieve_takes_vectors_from_the_mirror_and_payloads_from_the_engine(
         store: SegmentedStore, monkeypatch: pytest.MonkeyPatch) -> None:
     """Serving never asks the engine for vectors; what it gets equals the engine's own
@@ -413,7 +434,7 @@ def test_float16_vectors_halve_the_mirror_and_stay_exact_over_their_values(
 
     def open_store() -> SegmentedStore:
         s = SegmentedStore(EdgeStore(tmp_path / "q", dtype="float16"), tmp_path / "seg",
-                           merge_rows=0, nprobe=4096, dtype="float16")
+                           merge_rows=0, nprobe=4096, dtype="float16", codes="sq8")
         s.ensure_collection("songs", DIM, INDEXES)
         s.segments["songs"].exact_below = 0
         return s
