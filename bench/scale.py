@@ -41,6 +41,7 @@ from streams.events import SongEvent
 from streams.ids import song_point_id, user_point_id
 from streams.process import WorkerProcess
 from streams.stores import EdgeStore, Point, SegmentedStore
+from streams.stores.sealed import DEFAULT_CODES
 
 from . import live
 from .common import Mode, Report, ms, ratio
@@ -310,7 +311,7 @@ async def soak_run(bs: str, worker: WorkerProcess, names: dict[str, str], world:
 
 
 def search_after(data_dir: Path, work: Path, collection: str, dim: int, n_queries: int = 200,
-                 k: int = 10, dtype: str = "float32", codes: str = "pq4") -> dict[str, Any]:
+                 k: int = 10, dtype: str = "float32", codes: str = DEFAULT_CODES) -> dict[str, Any]:
     """Reopen the songs as a restart does, seal them (with the worker's ``codes``), search:
     store p50/p99 and recall@k against exact numpy over the same live vectors (and numpy's
     own p50, same queries)."""
@@ -470,7 +471,7 @@ def run(mode: Mode, models: Path = DEFAULT_MODELS, out: Path = Path("bench/resul
         cols = pipeline.Collections.for_version(model.version)
         search = search_after(tmp / "data", tmp / "seg-check", cols.songs, model.manifest.dim,
                               dtype=vector_dtype,
-                              codes=env.get("COLDSTREAM_SEGMENT_CODES", "pq4"))
+                              codes=env.get("COLDSTREAM_SEGMENT_CODES", DEFAULT_CODES))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     plot_lag([soak, at_issue], out / "scale_lag.png", f"consumer lag, {size['n_songs']:,} "

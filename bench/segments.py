@@ -14,8 +14,7 @@ rebuild; each under the loop probe, each followed by the recall it leaves (``aft
 
 Last, the sealed segment's codes compared over the same live points (``codes``): a full build
 of each (``flat`` float32 rows, ``sq8`` 8-bit and ``pq4`` 4-bit product codes, both rescored
-from the mirror), its index
-memory, build time, search time and recall.
+from the mirror), its index memory, build time, search time and recall.
 """
 
 from __future__ import annotations
@@ -33,6 +32,7 @@ import numpy as np
 
 from streams.ids import song_point_id
 from streams.stores import EdgeStore, Point, SegmentedStore, Where
+from streams.stores.sealed import DEFAULT_CODES
 
 from .common import Mode, Report, ms, ratio
 from .search import GENRES, exact, mixture, queries
@@ -212,7 +212,7 @@ def world_vectors(models: Path, n: int, n_queries: int, seed: int = 0,
 
 def run(mode: Mode, n: int | None = None, dim: int = 128, n_queries: int | None = None,
         nprobes: list[int] | None = None, second_merge: bool = True,
-        models: Path | None = None, codes: str = "pq4") -> Report:
+        models: Path | None = None, codes: str = DEFAULT_CODES) -> Report:
     """``second_merge=False`` skips the merge after churn and the restart (a cheaper 1M run).
     ``models``: search the vectors that registry's model gives a music world's songs
     (:func:`world_vectors`) instead of the Gaussian mixture. ``codes``: the sealed segment's

@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+#: What a full build stores per row unless told otherwise (``Settings.segment_codes`` too).
+DEFAULT_CODES = "pq4"
 #: Candidates fetched from an approximate segment per wanted hit, and at least, before the
 #: exact rescoring: (per hit, at least). pq4's rougher scores need more. At 1M x 512 on the
 #: bench's mixture (nprobe 32, one run, faiss alone), the share of sq8's top 10 that survived
@@ -108,7 +110,7 @@ def search_plain(segment: SealedSegment, query: np.ndarray, k: int,
 
 
 def start_build(folder: Path, threads: int = 1, base: Path | None = None,
-                codes: str = "pq4") -> subprocess.Popen[bytes]:
+                codes: str = DEFAULT_CODES) -> subprocess.Popen[bytes]:
     """Start the child on ``folder`` (vectors.npy, labels.npy; with ``base``, a delta build
     from that index file, also removed.npy, keeping the base's codes)."""
     args = [sys.executable, str(Path(__file__).with_name("sealed_build.py")), str(folder),

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from .base import Hit, Point, VectorStore, Where, scroll_all
-from .sealed import SealedSegment, finish_build, start_build
+from .sealed import DEFAULT_CODES, SealedSegment, finish_build, start_build
 from .segments import Segments
 from .wrapper import StoreWrapper
 
@@ -53,7 +53,7 @@ class SegmentedStore(StoreWrapper):
     def __init__(self, inner: VectorStore, workdir: Path, merge_rows: int = 20_000,
                  nprobe: int = 32, check_s: float = 1.0, build_threads: int = 1,
                  retrain_share: float = 0.5, relist_factor: float = 2.0,
-                 codes: str = "pq4", dtype: str = "float32", page_out: bool = False,
+                 codes: str = DEFAULT_CODES, dtype: str = "float32", page_out: bool = False,
                  list_growing: bool = True) -> None:
         """``codes``: what a full build stores per row (``sq8``, ``pq4`` or ``flat``,
         :mod:`.sealed`); a delta merge keeps its base's. ``dtype``: the mirrors' storage

@@ -73,7 +73,7 @@ def test_segments_smoke(tmp_path: Path) -> None:
     assert index_mb["pq4"] == pytest.approx(index_mb["flat"] / 16)  # 4 bits per 2 dimensions
     exact_probe = [r for r in codes if r["nprobe"] == 64 and r["k"] == 10]
     assert all(r["recall"] == 1.0 for r in exact_probe if r["codes"] != "pq4")
-    # pq4's 400 candidates of 3,000 rows, rescored: rough codes, yet nearly exact here
+    # pq4's 1,000 candidates of 3,000 rows, rescored: rough codes, yet nearly exact here
     assert min(r["recall"] for r in exact_probe if r["codes"] == "pq4") >= 0.9
 
 

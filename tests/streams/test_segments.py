@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from streams.ids import song_point_id
+from streams.settings import Settings
 from streams.stores import EdgeStore, Point, SegmentedStore, Where, scroll_all, sealed
 from streams.stores.sealed import finish_build, search_plain, start_build
 from streams.stores.segmented import write_snapshot
@@ -200,6 +201,10 @@ def test_approximate_codes_are_rescored_to_exact_cosines(tmp_path: Path, codes: 
         assert worst_raw > 1e-4  # the codes alone are approximate: the rescoring matters
     finally:
         store.close()
+
+
+def test_the_worker_and_the_store_default_to_the_same_codes() -> None:
+    assert Settings.model_fields["segment_codes"].default == sealed.DEFAULT_CODES
 
 
 def test_a_segment_too_small_to_train_product_codes_is_built_as_sq8(tmp_path: Path) -> None:
