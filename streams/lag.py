@@ -8,7 +8,7 @@ embedded broker the end offset is corrected by :func:`streams.compat.true_end_of
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
@@ -19,6 +19,18 @@ from .metrics import Metrics
 log = logging.getLogger(__name__)
 
 
+class PartitionLag(NamedTuple):
+    """What the broker says of one partition: the group's committed offset (None: nothing
+    committed yet) and the true end offset."""
+
+    committed: int | None
+    end: int
+
+    @property
+    def behind(self) -> int:
+        return max(0, self.end - (self.committed or 0))
+
+
 class LagMonitor:
     def __init__(self, bootstrap: str, group_id: str, topics: list[str], metrics: Metrics,
                  correct_end_offsets: bool, **client: Any) -> None:
@@ -26,8 +38,10 @@ class LagMonitor:
         self.metrics, self.correct = metrics, correct_end_offsets
         self.client = client
 
-    async def measure(self) -> dict[TopicPartition, int]:
-        """One short-lived client per measurement: nothing is left open at shutdown."""
+    async def measure(self) -> dict[TopicPartition, PartitionLag]:
+        """One short-lived client per measurement: nothing is left open at shutdown. The
+        committed offsets are the broker's, which the worker's own bookkeeping may not match
+        (``GuardedConsumerMixin.behind``)."""
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=self.group_id,
                                     enable_auto_commit=False, **self.client)
         await consumer.start()
@@ -41,10 +55,9 @@ class LagMonitor:
                 ends = await true_end_offsets(self.bootstrap, ends, **self.client)
             lags = {}
             for tp in tps:
-                committed = await consumer.committed(tp) or 0
-                lags[tp] = max(0, ends[tp] - committed)
+                lags[tp] = PartitionLag(await consumer.committed(tp), ends[tp])
                 self.metrics.consumer_lag.labels(
-                    topic=tp.topic, partition=str(tp.partition)).set(lags[tp])
+                    topic=tp.topic, partition=str(tp.partition)).set(lags[tp].behind)
             return lags
         finally:
             await consumer.stop()

@@ -113,8 +113,8 @@ class Metrics:
             "Offset guard interventions, by reason (rewind: skipped offsets re-read; "
             "undelivered: a batch cut short re-read; stalled: a commit held by a record no "
             "agent has, re-read; skipped_ack: Faust acked a record it skipped, ignored; "
-            "gap: offsets proven absent; "
-            "log_start: nothing committed yet, read from the log start).",
+            "gap: offsets proven absent; commit_failed: a commit a rebalance refused, not "
+            "taken as committed; log_start: nothing committed yet, read from the log start).",
             ["reason"], registry=r)
         self.unreadable_batches = Counter(
             "coldstream_unreadable_batches",

@@ -29,13 +29,16 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
 
 from .unreadable import UNREADABLE, UnreadableBatches
+
+if TYPE_CHECKING:
+    from .lag import PartitionLag
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,8 @@ ORPHAN_WAIT_S = 5.0
 #: (one a second), is repaired by re-reading from that offset.
 STALL_S = 10.0
 STALL_IDLE_CHECKS = 3
+#: A partition behind this long that is not re-read says why, once (diagnostics).
+BEHIND_EXPLAINED_S = 60.0
 
 
 def next_commit(acked: Iterable[int], head: int | None, gaps: Iterable[Gap] = ()) -> int | None:
@@ -153,7 +158,7 @@ class GuardedConsumerMixin:
 
     guard: OffsetGuard
     #: Called with a reason ("rewind", "undelivered", "stalled", "skipped_ack", "gap",
-    #: "log_start") when the guard acts.
+    #: "log_start", "commit_failed") when the guard acts.
     on_guard: Callable[[str], None] | None = None
     #: Test hook: discard this many non-empty fetch results after the client consumed them.
     drop_fetches: int = 0
@@ -165,6 +170,10 @@ class GuardedConsumerMixin:
         self.guard = OffsetGuard()
         self._held_since: dict[Any, tuple[int | None, float, int]] = {}
         self._stalled: dict[Any, int] = {}
+        self._behind_since: dict[Any, float] = {}
+        self._explained: set[Any] = set()
+        self._positioned = 0  # positionings so far, and the committed offsets the last read
+        self._positioned_at: dict[Any, int | None] = {}
         super().__init__(*args, **kwargs)
 
     def _guarded(self, tp: Any) -> bool:
@@ -310,6 +319,8 @@ class GuardedConsumerMixin:
             starts = {}
         for tp in tps:
             self.guard.start(tp, starts.get(tp, committed[tp]))
+        self._positioned += 1
+        self._positioned_at = {tp: committed[tp] for tp in tps}
         log.info("positioned %s", ", ".join(f"{tp.topic}[{tp.partition}]@{self.guard.base[tp]}"
                                             for tp in sorted(tps)))
 
@@ -337,17 +348,37 @@ class GuardedConsumerMixin:
         self.guard.committed(tp, offset)
         return offset
 
-    def _held(self, tp: Any, head: int | None, acked: list[int]) -> None:
+    async def _commit_offsets(self, offsets: Mapping[Any, int],
+                              start_new_transaction: bool = True) -> bool:
+        """Faust records ``offsets`` as committed even when the commit failed (a rebalance
+        got there first: aiokafka's "already rebalanced"). Its consumer then ignores the
+        acknowledgements of every record below them, the re-read ones included, and never
+        commits those partitions again: lag stuck for good (seen in CI after a member left).
+        Undo that: what is committed is what the broker has, which is what the last
+        positioning read, or what we had before this attempt."""
+        committed = self._committed_offset  # type: ignore[attr-defined]
+        before = {tp: committed[tp] for tp in offsets}
+        positioned = self._positioned
+        done: bool = await super()._commit_offsets(  # type: ignore[misc]
+            offsets, start_new_transaction=start_new_transaction)
+        if not done:
+            truth = self._positioned_at if self._positioned != positioned else before
+            for tp in offsets:
+                committed[tp] = truth.get(tp)
+            self._report("commit_failed")
+        return done
+
+    def _held(self, tp: Any, head: int | None, acked: list[int]) -> bool:
         """The commit is held at ``head`` while later offsets are acknowledged. Normal for a
         moment; if it lasts and the topic's agent has nothing in hand, the record at ``head``
-        is nowhere (dropped where we could not see it): schedule a re-read from it."""
+        is nowhere (dropped where we could not see it): schedule a re-read from it (True)."""
         now = time.monotonic()
         held_head, since, idle = self._held_since.get(tp, (None, now, 0))
         if held_head != head:
             self._held_since[tp] = (head, now, 0)
-            return
+            return False
         if head is None or now - since < STALL_S:
-            return
+            return False
         idle = 0 if self._topic_busy(tp.topic) else idle + 1
         self._held_since[tp] = (head, since, idle)
         if idle >= STALL_IDLE_CHECKS:
@@ -356,32 +387,52 @@ class GuardedConsumerMixin:
                         now - since, len(acked), head)
             self._stalled[tp] = head
             self._held_since[tp] = (head, now, 0)
+            return True
+        return False
 
-    def behind(self, lags: Mapping[Any, int]) -> None:
-        """The lag monitor's answer (true end offset minus the committed offset), every
+    def behind(self, lags: Mapping[Any, PartitionLag]) -> None:
+        """The lag monitor's answer (the broker's committed and true end offsets), every
         ``lag_interval_s``. A guarded partition that stays behind with nothing acknowledged
         past its commit, while its agent is idle, is stalled like a held commit (``_held``),
         except that no later offset was ever acknowledged to show it: the record at the head
         was dropped where we could not see it. Seen once in CI after a kill -9 restart: the
-        last record of a partition, never delivered, lag 1 for 180 s. Re-read from the head."""
+        last record of a partition, never delivered, lag 1 for 180 s. Re-read from the
+        broker's commit, and take that as committed: Faust's may be ahead of it (see
+        ``_commit_offsets``), and then it ignores the acknowledgements of the re-read."""
         app = getattr(self, "app", None)
-        if app is not None and (app.rebalancing or app.in_recovery):
-            return  # the rebalance seeks to the committed offsets itself
+        rebalancing = app is not None and (app.rebalancing or app.in_recovery)
         acked: Mapping[Any, list[int]] = self._acked  # type: ignore[attr-defined]
-        committed: Mapping[Any, int | None] = self._committed_offset  # type: ignore[attr-defined]
         for tp in self.assignment():  # type: ignore[attr-defined]
-            if not self._guarded(tp) or acked.get(tp):
-                continue  # offsets acknowledged past the head: _new_offset watches it
-            if lags.get(tp, 0) <= 0:
-                self._held_since.pop(tp, None)
+            lag = lags.get(tp)
+            if not self._guarded(tp) or lag is None or lag.behind <= 0:
+                for state in (self._held_since, self._behind_since):
+                    state.pop(tp, None)
+                self._explained.discard(tp)
                 continue
-            head = committed.get(tp)
-            self._held(tp, self.guard.base.get(tp) if head is None else head, [])
+            since = self._behind_since.setdefault(tp, time.monotonic())
+            if rebalancing:  # the rebalance seeks to the committed offsets itself
+                self._explain_behind(tp, lag, since, "a rebalance or recovery is running")
+            elif acked.get(tp):  # acknowledged past the head: _new_offset watches it
+                self._explain_behind(tp, lag, since, "offsets acknowledged past the head")
+            elif self._held(tp, lag.committed if lag.committed is not None
+                            else self.guard.base.get(tp), []):
+                self._committed_offset[tp] = lag.committed  # type: ignore[attr-defined]
+            elif self._topic_busy(tp.topic):
+                self._explain_behind(tp, lag, since, "its agent holds unacknowledged records")
+
+    def _explain_behind(self, tp: Any, lag: PartitionLag, since: float, reason: str) -> None:
+        """Say once why a partition left behind this long is not re-read (diagnostics)."""
+        if time.monotonic() - since >= BEHIND_EXPLAINED_S and tp not in self._explained:
+            self._explained.add(tp)
+            log.warning("%s: %d records behind the broker's commit at %s for %.0f s, not "
+                        "re-read: %s", tp, lag.behind, lag.committed,
+                        time.monotonic() - since, reason)
 
     def _topic_busy(self, topic: str) -> bool:
-        """An agent holds a record of ``topic`` it has not acknowledged yet."""
+        """An agent holds a record of ``topic`` it has not acknowledged yet. (Faust leaves an
+        acknowledged record below its commit in the unacknowledged set: not busy.)"""
         unacked = self._unacked_messages  # type: ignore[attr-defined]
-        return any(m.topic == topic for m in list(unacked))
+        return any(m.topic == topic and not m.acked for m in list(unacked))
 
 
 class GuardedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streams import offsets
+from streams.lag import PartitionLag
 from streams.offsets import GuardedConsumerMixin, OffsetGuard, next_commit
 
 TP = ("songs.new", 0)
@@ -107,8 +108,8 @@ def test_changelog_jumps_are_taken_as_compaction_gaps() -> None:
 
 
 class FakeMessage:
-    def __init__(self, topic: str) -> None:
-        self.topic = topic
+    def __init__(self, topic: str, acked: bool = False) -> None:
+        self.topic, self.acked = topic, acked
 
 
 class HeldConsumer(GuardedConsumerMixin):
@@ -166,6 +167,10 @@ class BehindConsumer(HeldConsumer):
         return True
 
 
+def lag(committed: int | None, end: int) -> PartitionLag:
+    return PartitionLag(committed, end)
+
+
 def test_a_partition_left_behind_with_nothing_acknowledged_is_re_read(monkeypatch) -> None:
     """The lag monitor sees a record at the head that no agent ever got: no later offset was
     acknowledged, so only the lag shows it."""
@@ -176,7 +181,7 @@ def test_a_partition_left_behind_with_nothing_acknowledged_is_re_read(monkeypatc
     consumer._acked[acking] = [5]  # the head is held with later offsets acknowledged:
     busy = FakeMessage("songs.new")  # _new_offset's own check covers it
     consumer._unacked_messages.add(busy)  # the agent is working on the topic: wait
-    lags = {stuck: 1, caught_up: 0, acking: 2}
+    lags = {stuck: lag(10, 11), caught_up: lag(7, 7), acking: lag(3, 5)}
     for _ in range(30):
         consumer.behind(lags)
         clock[0] += 1.0
@@ -194,9 +199,85 @@ def test_a_partition_that_catches_up_is_not_re_read(monkeypatch) -> None:
     tp = SongsTP("songs.new", 0)
     consumer = BehindConsumer({tp: 10})
     for step in range(60):  # behind for a moment at a time, then caught up
-        consumer.behind({tp: 1 if step % 5 else 0})
+        consumer.behind({tp: lag(10, 11 if step % 5 else 10)})
         clock[0] += 1.0
     assert consumer._stalled == {}
+
+
+def test_a_commit_faust_only_believes_in_is_re_read_from_the_brokers(monkeypatch) -> None:
+    """CI, after a member left: Faust took offset 6 for committed although the broker kept 4,
+    so it ignored the acknowledgements of records 4 and 5 and left them in its in-flight set.
+    Those records are not in flight; the re-read starts at the broker's 4, and acks count."""
+    clock = [0.0]
+    monkeypatch.setattr(offsets.time, "monotonic", lambda: clock[0])
+    tp = SongsTP("users.refresh", 1)
+    consumer = BehindConsumer({tp: 6})
+    consumer._unacked_messages.update({FakeMessage(tp.topic, acked=True) for _ in range(2)})
+    for _ in range(int(offsets.STALL_S) + offsets.STALL_IDLE_CHECKS + 1):
+        consumer.behind({tp: lag(4, 6)})
+        clock[0] += 1.0
+    assert consumer._stalled == {tp: 4}
+    assert consumer._committed_offset[tp] == 4
+
+
+def test_a_partition_behind_and_not_re_read_says_why_once(monkeypatch, caplog) -> None:
+    clock = [0.0]
+    monkeypatch.setattr(offsets.time, "monotonic", lambda: clock[0])
+    tp = SongsTP("songs.new", 0)
+    consumer = BehindConsumer({tp: 3})
+    consumer._unacked_messages.add(FakeMessage("songs.new"))  # a store outage, say
+    for _ in range(int(offsets.BEHIND_EXPLAINED_S) * 2):
+        consumer.behind({tp: lag(3, 5)})
+        clock[0] += 1.0
+    why = [r.getMessage() for r in caplog.records if "not re-read" in r.getMessage()]
+    assert len(why) == 1 and "holds unacknowledged records" in why[0]
+    assert consumer._stalled == {}
+
+
+class FaustCommit:
+    """Faust's ``_commit_offsets`` bookkeeping: the offsets count as committed whether or
+    not the broker took them."""
+
+    def __init__(self) -> None:
+        self._committed_offset: dict[SongsTP, int | None] = {}
+        self.app = SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda t: True))
+        self.broker_accepts, self.during_commit = False, lambda: None
+
+    async def _commit_offsets(self, offsets: dict, start_new_transaction: bool = True) -> bool:
+        self.during_commit()
+        self._committed_offset.update(offsets)
+        return self.broker_accepts
+
+
+class CommittingConsumer(GuardedConsumerMixin, FaustCommit):
+    def _is_changelog_tp(self, tp: object) -> bool:
+        return False
+
+
+def test_a_failed_commit_leaves_the_committed_offsets_at_the_brokers() -> None:
+    tp = SongsTP("users.refresh", 1)
+    consumer = CommittingConsumer()
+    consumer._committed_offset[tp] = 4
+    assert not asyncio.run(consumer._commit_offsets({tp: 6}))
+    assert consumer._committed_offset[tp] == 4
+    consumer.broker_accepts = True
+    assert asyncio.run(consumer._commit_offsets({tp: 6}))
+    assert consumer._committed_offset[tp] == 6
+
+
+def test_a_commit_that_fails_across_a_positioning_keeps_what_the_positioning_read() -> None:
+    """The rebalance read the broker's commits while the refused commit was in flight."""
+    tp = SongsTP("users.refresh", 1)
+    consumer = CommittingConsumer()
+    consumer._committed_offset[tp] = 2
+
+    def rebalance() -> None:
+        consumer._positioned += 1
+        consumer._positioned_at = {tp: 4}
+
+    consumer.during_commit = rebalance
+    assert not asyncio.run(consumer._commit_offsets({tp: 6}))
+    assert consumer._committed_offset[tp] == 4
 
 
 class FaustSeek:
