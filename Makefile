@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint fmt bench clean soak-rebalance
+.PHONY: demo test test-extended lint fmt bench clean soak-rebalance
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -20,7 +20,13 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -ra --durations=25
 
-# 20 rebalance gauntlets in a row (kill -9 storm, join/leave, paused heartbeat): ~1 h on 2 cores.
+# Variants of paths `make test` already drives end to end (e.g. an A/B test rolled back
+# rather than promoted): a few minutes.
+test-extended: $(STAMP)
+	$(BIN)/python -m pytest -q -ra -m extended
+
+# Each rebalance scenario alone, then 20 gauntlets in a row (kill -9 storm,
+# join/leave, paused heartbeat): ~1 h on 2 cores.
 soak-rebalance: $(STAMP)
 	COLDSTREAM_REBALANCE_REPEAT=$${REPEAT:-20} $(BIN)/python -m pytest -x -v -m soak \
 		tests/streams/test_rebalance.py

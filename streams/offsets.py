@@ -365,6 +365,8 @@ class GuardedConsumerMixin:
             truth = self._positioned_at if self._positioned != positioned else before
             for tp in offsets:
                 committed[tp] = truth.get(tp)
+            log.info("a commit of %d partitions was refused (a rebalance got there first): "
+                     "they stay committed where the broker has them", len(offsets))
             self._report("commit_failed")
         return done
 

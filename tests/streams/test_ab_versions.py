@@ -60,7 +60,8 @@ def wait_until(check, what: str, timeout: float = 120.0) -> None:
         time.sleep(0.3)
 
 
-@pytest.mark.parametrize("end", ["--promote=treatment", "--rollback"])
+@pytest.mark.parametrize("end", ["--promote=treatment",
+                                 pytest.param("--rollback", marks=pytest.mark.extended)])
 def test_each_arm_is_served_by_its_version_until_the_test_ends(
         broker: EmbeddedBroker, private_registry: Registry, tmp_path: Path, end: str) -> None:
     registry = private_registry
