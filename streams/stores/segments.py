@@ -37,7 +37,7 @@ import numpy as np
 
 from .base import Point, Where
 from .columns import Column
-from .sealed import SealedSegment, candidates, search_plain
+from .sealed import Coarse, SealedSegment, candidates, search_plain
 
 #: Filters matching at most this many points are searched exactly: cheaper than any index.
 EXACT_BELOW = 4096
@@ -212,10 +212,11 @@ class Segments:
                 # 1/10 at nprobe 16 gave recall 0.73 without this).
                 share = matching / max(1, len(self.slot_of))
                 nprobe = int(np.ceil(self.nprobe / max(share, 1e-6)))
-                slots, scores = self._growing_top(q, k, allowed, nprobe)
+                coarse = None if self.sealed is None else self.sealed.coarse(q, nprobe)
+                slots, scores = self._growing_top(q, k, allowed, nprobe, coarse)
                 if self.sealed is not None:
                     clean = allowed & ~self.dirty[:len(allowed)]
-                    s_slots, s_scores = self._sealed_top(q, k, nprobe, clean)
+                    s_slots, s_scores = self._sealed_top(q, k, nprobe, clean, coarse)
                     slots, scores = _top(np.concatenate([s_slots, slots]),
                                          np.concatenate([s_scores, scores]), k)
             return [(self.ids[s], float(v)) for s, v in zip(slots, scores, strict=True)]
@@ -226,17 +227,18 @@ class Segments:
         sealed hits were dirty; the caller takes the bitmap path."""
         assert self.sealed is not None
         want = 2 * k + 16
-        s_slots, s_scores = self._sealed_top(q, want, self.nprobe)
+        coarse = self.sealed.coarse(q, self.nprobe)
+        s_slots, s_scores = self._sealed_top(q, want, self.nprobe, coarse=coarse)
         clean = ~self.dirty[s_slots]
         if np.count_nonzero(clean) < k and len(s_slots) == want:
             return None
-        g_slots, g_scores = self._growing_top(q, k, self.alive, self.nprobe)
+        g_slots, g_scores = self._growing_top(q, k, self.alive, self.nprobe, coarse)
         slots, scores = _top(np.concatenate([s_slots[clean], g_slots]),
                              np.concatenate([s_scores[clean], g_scores]), k)
         return [(self.ids[s], float(v)) for s, v in zip(slots, scores, strict=True)]
 
-    def _sealed_top(self, q: np.ndarray, k: int, nprobe: int,
-                    allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def _sealed_top(self, q: np.ndarray, k: int, nprobe: int, allowed: np.ndarray | None = None,
+                    coarse: Coarse | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The sealed segment's top ``k`` with exact scores: an approximate segment's best
         :func:`~.sealed.candidates` by code are rescored from the mirror (a clean slot's
         mirror row is the row the segment indexed; dirty slots are dropped by every caller)."""
@@ -244,22 +246,22 @@ class Segments:
         assert sealed is not None
         want = candidates(sealed.codes, k)
         if allowed is None:
-            slots, scores = search_plain(sealed, q, want, nprobe)
+            slots, scores = search_plain(sealed, q, want, nprobe, coarse)
         else:
-            slots, scores = sealed.search(q, want, allowed, nprobe)
+            slots, scores = sealed.search(q, want, allowed, nprobe, coarse)
         if sealed.exact:
             return slots, scores
         return _top(slots, _dot(self._rows(slots), q), k)
 
     def _rows(self, slots: np.ndarray) -> np.ndarray:
         """The mirror's rows as float32 (a copy)."""
-        return self.vectors[slots].astype(np.float32, copy=False)
+        return as_float32(self.vectors[slots])
 
     def _scan(self, q: np.ndarray, n: int) -> np.ndarray:
         """Scores of the first ``n`` slots against ``q``; a float16 mirror in steps."""
         if self.vectors.dtype == np.float32:
             return _dot(self.vectors[:n], q)
-        return np.concatenate([_dot(self.vectors[i:min(n, i + SCAN_ROWS)].astype(np.float32), q)
+        return np.concatenate([_dot(as_float32(self.vectors[i:min(n, i + SCAN_ROWS)]), q)
                                for i in range(0, n, SCAN_ROWS)] or [np.zeros(0, np.float32)])
 
     def _allowed(self, where: Where | None) -> np.ndarray | None:
@@ -283,15 +285,16 @@ class Segments:
                 mask[slot] = False
         return mask
 
-    def _growing_top(self, q: np.ndarray, k: int, allowed: np.ndarray,
-                     nprobe: int) -> tuple[np.ndarray, np.ndarray]:
+    def _growing_top(self, q: np.ndarray, k: int, allowed: np.ndarray, nprobe: int,
+                     coarse: Coarse | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` of the growing segment: its rows in the lists a sealed search with
-        ``nprobe`` scans, and the unlisted ones (every live slot while nothing is sealed)."""
+        ``nprobe`` scans (``coarse``, if found already), and the unlisted ones (every live
+        slot while nothing is sealed)."""
         if self.sealed is None:
             n = len(self.ids)
             scores, keep = self._scan(q, n), allowed[:n]
             return _top(np.flatnonzero(keep), scores[keep], k)
-        rows = self._probed_rows(q, nprobe)
+        rows = self._probed_rows(q, nprobe, coarse)
         if rows is None:
             slots, vecs = self.grown_slot[:self.grown_n], self.grown[:self.grown_n]
         else:
@@ -299,7 +302,8 @@ class Segments:
         keep = allowed[slots]
         return _top(slots[keep], _dot(vecs, q)[keep], k)
 
-    def _probed_rows(self, q: np.ndarray, nprobe: int) -> np.ndarray | None:
+    def _probed_rows(self, q: np.ndarray, nprobe: int,
+                     coarse: Coarse | None = None) -> np.ndarray | None:
         """Growing rows a search with ``nprobe`` reads; None: all of them."""
         sealed = self.sealed
         assert sealed is not None
@@ -307,7 +311,8 @@ class Segments:
             return None  # most lists probed: one pass over every row beats a gather
         scanned = np.zeros(sealed.lists + 1, dtype=bool)
         scanned[0] = True  # unlisted rows
-        scanned[sealed.probed(q, nprobe) + 1] = True
+        lists = sealed.probed(q, nprobe) if coarse is None else coarse[1][0]
+        scanned[lists[lists >= 0] + 1] = True
         return np.flatnonzero(scanned[self.grown_list[:self.grown_n]])
 
     def _exact(self, slots: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -398,6 +403,18 @@ class Segments:
         self.grown_n = len(kept)
         self.row_of[:] = -1
         self.row_of[kept] = np.arange(len(kept))
+
+
+#: Every float16 bit pattern's float32 value: a lookup converts rows 1.8x faster than numpy's
+#: float16 cast (0.77 vs 1.35 ms for 1,000 x 512, which rescoring pq4 candidates does per query).
+_HALF = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)
+
+
+def as_float32(rows: np.ndarray) -> np.ndarray:
+    """``rows`` as float32, exactly (a copy unless they are float32 already)."""
+    if rows.dtype == np.float32:
+        return rows
+    return np.take(_HALF, rows.view(np.uint16))
 
 
 def _dot(rows: np.ndarray, q: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ from streams.settings import Settings
 from streams.stores import EdgeStore, Point, SegmentedStore, Where, scroll_all, sealed
 from streams.stores.sealed import finish_build, search_plain, start_build
 from streams.stores.segmented import write_snapshot
+from streams.stores.segments import as_float32
 
 DIM = 16
 INDEXES = {"is_cold": "integer", "artist": "keyword", "boundary": "float"}
@@ -642,3 +643,34 @@ def test_growing_rows_are_searched_by_the_sealed_lists(tmp_path: Path) -> None:
         above = {p for p in growing if float(ref.points[p][0] @ u) > hits[-1].score + 1e-6}
         assert above <= {h.id for h in hits}
     s.close()
+
+
+@pytest.mark.parametrize("codes", ["flat", "sq8", "pq4"])
+def test_a_search_with_its_lists_found_once_equals_a_plain_search(tmp_path: Path,
+                                                                   codes: str) -> None:
+    """The sealed search and the growing rows share one coarse quantization per query;
+    faiss's preassigned search must return what its plain search does, filtered or not."""
+    rng = np.random.default_rng(5)
+    s = SegmentedStore(EdgeStore(tmp_path / "q"), tmp_path / "seg", merge_rows=0, codes=codes)
+    s.ensure_collection("songs", DIM, INDEXES)
+    s.upsert("songs", make_points(rng, range(3000)))
+    s.merge("songs", full=True)
+    sealed = s.segments["songs"].sealed
+    assert sealed is not None and sealed.codes == codes
+    allowed = rng.random(3000) < 0.3
+    for _ in range(10):
+        q = rng.standard_normal(DIM).astype(np.float32)
+        q /= np.linalg.norm(q)
+        coarse = sealed.coarse(q, 6)
+        for plain, found in [(search_plain(sealed, q, 20, 6), search_plain(sealed, q, 20, 6,
+                                                                          coarse)),
+                             (sealed.search(q, 20, allowed, 6),
+                              sealed.search(q, 20, allowed, 6, coarse))]:
+            assert np.array_equal(plain[0], found[0])
+            assert np.allclose(plain[1], found[1])
+
+
+def test_float16_rows_convert_exactly() -> None:
+    rows = np.random.default_rng(2).standard_normal((50, DIM)).astype(np.float16)
+    rows[0, :4] = [0.0, -0.0, 1e-7, -6e-6]  # zeros and half-precision subnormals
+    assert np.array_equal(as_float32(rows), rows.astype(np.float32))
