@@ -296,11 +296,10 @@ class Segments:
             return _top(np.flatnonzero(keep), scores[keep], k)
         rows = self._probed_rows(q, nprobe, coarse)
         if rows is None:
-            slots, vecs = self.grown_slot[:self.grown_n], self.grown[:self.grown_n]
-        else:
-            slots, vecs = self.grown_slot[rows], self.grown[rows]
+            rows = np.arange(self.grown_n)
+        slots = self.grown_slot[rows]
         keep = allowed[slots]
-        return _top(slots[keep], _dot(vecs, q)[keep], k)
+        return _top(slots[keep], _dot_rows(self.grown, rows[keep], q), k)
 
     def _probed_rows(self, q: np.ndarray, nprobe: int,
                      coarse: Coarse | None = None) -> np.ndarray | None:
@@ -422,6 +421,21 @@ def _dot(rows: np.ndarray, q: np.ndarray) -> np.ndarray:
     threads, which on a busy machine made p99 ~85 ms; einsum's own loop stayed at ~8 ms
     (11k x 128, measured with the numpy baseline running in between)."""
     return np.einsum("ij,j->i", rows, q)
+
+
+def _dot_rows(matrix: np.ndarray, rows: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Scores of ``matrix[rows]`` against q, read in place by faiss: no copy of the rows
+    (1,600 growing rows of 512: 0.33 against 0.55 ms for numpy's gather and einsum)."""
+    import faiss
+
+    assert matrix.dtype == np.float32 and matrix.flags.c_contiguous  # read by pointer
+    ids = np.ascontiguousarray(rows, dtype=np.int64)
+    out = np.empty(len(ids), dtype=np.float32)
+    if len(ids):
+        faiss.fvec_inner_products_by_idx(
+            faiss.swig_ptr(out), faiss.swig_ptr(np.ascontiguousarray(q, dtype=np.float32)),
+            faiss.swig_ptr(matrix), faiss.swig_ptr(ids), matrix.shape[1], 1, len(ids))
+    return out
 
 
 def _widen(bits: np.ndarray, cap: int) -> np.ndarray:
