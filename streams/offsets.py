@@ -172,7 +172,7 @@ class GuardedConsumerMixin:
         self._stalled: dict[Any, int] = {}
         self._behind_since: dict[Any, float] = {}
         self._explained: set[Any] = set()
-        self._positioned = 0  # positionings so far, and the committed offsets the last read
+        # The committed offsets the last positioning read (a new dict each time).
         self._positioned_at: dict[Any, int | None] = {}
         super().__init__(*args, **kwargs)
 
@@ -319,7 +319,6 @@ class GuardedConsumerMixin:
             starts = {}
         for tp in tps:
             self.guard.start(tp, starts.get(tp, committed[tp]))
-        self._positioned += 1
         self._positioned_at = {tp: committed[tp] for tp in tps}
         log.info("positioned %s", ", ".join(f"{tp.topic}[{tp.partition}]@{self.guard.base[tp]}"
                                             for tp in sorted(tps)))
@@ -358,11 +357,11 @@ class GuardedConsumerMixin:
         positioning read, or what we had before this attempt."""
         committed = self._committed_offset  # type: ignore[attr-defined]
         before = {tp: committed[tp] for tp in offsets}
-        positioned = self._positioned
+        positioned = self._positioned_at
         done: bool = await super()._commit_offsets(  # type: ignore[misc]
             offsets, start_new_transaction=start_new_transaction)
         if not done:
-            truth = self._positioned_at if self._positioned != positioned else before
+            truth = self._positioned_at if self._positioned_at is not positioned else before
             for tp in offsets:
                 committed[tp] = truth.get(tp)
             log.info("a commit of %d partitions was refused (a rebalance got there first): "

@@ -310,7 +310,7 @@ class Segments:
             return None  # most lists probed: one pass over every row beats a gather
         scanned = np.zeros(sealed.lists + 1, dtype=bool)
         scanned[0] = True  # unlisted rows
-        lists = sealed.probed(q, nprobe) if coarse is None else coarse[1][0]
+        lists = (sealed.coarse(q, nprobe) if coarse is None else coarse)[1][0]
         scanned[lists[lists >= 0] + 1] = True
         return np.flatnonzero(scanned[self.grown_list[:self.grown_n]])
 
