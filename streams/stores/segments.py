@@ -37,6 +37,7 @@ import numpy as np
 
 from .base import Point, Where
 from .columns import Column
+from .listed import ListedRows
 from .sealed import Coarse, SealedSegment, candidates, search_plain
 
 #: Filters matching at most this many points are searched exactly: cheaper than any index.
@@ -77,7 +78,7 @@ class Segments:
         self.grown = np.zeros((1024, dim), dtype=np.float32)
         self.grown_slot = np.zeros(1024, dtype=np.int64)
         self.grown_n = 0
-        self.grown_list = np.zeros(1024, dtype=np.int32)  # 1 + the row's IVF list; 0: none
+        self.listed = ListedRows()  # each growing row's list (1 + IVF list; 0: none), and back
         self.row_of = np.full(cap, -1, dtype=np.int64)  # slot -> growing row (-1: none)
 
     # writes ------------------------------------------------------------------------------
@@ -160,10 +161,10 @@ class Segments:
             if row == len(self.grown_slot):
                 self.grown = np.concatenate([self.grown, np.zeros_like(self.grown)])
                 self.grown_slot = np.concatenate([self.grown_slot, self.grown_slot])
-                self.grown_list = np.concatenate([self.grown_list, self.grown_list])
             self.grown_slot[row], self.row_of[slot] = slot, row
             self.grown_n += 1
-        self.grown[row], self.grown_list[row] = vector, listed
+        self.grown[row] = vector
+        self.listed.file(row, listed)
 
     def _grow(self, cap: int) -> None:
         vectors = np.zeros((cap, self.dim), dtype=self.vectors.dtype)
@@ -308,11 +309,8 @@ class Segments:
         assert sealed is not None
         if not self.list_growing or nprobe * LISTED_BELOW >= sealed.lists:
             return None  # most lists probed: one pass over every row beats a gather
-        scanned = np.zeros(sealed.lists + 1, dtype=bool)
-        scanned[0] = True  # unlisted rows
         lists = (sealed.coarse(q, nprobe) if coarse is None else coarse)[1][0]
-        scanned[lists[lists >= 0] + 1] = True
-        return np.flatnonzero(scanned[self.grown_list[:self.grown_n]])
+        return self.listed.rows_in([0, *(lists[lists >= 0] + 1).tolist()])  # 0: unlisted
 
     def _exact(self, slots: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if len(slots) == 0:
@@ -375,8 +373,8 @@ class Segments:
             sealed = self.sealed
             if sealed is None or not self.list_growing:
                 return 0
-            todo = np.flatnonzero(self.grown_list[:self.grown_n] == 0)
-            rows = todo[:chunk]
+            todo = self.listed.rows_in([0])
+            rows = np.sort(todo)[:chunk]
             vecs = self.grown[rows]
         if len(rows) == 0:
             return 0
@@ -384,8 +382,10 @@ class Segments:
         with self.lock:
             if self.sealed is not sealed:
                 return 0
-            same = (self.grown_list[rows] == 0) & np.all(self.grown[rows] == vecs, axis=1)
-            self.grown_list[rows[same]] = listed[same]
+            same = (self.listed.list_of[rows] == 0) & np.all(self.grown[rows] == vecs, axis=1)
+            lists = self.listed.list_of[:self.grown_n].copy()
+            lists[rows[same]] = listed[same]
+            self.listed.reset(lists, sealed.lists)
         return len(todo) - len(rows)
 
     def _compact_growing(self) -> None:
@@ -398,8 +398,9 @@ class Segments:
             self.grown = np.zeros((1024, self.dim), dtype=np.float32)
         self.grown_slot = np.zeros(len(self.grown), dtype=np.int64)
         self.grown_slot[:len(kept)] = kept
-        self.grown_list = np.zeros(len(self.grown), dtype=np.int32)  # list_unlisted files them
         self.grown_n = len(kept)
+        assert self.sealed is not None
+        self.listed.reset(np.zeros(len(kept), dtype=np.int32), self.sealed.lists)  # unlisted
         self.row_of[:] = -1
         self.row_of[kept] = np.arange(len(kept))
 

@@ -621,11 +621,11 @@ def test_growing_rows_are_searched_by_the_sealed_lists(tmp_path: Path) -> None:
     churn(s, ref, rng, 2000)  # written against the old lists, while the child builds
     old = seg.sealed
     assert seg.install(finish_build(child, folder)) and seg.sealed is not old
-    assert np.count_nonzero(seg.grown_list[:seg.grown_n] == 0) == seg.grown_n
+    assert np.count_nonzero(seg.listed.list_of[:seg.grown_n] == 0) == seg.grown_n
     while seg.list_unlisted(chunk=64):
         pass
     churn(s, ref, rng, 2150)  # written against the new lists
-    assert seg.growing > 300 and np.all(seg.grown_list[:seg.grown_n] > 0)
+    assert seg.growing > 300 and np.all(seg.listed.list_of[:seg.grown_n] > 0)
     differs = 0
     for _ in range(40):
         q = rng.standard_normal(DIM).astype(np.float32)
