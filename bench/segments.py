@@ -176,37 +176,54 @@ def compare_codes(store: SegmentedStore, live: Live, qs: np.ndarray, k: int,
     return rows
 
 
+BACKBONE_DIR = Path("build/backbone-cache")
+
+
 def world_vectors(models: Path, n: int, n_queries: int, seed: int = 0,
+                  backbone_dir: Path = BACKBONE_DIR,
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The songs of a generated music world (:mod:`coldstream_data.music_world`), encoded by
     the registry's current model, text only (no audio is rendered); the last ``n_queries``
     songs are held out as the queries (new songs of the same world, what the worker searches
-    with). Cached under build/ per model version, world and size: encoding is the slow part.
-    Returns (vectors, genre, queries)."""
+    with). Returns (vectors, genre, queries).
+
+    MiniLM is the slow part (~80 songs/s on this machine's 2 cores, so ~3.5 h for 1M): its
+    outputs go through a :class:`~encoders.backbone.BackboneCache` kept on disk under
+    ``backbone_dir``, so an interrupted encode resumes where it stopped and any later model
+    sharing the same frozen text graph runs only its heads. Texts are encoded shortest
+    first, so a batch pads little. The final vectors are cached under build/ too."""
+    from tqdm.auto import tqdm
+
     from coldstream_data.music_world import generate_world
+    from encoders.backbone import BackboneCache
     from encoders.features import song_text
-    from encoders.runtime import SongInput
+    from encoders.runtime import SongInput, load_model
 
-    from .models import loaded
+    from .models import registry
 
-    model = loaded(models, threads=2)
+    reg = registry(models)
     total = n + n_queries
-    cache = Path("build/world-vectors") / f"{model.version}-s{seed}-{total}.npz"
+    cache = Path("build/world-vectors") / f"{reg.current()}-s{seed}-{total}.npz"
     if cache.exists():
         z = np.load(cache)
-        x, genre = z["x"], z["genre"]
-    else:
-        world = generate_world("large", n_songs=total, n_users=1000, n_interactions=10_000,
-                               seed=seed)
-        cat = world.catalogue
-        texts = [song_text(t, a, tags, d) for t, a, tags, d in zip(
-            cat["title"], cat["artist"], cat["tags"], cat["description"], strict=True)]
-        x = np.concatenate([model.songs.encode([SongInput(t) for t in texts[i:i + 64]])
-                            for i in range(0, total, 64)]).astype(np.float32)
-        x /= np.linalg.norm(x, axis=1, keepdims=True)
-        genre = np.asarray(world.truth["song_genre"], dtype=np.int64)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, x=x, genre=genre)
+        return z["x"][:n], z["genre"][:n], z["x"][n:]
+    world = generate_world("large", n_songs=total, n_users=1000, n_interactions=10_000,
+                           seed=seed)
+    cat = world.catalogue
+    texts = [song_text(t, a, tags, d) for t, a, tags, d in zip(
+        cat["title"], cat["artist"], cat["tags"], cat["description"], strict=True)]
+    backbone = BackboneCache(max_rows=max(total, 1_000_000), folder=backbone_dir)
+    model = load_model(reg, reg.current() or "", threads=2, cache=backbone)
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    x = np.zeros((total, model.manifest.dim), dtype=np.float32)
+    for i in tqdm(range(0, total, 64), desc="world songs", unit="batch", mininterval=10):
+        rows = order[i:i + 64]
+        x[rows] = model.songs.encode([SongInput(texts[j]) for j in rows])
+    backbone.close()
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    genre = np.asarray(world.truth["song_genre"], dtype=np.int64)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, x=x, genre=genre)
     return x[:n], genre[:n], x[n:]
 
 
