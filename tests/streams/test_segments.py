@@ -671,6 +671,12 @@ def test_a_search_with_its_lists_found_once_equals_a_plain_search(tmp_path: Path
 
 
 def test_float16_rows_convert_exactly() -> None:
-    rows = np.random.default_rng(2).standard_normal((50, DIM)).astype(np.float16)
-    rows[0, :4] = [0.0, -0.0, 1e-7, -6e-6]  # zeros and half-precision subnormals
-    assert np.array_equal(as_float32(rows), rows.astype(np.float32))
+    """Every finite float16 value, zeros and subnormals included, converts bit for bit as
+    numpy's cast does; as rows of a matrix, as one vector and as no rows."""
+    bits = np.arange(1 << 16, dtype=np.uint16)
+    values = bits.view(np.float16)[np.isfinite(bits.view(np.float16))]
+    rows = values[: len(values) // 32 * 32].reshape(-1, 32)
+    want = rows.astype(np.float32)
+    assert np.array_equal(as_float32(rows).view(np.uint32), want.view(np.uint32))
+    assert np.array_equal(as_float32(rows[7]).view(np.uint32), want[7].view(np.uint32))
+    assert as_float32(rows[:0]).shape == (0, 32)
