@@ -12,7 +12,13 @@ import training.train as train_mod
 from coldstream_data.base import ACTION_CODE, Dataset, Interactions
 from training.coldstart import ColdStartConfig, DropoutNet
 from training.evaluate import evaluate
-from training.recommender import GatedRecommender, PathFusion, PopularityPrior, TeacherFusion
+from training.recommender import (
+    GatedRecommender,
+    PathFusion,
+    PopularityPrior,
+    TeacherFusion,
+    make_variant,
+)
 from training.selection import Tuned, ValidationView, val_metrics, validation_view
 from training.split import Split, cold_item_split
 from training.tasks import TrainConfig
@@ -71,7 +77,7 @@ def test_choices_do_not_move_when_the_cold_test_changes(tiny_world: Dataset) -> 
                                      lambda: DropoutNet(replace(base, lr=1e-2))],
                       ["lr=1e-3", "lr=1e-2"])
         rec = PopularityPrior(GatedRecommender(CFG, name="m"))
-        fused = TeacherFusion(GatedRecommender(CFG, name="f"), head=base)
+        fused = TeacherFusion(GatedRecommender(CFG, name="f"), head=base, heads=2)
         cold = evaluate(tiny_world, s, tuned, segments=("cold",))["segments"]["cold"]
         evaluate(tiny_world, s, rec, segments=("cold",))
         evaluate(tiny_world, s, fused, segments=("cold",))
@@ -87,3 +93,14 @@ def test_choices_do_not_move_when_the_cold_test_changes(tiny_world: Dataset) -> 
     assert beta in PathFusion.BETAS and lam in PopularityPrior.LAMBDAS
     assert gamma in TeacherFusion.GAMMAS
     assert r0 != r1  # the cold test did change, and only the reported figure moved
+    assert [h.cfg.seed for h in fused.heads] == [0, 1000]  # two teachers, averaged
+    users, items = np.arange(5), split.cold_items[:7]
+    heads = [h.score(users, items) for h in fused.heads]
+    assert np.allclose(fused.head_score(users, items), (heads[0] + heads[1]) / 2)
+
+
+def test_teacher_heads_are_named_in_the_variant() -> None:
+    one, three = make_variant("full+paths+teacher"), make_variant("full+ens2+paths+teacher3")
+    assert isinstance(one, TeacherFusion) and one.n_heads == 1
+    assert isinstance(three, TeacherFusion) and three.n_heads == 3
+    assert three.name.endswith("*2+paths+teacher3")
