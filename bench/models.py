@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from encoders.artifacts import Registry
+from encoders.backbone import BackboneCache
 from encoders.provisional import ensure_model
 from encoders.runtime import LoadedModel, load_model
 
@@ -21,6 +22,7 @@ def registry(path: Path = DEFAULT_MODELS) -> Registry:
     return reg
 
 
-def loaded(path: Path = DEFAULT_MODELS, threads: int = 1) -> LoadedModel:
+def loaded(path: Path = DEFAULT_MODELS, threads: int = 1,
+           cache: BackboneCache | None = None) -> LoadedModel:
     reg = registry(path)
-    return load_model(reg, reg.current() or "", threads)
+    return load_model(reg, reg.current() or "", threads, cache)

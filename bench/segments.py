@@ -210,13 +210,12 @@ def world_vectors(models: Path, n: int, n_queries: int, seed: int = 0,
     from coldstream_data.music_world import generate_world
     from encoders.backbone import BackboneCache
     from encoders.features import song_text
-    from encoders.runtime import SongInput, load_model
+    from encoders.runtime import SongInput
 
-    from .models import registry
+    from .models import loaded, registry
 
-    reg = registry(models)
     total = n + n_queries
-    cache = Path("build/world-vectors") / f"{reg.current()}-s{seed}-{total}.npz"
+    cache = Path("build/world-vectors") / f"{registry(models).current()}-s{seed}-{total}.npz"
     if cache.exists():
         z = np.load(cache)
         return z["x"][:n], z["genre"][:n], z["x"][n:]
@@ -226,7 +225,7 @@ def world_vectors(models: Path, n: int, n_queries: int, seed: int = 0,
     texts = [song_text(t, a, tags, d) for t, a, tags, d in zip(
         cat["title"], cat["artist"], cat["tags"], cat["description"], strict=True)]
     backbone = BackboneCache(max_rows=max(total, 1_000_000), folder=backbone_dir)
-    model = load_model(reg, reg.current() or "", threads=2, cache=backbone)
+    model = loaded(models, threads=2, cache=backbone)
     order = np.argsort([len(t) for t in texts], kind="stable")
     x = np.zeros((total, model.manifest.dim), dtype=np.float32)
     for i in tqdm(range(0, total, 64), desc="world songs", unit="batch", mininterval=10):
