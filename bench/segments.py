@@ -125,12 +125,18 @@ def measure(store: SegmentedStore, live: Live, qs: np.ndarray, k: int, nprobe: i
             filtered: bool, listed: bool = True) -> dict[str, Any]:
     """Store search (with payloads), segment search alone, numpy exact; recall vs exact.
     Each in a pass of its own over the same queries (numpy first, then a pause for its BLAS
-    threads to settle: :data:`BLAS_SETTLE_S`), adjacent in time, so all three see the same
-    machine. ``listed``: growing rows searched by the sealed lists (False: every one)."""
+    threads to settle: :data:`BLAS_SETTLE_S`), adjacent in time, so all see the same
+    machine. ``listed``: growing rows searched by the sealed lists (False: every one).
+
+    The bench's payload (``genre``) sits whole in the mirror's columns, as a listener's
+    does, so ``store`` reads no payload from the engine; ``engine_payloads`` is the same
+    search with the hits' payloads read from Qdrant Edge, what a song's hits (their
+    engagers) cost."""
     seg = store.segments["songs"]
     kept = seg.list_growing
     seg.nprobe, seg.list_growing = nprobe, listed
-    lat: dict[str, list[float]] = {key: [] for key in ("s", "sc", "g", "gc", "b", "bc")}
+    lat: dict[str, list[float]] = {key: [] for key in ("s", "sc", "g", "gc", "b", "bc",
+                                                        "e", "ec")}
     genres = [i % GENRES for i in range(len(qs))]
     wheres = [Where(equals={"genre": g}) if filtered else None for g in genres]
     truths = [timed_call(lat["b"], lat["bc"], exact, live.x, q, k,
@@ -143,11 +149,14 @@ def measure(store: SegmentedStore, live: Live, qs: np.ndarray, k: int, nprobe: i
     for q, where, truth in zip(qs, wheres, truths, strict=True):
         got = timed_call(lat["s"], lat["sc"], store.search, "songs", q, k, where)
         recall.append(len({live.row[h.id] for h in got} & set(truth.tolist())) / k)
+    for q, where in zip(qs, wheres, strict=True):
+        timed_call(lat["e"], lat["ec"], search_with_engine_payloads, store, q, k, where)
     seg.list_growing = kept
     p = {key: ms(v) for key, v in lat.items()}
     return {"growing": "lists" if listed else "exact",
             "store_p50_ms": p["s"]["p50_ms"], "store_p99_ms": p["s"]["p99_ms"],
             "store_cpu_p50_ms": p["sc"]["p50_ms"],
+            "engine_payloads_p50_ms": p["e"]["p50_ms"], "engine_payloads_p99_ms": p["e"]["p99_ms"],
             "segments_p50_ms": p["g"]["p50_ms"], "segments_p99_ms": p["g"]["p99_ms"],
             "segments_cpu_p50_ms": p["gc"]["p50_ms"],
             "numpy_p50_ms": p["b"]["p50_ms"], "numpy_p99_ms": p["b"]["p99_ms"],
@@ -155,6 +164,14 @@ def measure(store: SegmentedStore, live: Live, qs: np.ndarray, k: int, nprobe: i
             "speedup_p50": ratio(p["b"]["p50_ms"], p["s"]["p50_ms"]),
             "speedup_cpu_p50": ratio(p["bc"]["p50_ms"], p["sc"]["p50_ms"]),
             "recall": float(np.mean(recall))}
+
+
+def search_with_engine_payloads(store: SegmentedStore, q: np.ndarray, k: int,
+                                where: Where | None) -> list[Any]:
+    """The segments' search, then the hits' payloads from the engine (before stop 34 the
+    store always did this)."""
+    found = store.segments["songs"].search(q, k, where) or []
+    return store.inner.retrieve("songs", [pid for pid, _ in found], with_vector=False)
 
 
 def memory_mb(store: SegmentedStore) -> dict[str, float]:
@@ -334,6 +351,8 @@ def goals(rep: Report, n: int, k: int) -> None:
             r["recall"] for r in rep.rows if r["filter"] == "genre" and r["k"] == k
             and r["nprobe"] == best["nprobe"] and r["growing"] == "lists"), lambda v: v >= 0.95)
         rep.goal("search p50", "<= 2 ms", best["store_p50_ms"], lambda v: v <= 2.0)
+        rep.goal("search p50, hits' payloads read from the engine (a song's)", "<= 2 ms",
+                 best["engine_payloads_p50_ms"], lambda v: v <= 2.0)
         rep.goal("search p99", "<= 10 ms", best["store_p99_ms"], lambda v: v <= 10.0)
         rep.goal("speed-up vs numpy", ">= 10x", best["speedup_p50"], lambda v: v >= 10)
     merges = [rep.extra[m] for m in ("merge", "merge_after_churn", "full_after_churn")
@@ -347,8 +366,9 @@ def goals(rep: Report, n: int, k: int) -> None:
             f"{m.get('cpu_s', 0):.2f} s CPU; stall {m['max_loop_stall_ms']:.0f} ms)"
             for m in (delta, full)))
     rep.notes.append("recall: recall@k against exact numpy over the live points; store_*: the "
-                     "whole store.search (payloads from Qdrant Edge), segments_*: the index "
-                     "part alone")
+                     "whole store.search (payloads from the mirror's columns, as a listener's), "
+                     "engine_payloads_*: the same with the payloads read from Qdrant Edge (a "
+                     "song's), segments_*: the index part alone")
     if n < 1_000_000:
         rep.notes.append(f"measured at {n // 1000}k; the issue's goals are stated at 1M")
     by = {(r["codes"], r["k"], r["filter"], r["nprobe"]): r for r in rep.extra.get("codes", [])}

@@ -38,7 +38,9 @@ ENGAGEMENT = {"collect": 1.0, "complete": 0.8, "play": 0.4}
 POSITIVE_ACTIONS = frozenset(ENGAGEMENT)
 SONG_INDEXES = {"is_cold": "integer", "artist": "keyword", "released_at": "integer",
                 "model_version": "keyword"}
-USER_INDEXES = {"boundary": "float", "updated_at": "integer"}
+#: ``user_id`` is indexed so that a listener's whole payload sits in the segmented store's
+#: columns: U2I's hits then need no read of the engine (``streams.stores.columns``).
+USER_INDEXES = {"user_id": "keyword", "boundary": "float", "updated_at": "integer"}
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,9 @@
 
 The backend (Qdrant Edge) stays the store of record: every write goes to it first, then to the
 collection's :class:`~.segments.Segments` mirror under the same lock. ``search`` is answered
-by the mirror (payloads of the hits come from the backend in one ``retrieve``); a filter the
-mirror cannot evaluate, or a collection it does not hold, goes to the backend as before.
+by the mirror; so are the hits' payloads where the mirror's columns hold them whole (a
+listener's), the others come from the backend in one ``retrieve``. A filter the mirror cannot
+evaluate, or a collection it does not hold, goes to the backend as before.
 
 A merger thread watches the growing segments. When one holds ``merge_rows`` points (or a
 twentieth of its sealed segment, whichever is more: the exact part of every search stays
@@ -31,7 +32,6 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -142,13 +142,25 @@ class SegmentedStore(StoreWrapper):
         found = None if seg is None else seg.search(vector, limit, where)
         if found is None:
             return self.inner.search(collection, vector, limit, where)
-        payloads = {h.id: h.payload for h in
-                    self.inner.retrieve(collection, [pid for pid, _ in found], with_vector=False)}
+        payloads = self._payloads(collection, seg, [pid for pid, _ in found])
         return [Hit(pid, score, payloads[pid]) for pid, score in found if pid in payloads]
+
+    def _payloads(self, collection: str, seg: Segments, ids: Sequence[str]
+                  ) -> dict[str, dict[str, Any]]:
+        """Each held id's payload: from the mirror's columns where they hold it whole, else
+        from the engine (one ``retrieve`` for the rest)."""
+        with seg.lock:
+            payloads = seg.payloads_of(ids)
+            rest = [pid for pid in ids if pid not in payloads]
+            if rest:
+                payloads.update((h.id, h.payload) for h in
+                                self.inner.retrieve(collection, rest, with_vector=False))
+        return payloads
 
     def retrieve(self, collection: str, ids: Sequence[str], with_vector: bool = True
                  ) -> list[Hit]:
-        """Payloads from the engine; vectors, where the collection has a mirror, from it.
+        """Payloads from the mirror's columns or the engine (:meth:`_payloads`); vectors,
+        where the collection has a mirror, from it.
 
         Serving then never reads the engine's vector files. At 1M songs + 1M listeners they
         are 4 GB of page cache; under a memory limit that leaves them little room, each
@@ -156,12 +168,13 @@ class SegmentedStore(StoreWrapper):
         from the engine, 190/s from the mirror; ``coldstream bench --only scale``). Both reads
         hold the mirror's lock, so no write lands between a payload and its vector."""
         seg = self.segments.get(collection)
-        if seg is None or not with_vector:
+        if seg is None:
             return self.inner.retrieve(collection, ids, with_vector)
         with seg.lock:
-            hits = self.inner.retrieve(collection, ids, with_vector=False)
-            vectors = seg.vectors_of([h.id for h in hits])
-        return [replace(h, vector=v) for h, v in zip(hits, vectors, strict=True)]
+            payloads = self._payloads(collection, seg, ids)
+            held = [pid for pid in ids if pid in payloads]
+            vectors = seg.vectors_of(held) if with_vector else [None] * len(held)
+        return [Hit(pid, 1.0, payloads[pid], v) for pid, v in zip(held, vectors, strict=True)]
 
     def set_alias(self, alias: str, collection: str) -> None:
         """Point the alias; a collection no alias serves any more (the old model version after

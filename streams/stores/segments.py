@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from .base import Point, Where
-from .columns import Column
+from .columns import Column, ColumnPayloads
 from .listed import ListedRows
 from .sealed import Coarse, SealedSegment, candidates, search_plain
 
@@ -67,6 +67,7 @@ class Segments:
         self.dirty = np.zeros(cap, dtype=bool)  # changed since the sealed snapshot
         self.pending: np.ndarray | None = None  # changed since the snapshot being built
         self.columns = {key: Column(kind, cap) for key, kind in indexes.items()}
+        self.stored = ColumnPayloads(self.columns, cap)  # payloads the columns hold whole
         self.ids: list[str | None] = []
         self.slot_of: dict[str, int] = {}
         self.free: list[int] = []
@@ -100,6 +101,7 @@ class Segments:
                 self.vectors[slot] = v
                 for key, col in self.columns.items():
                     col.set(slot, p.payload.get(key))
+                self.stored.wrote(slot, p.payload)
                 self._touch(slot)
                 self._stage(slot, v, int(lst))
 
@@ -118,6 +120,7 @@ class Segments:
             for key, value in payload.items():
                 if key in self.columns:
                     self.columns[key].set(slot, value)
+            self.stored.wrote(slot, payload, merge=True)
 
     def delete(self, ids: Sequence[str]) -> None:
         with self.lock:
@@ -127,6 +130,7 @@ class Segments:
                     continue
                 self.alive[slot] = False
                 self.ids[slot] = None
+                self.stored.forget(slot)
                 self._touch(slot)
                 self.free.append(slot)
 
@@ -179,6 +183,7 @@ class Segments:
             self.pending = _widen(self.pending, cap)
         for col in self.columns.values():
             col.grow(cap)
+        self.stored.grow(cap)
 
     # reads -------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -354,6 +359,15 @@ class Segments:
         with self.lock:
             slots = [self.slot_of.get(pid) for pid in ids]
             return [None if s is None else self.vectors[s].astype(np.float32) for s in slots]
+
+    def payloads_of(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The payloads of those ``ids`` that the columns hold whole (the rest: the engine's
+        to answer), as the engine holds them now: writes reach both under this lock."""
+        with self.lock:
+            known = [(pid, slot) for pid in ids if (slot := self.slot_of.get(pid)) is not None]
+            got = self.stored.payloads([slot for _, slot in known])
+        return {pid: payload for (pid, _), payload in zip(known, got, strict=True)
+                if payload is not None}
 
     def copy_rows(self, slots: np.ndarray) -> np.ndarray:
         """The current vectors of ``slots`` as float32 (a slot changed meanwhile is pending
