@@ -49,10 +49,7 @@ class Column:
         filter matches, 1e300 would not fit) sends this field's filters to the engine."""
         if value is None:
             self.values[slot] = self._absent()
-        elif isinstance(value, bool | int) and self.kind != "keyword" \
-                and MISSING_INT < value < 2**63:
-            self.values[slot] = value
-        elif isinstance(value, float) and self.kind == "float":
+        elif self._number_fits(value):
             self.values[slot] = value
         elif isinstance(value, str) and self.kind == "keyword":
             code = self.codes.setdefault(value, len(self.codes))
@@ -62,16 +59,25 @@ class Column:
         else:
             self.usable = False
 
-    def equals(self, value: Any, n: int) -> np.ndarray:
+    def _number_fits(self, value: Any) -> bool:
+        if self.kind == "keyword":
+            return False
+        if isinstance(value, bool | int):
+            return MISSING_INT < value < 2**63
+        return isinstance(value, float) and self.kind == "float"
+
+    def equals(self, value: Any, at: slice | np.ndarray) -> np.ndarray:
+        """Whether the slots ``at`` (a slice: the first n; an array: those) hold ``value``."""
+        values = self.values[at]
         if self.kind == "keyword":
             code = self.codes.get(value) if isinstance(value, str) else None
-            return np.zeros(n, bool) if code is None else self.values[:n] == code
-        return self.values[:n] == value
+            return np.zeros(len(values), bool) if code is None else values == code
+        return values == value
 
-    def at_least(self, value: float, n: int) -> np.ndarray:
+    def at_least(self, value: float, at: slice | np.ndarray) -> np.ndarray:
+        values = self.values[at]
         if self.kind == "keyword":
-            return np.zeros(n, bool)
-        values = self.values[:n]
+            return np.zeros(len(values), bool)
         ok = values >= value
         return ok & (values != MISSING_INT) if self.kind == "integer" else ok
 

@@ -47,6 +47,10 @@ EXACT_BELOW = 4096
 LISTED_BELOW = 4
 #: Rows of a float16 mirror converted per step of a full scan (numpy has no float16 BLAS).
 SCAN_ROWS = 16_384
+#: A filter that keeps at least this share of a sample of FILTER_SAMPLE slots is applied to
+#: an over-fetched unfiltered search's hits instead of a bitmap over every slot.
+POST_FILTER_SHARE = 0.9
+FILTER_SAMPLE = 512
 
 
 class Segments:
@@ -62,6 +66,7 @@ class Segments:
         self.dim, self.nprobe, cap = dim, nprobe, 1024
         self.list_growing = list_growing
         self.exact_below = EXACT_BELOW
+        self._sampler = np.random.default_rng(0)  # slots that estimate a filter's share
         self.vectors = np.zeros((cap, dim), dtype=np.dtype(dtype))
         self.alive = np.zeros(cap, dtype=bool)
         self.dirty = np.zeros(cap, dtype=bool)  # changed since the sealed snapshot
@@ -203,8 +208,8 @@ class Segments:
         q = np.asarray(vector, dtype=np.float32)
         q = q / max(float(np.linalg.norm(q)), 1e-12)
         with self.lock:
-            if where is None and self.sealed is not None:
-                found = self._unfiltered(q, k)
+            if self.sealed is not None and (where is None or self._mostly_passes(where)):
+                found = self._post_filtered(q, k, where)
                 if found is not None:
                     return found
             allowed = self._allowed(where)
@@ -228,20 +233,36 @@ class Segments:
                                          np.concatenate([s_scores, scores]), k)
             return [(self.ids[s], float(v)) for s, v in zip(slots, scores, strict=True)]
 
-    def _unfiltered(self, q: np.ndarray, k: int) -> list[tuple[str, float]] | None:
-        """No filter: over-fetch from the sealed index and drop dirty slots, instead of
-        building a bitmap over every slot per query (~1 ms at 1M). None: too many of the
-        sealed hits were dirty; the caller takes the bitmap path."""
+    def _mostly_passes(self, where: Where) -> bool:
+        """Whether ``where`` keeps at least :data:`POST_FILTER_SHARE` of a sample of slots
+        (the songs search, ``is_cold == 0`` minus the new song, keeps nearly all)."""
+        n = len(self.ids)
+        sample = self._sampler.integers(0, n, min(n, FILTER_SAMPLE)) if n else np.zeros(0, int)
+        alive = self.alive[sample]
+        passes = self._passes(where, sample)
+        return passes is not None and bool(alive.any()) and \
+            np.count_nonzero(passes) >= POST_FILTER_SHARE * np.count_nonzero(alive)
+
+    def _post_filtered(self, q: np.ndarray, k: int, where: Where | None
+                       ) -> list[tuple[str, float]] | None:
+        """No filter, or one most points pass: over-fetch from the sealed index and drop the
+        dirty slots and those the filter rejects, instead of building a bitmap over every
+        slot per query (~1 ms at 1M). Exact over the probed lists' candidates: with k of
+        them left, no rejected one could have displaced them. None: fewer were left; the
+        caller takes the bitmap path."""
         assert self.sealed is not None
         want = 2 * k + 16
         coarse = self.sealed.coarse(q, self.nprobe)
         s_slots, s_scores = self._sealed_top(q, want, self.nprobe, coarse=coarse)
-        clean = ~self.dirty[s_slots]
-        if np.count_nonzero(clean) < k and len(s_slots) == want:
+        keep = ~self.dirty[s_slots]
+        if where is not None:
+            keep &= self._passes(where, s_slots)  # type: ignore[operator]
+        if np.count_nonzero(keep) < k and len(s_slots) == want:
             return None
-        g_slots, g_scores = self._growing_top(q, k, self.alive, self.nprobe, coarse)
-        slots, scores = _top(np.concatenate([s_slots[clean], g_slots]),
-                             np.concatenate([s_scores[clean], g_scores]), k)
+        g_slots, g_scores = self._growing_top(q, k, self.alive if where is None else where,
+                                              self.nprobe, coarse)
+        slots, scores = _top(np.concatenate([s_slots[keep], g_slots]),
+                             np.concatenate([s_scores[keep], g_scores]), k)
         return [(self.ids[s], float(v)) for s, v in zip(slots, scores, strict=True)]
 
     def _sealed_top(self, q: np.ndarray, k: int, nprobe: int, allowed: np.ndarray | None = None,
@@ -279,31 +300,37 @@ class Segments:
                                for i in range(0, n, SCAN_ROWS)] or [np.zeros(0, np.float32)])
 
     def _allowed(self, where: Where | None) -> np.ndarray | None:
+        """Every slot's pass of ``where`` (live ones only); None: it cannot be evaluated."""
         n = len(self.ids)
-        mask = self.alive[:n].copy()
-        if where is None:
-            return mask
+        return self.alive[:n].copy() if where is None else self._passes(where, slice(0, n))
+
+    def _passes(self, where: Where, at: slice | np.ndarray) -> np.ndarray | None:
+        """Which of the slots ``at`` are live and pass ``where``; None: a field it has no
+        usable column for (the engine must answer)."""
+        ok = self.alive[at].copy()
         for key, value in where.equals.items():
             col = self.columns.get(key)
             if col is None or not col.usable:
                 return None
-            mask &= col.equals(value, n)
+            ok &= col.equals(value, at)
         for key, bound in where.at_least.items():
             col = self.columns.get(key)
             if col is None or not col.usable:
                 return None
-            mask &= col.at_least(bound, n)
-        for pid in where.exclude_ids:
-            slot = self.slot_of.get(pid)
-            if slot is not None:
-                mask[slot] = False
-        return mask
+            ok &= col.at_least(bound, at)
+        gone = [s for pid in where.exclude_ids if (s := self.slot_of.get(pid)) is not None]
+        if gone and isinstance(at, slice):
+            ok[gone] = False
+        elif gone:
+            ok &= ~np.isin(at, gone)
+        return ok
 
-    def _growing_top(self, q: np.ndarray, k: int, allowed: np.ndarray, nprobe: int,
+    def _growing_top(self, q: np.ndarray, k: int, allowed: np.ndarray | Where, nprobe: int,
                      coarse: Coarse | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` of the growing segment: its rows in the lists a sealed search with
         ``nprobe`` scans (``coarse``, if found already), and the unlisted ones (every live
-        slot while nothing is sealed)."""
+        slot while nothing is sealed). ``allowed``: a mask over every slot, or a filter
+        evaluated on the rows read only (sealed segments only)."""
         if self.sealed is None:
             n = len(self.ids)
             scores, keep = self._scan(q, n), allowed[:n]
@@ -312,7 +339,7 @@ class Segments:
         if rows is None:
             rows = np.arange(self.grown_n)
         slots = self.grown_slot[rows]
-        keep = allowed[slots]
+        keep = allowed[slots] if isinstance(allowed, np.ndarray) else self._passes(allowed, slots)
         return _top(slots[keep], _dot_rows(self.grown, rows[keep], q), k)
 
     def _probed_rows(self, q: np.ndarray, nprobe: int,

@@ -680,3 +680,36 @@ def test_float16_rows_convert_exactly() -> None:
     assert np.array_equal(as_float32(rows).view(np.uint32), want.view(np.uint32))
     assert np.array_equal(as_float32(rows[7]).view(np.uint32), want[7].view(np.uint32))
     assert as_float32(rows[:0]).shape == (0, 32)
+
+
+def test_a_filter_most_points_pass_is_applied_to_the_hits(
+        store: SegmentedStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker's songs search (``is_cold == 0`` without the new song itself) keeps nearly
+    every point: it filters an over-fetched search's hits, sealed and growing, and builds no
+    bitmap over every slot; results equal exact search, with its own top hits excluded."""
+    rng, ref = np.random.default_rng(21), Reference()
+    pts = make_points(rng, range(2000))
+    for i, p in enumerate(pts):
+        p.payload["is_cold"] = int(i % 40 == 0)
+    store.upsert("songs", pts)
+    ref.upsert(pts)
+    store.merge("songs")
+    fresh = make_points(rng, range(2000, 2100))
+    for p in fresh:
+        p.payload["is_cold"] = 0
+    store.upsert("songs", fresh)
+    ref.upsert(fresh)
+    gone = [song_point_id(f"s{i}") for i in range(1, 2000, 97)]
+    store.delete("songs", gone)
+    for pid in gone:
+        ref.points.pop(pid)
+    seg = store.segments["songs"]
+    bitmaps = []
+    monkeypatch.setattr(seg, "_allowed", lambda where: bitmaps.append(where))
+    for _ in range(30):
+        q = rng.standard_normal(DIM).astype(np.float32)
+        near = ref.search(q, 3, None)  # the query's own neighbourhood, as a new song's
+        where = Where(equals={"is_cold": 0}, exclude_ids=frozenset(near))
+        got = store.search("songs", q, 10, where)
+        assert [h.id for h in got] == ref.search(q, 10, where)
+    assert bitmaps == []
