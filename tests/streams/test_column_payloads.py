@@ -20,6 +20,8 @@ from streams.pipeline import USER_INDEXES
 from streams.stores import EdgeStore, Point, SegmentedStore
 from streams.stores.columns import holds_exactly
 
+from .engine_spy import spy_engine_retrieve
+
 DIM = 8
 #: Values of every type a payload field may hold; each field mostly gets one its column holds.
 WILD = st.one_of(
@@ -52,19 +54,6 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SegmentedStore]:
 def exact(payload: dict[str, Any]) -> bytes:
     """A form that tells 1 from 1.0 and True from 1."""
     return orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
-
-
-def spy_engine(store: SegmentedStore, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The ids the engine is asked for payloads."""
-    asked: list[str] = []
-    inner_retrieve = store.inner.retrieve
-
-    def spy(collection: str, ids: list[str], with_vector: bool = True) -> list[Any]:
-        asked.extend(ids)
-        return inner_retrieve(collection, ids, with_vector)
-
-    monkeypatch.setattr(store.inner, "retrieve", spy)
-    return asked
 
 
 @settings(max_examples=40, deadline=None,
@@ -110,16 +99,16 @@ def test_the_engine_is_asked_only_for_payloads_the_columns_lack(
     store.set_payload("users", ids[7], {"note": "not a column"})
     store.upsert("users", [Point(ids[9], rng.standard_normal(DIM), {"user_id": "u9",
                                                                     "boundary": 1})])  # an int
-    asked = spy_engine(store, monkeypatch)
+    calls = spy_engine_retrieve(store, monkeypatch)
     hits = store.search("users", rng.standard_normal(DIM), 300)
     assert len(hits) == 300
-    assert sorted(asked) == sorted([ids[7], ids[9]])
+    assert [sorted(pids) for pids, _ in calls] == [sorted([ids[7], ids[9]])]
     by_id = {h.id: h.payload for h in hits}
     assert by_id[ids[5]] == {"user_id": "u5", "boundary": 0.25, "updated_at": 1_700_000_000_005}
     assert by_id[ids[7]]["note"] == "not a column" and by_id[ids[9]]["boundary"] == 1
-    asked.clear()
+    calls.clear()
     got = store.retrieve("users", ids[:4], with_vector=True)
-    assert asked == [] and [h.id for h in got] == ids[:4]
+    assert calls == [] and [h.id for h in got] == ids[:4]
     assert all(h.vector is not None for h in got)
     store.close()
 

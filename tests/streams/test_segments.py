@@ -20,6 +20,8 @@ from streams.stores.sealed import finish_build, search_plain, start_build
 from streams.stores.segmented import write_snapshot
 from streams.stores.segments import as_float32
 
+from .engine_spy import spy_engine_retrieve
+
 DIM = 16
 INDEXES = {"is_cold": "integer", "artist": "keyword", "boundary": "float"}
 
@@ -240,16 +242,9 @@ def test_retrieve_takes_vectors_from_the_mirror_and_payloads_from_the_engine(
     store.upsert("songs", resent)
     ids = [song_point_id(f"s{i}") for i in range(0, 300, 7)] + [song_point_id("absent")]
     engine = {h.id: h for h in store.inner.retrieve("songs", ids, with_vector=True)}
-    asked: list[bool] = []
-    inner_retrieve = store.inner.retrieve
-
-    def spy(collection: str, pids: list[str], with_vector: bool = True) -> list[Any]:
-        asked.append(with_vector)
-        return inner_retrieve(collection, pids, with_vector)
-
-    monkeypatch.setattr(store.inner, "retrieve", spy)
+    calls = spy_engine_retrieve(store, monkeypatch)
     got = store.retrieve("songs", ids, with_vector=True)
-    assert asked == [False]
+    assert [with_vector for _, with_vector in calls] == [False]
     assert [h.id for h in got] == list(engine) and song_point_id("absent") not in engine
     for h in got:
         assert h.vector is not None and engine[h.id].vector is not None
