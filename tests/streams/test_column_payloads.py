@@ -5,6 +5,7 @@ payloads the columns do not hold whole (real Qdrant Edge underneath)."""
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from streams.ids import user_point_id
@@ -56,9 +57,33 @@ def exact(payload: dict[str, Any]) -> bytes:
     return orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
 
 
+def same(ours: Any, engines: Any) -> bool:
+    """Equal type for type; a float may differ from the engine's in its last bit.
+
+    The engine's float parser is not correctly rounded: it stores 6.932917620607829e+78 as
+    6.93291762060783e+78 (one ulp off), while the columns answer the value as written."""
+    if isinstance(ours, float) and isinstance(engines, float):
+        return ours == engines or abs(ours - engines) <= 2 * math.ulp(max(abs(ours),
+                                                                         abs(engines)))
+    if type(ours) is not type(engines):
+        return False
+    if isinstance(ours, dict):
+        return ours.keys() == engines.keys() and all(same(ours[k], engines[k]) for k in ours)
+    if isinstance(ours, list):
+        return len(ours) == len(engines) and all(map(same, ours, engines))
+    return ours == engines
+
+
+def assert_same_payloads(ours: dict[str, dict], engines: dict[str, dict], op: str) -> None:
+    assert ours.keys() == engines.keys(), op
+    for pid, payload in ours.items():
+        assert same(payload, engines[pid]), (op, exact(payload), exact(engines[pid]))
+
+
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=OPS)
+@example(ops=[("upsert", 0, {"boundary": 6.932917620607829e+78})])  # the engine rounds it
 def test_payloads_from_columns_equal_the_engines(store: SegmentedStore,
                                                  ops: list[tuple[str, int, dict]]) -> None:
     name = f"users{next(_names)}"
@@ -77,12 +102,11 @@ def test_payloads_from_columns_equal_the_engines(store: SegmentedStore,
             held.discard(ids[i])
         elif op == "merge":
             store.merge(name)
-        engine = {h.id: exact(h.payload)
-                  for h in store.inner.retrieve(name, ids, with_vector=False)}
+        engine = {h.id: h.payload for h in store.inner.retrieve(name, ids, with_vector=False)}
         got = store.retrieve(name, [*ids, user_point_id("absent")], with_vector=False)
-        assert {h.id: exact(h.payload) for h in got} == engine, op
+        assert_same_payloads({h.id: h.payload for h in got}, engine, op)
     hits = store.search(name, rng.standard_normal(DIM), len(ids))
-    assert {h.id: exact(h.payload) for h in hits} == engine
+    assert_same_payloads({h.id: h.payload for h in hits}, engine, "search")
 
 def test_the_engine_is_asked_only_for_payloads_the_columns_lack(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
