@@ -3,6 +3,7 @@ runnable as ``python -m training.cli``."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -158,7 +159,7 @@ def measure_over_seeds(data: Any, cfg: Any, variant: str, seed: int, seeds: int,
     from dataclasses import replace
 
     from .protocol import over_seeds
-    from .recommender import make_variant
+    from .recommender import MODEL_GRID, make_variant
 
     fitted: dict[int, Any] = {}
 
@@ -179,13 +180,22 @@ def measure_over_seeds(data: Any, cfg: Any, variant: str, seed: int, seeds: int,
     best = sorted(r["best_epoch"] for r in rep["runs"] if "best_epoch" in r)
     if best:
         cfg = replace(cfg, epochs=best[len(best) // 2])
-        if tune and rep["runs"][0].get("chosen"):
-            console.print("selected on validation: "
-                          + ", ".join(str(r.get("chosen")) for r in rep["runs"]),
-                          markup=False)
+    chosen = [str(r["chosen"]) for r in rep["runs"] if r.get("chosen") in MODEL_GRID]
+    if tune and chosen:
+        pick = majority_choice(chosen, list(MODEL_GRID))
+        cfg = replace(cfg, **MODEL_GRID[pick])
+        console.print(f"selected on validation: {', '.join(chosen)}; final model: {pick}",
+                      markup=False, soft_wrap=True)
     console.print(f"final model: {cfg.epochs} joint epochs (median selected on "
                   "validation)", markup=False, soft_wrap=True)
     return metrics, cfg, delivery_over_seeds(data, fitted)
+
+
+def majority_choice(chosen: list[str], order: list[str]) -> str:
+    """The choice most seeds made on validation; a tie goes to the earlier in ``order``
+    (the default first), so the final model changes only when most seeds ask for it."""
+    counts = Counter(chosen)
+    return max(order, key=lambda c: (counts[c], -order.index(c)))
 
 
 def delivery_over_seeds(data: Any, fitted: dict[int, Any]) -> Any:
@@ -232,7 +242,8 @@ def train(
     seeds: Annotated[int, typer.Option(
         help="Seeds measured (seed .. seed+N-1): split and init; reported as mean ± sd")] = 5,
     tune: Annotated[bool, typer.Option(
-        help="Also pick the token cutoff and teacher weight on validation (3x the training "
+        help="Also pick the token view on validation: words counted over every song, over "
+        "trained songs only, or no words (3x the training "
         "time)")] = False,
     keep_audio_of: Annotated[str | None, typer.Option(
         help="Keep this published version's audio tower (frozen, no alignment): workers "

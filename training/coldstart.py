@@ -60,9 +60,11 @@ METHODS = ("dropoutnet", "heater", "clcrec", "aldi", "gar")
 
 
 def content_features(data: Dataset, min_items: int = 10, buckets: int = 4096,
-                     cache: Path = CACHE) -> np.ndarray:
-    """(n_items, D) float32: MiniLM vector, hashed words used by >= ``min_items`` songs,
-    and (music worlds) standardised hand-made audio features."""
+                     cache: Path = CACHE, df_warm: bool = False) -> np.ndarray:
+    """(n_items, D) float32: MiniLM vector, hashed words used by >= ``min_items`` songs
+    (with ``df_warm``, songs that have interactions in ``data``: the same rule as the
+    model's ``TrainConfig.token_df_warm``), and (music worlds) standardised hand-made audio
+    features."""
     from encoders.features import hashed_bow, song_text
 
     from .baselines import MiniLMEncoder
@@ -72,7 +74,8 @@ def content_features(data: Dataset, min_items: int = 10, buckets: int = 4096,
                      r.description if isinstance(r.description, str) else None)
              for r in data.catalogue.itertuples(index=False)]
     bow = hashed_bow(texts, buckets)
-    bow = bow[:, (bow > 0).sum(0) >= min_items]
+    counted = bow[np.unique(data.interactions.item)] if df_warm else bow
+    bow = bow[:, (counted > 0).sum(0) >= min_items]
     parts = [text, bow]
     if "audio_seed" in data.catalogue:
         parts.append(_audio_features(data, cache))
@@ -110,6 +113,7 @@ class ColdStartConfig:
     weight_decay: float = 1e-5
     teacher_epochs: int = 30
     min_items: int = 10
+    token_df_warm: bool = False  # see TrainConfig.token_df_warm
     seed: int = 0
     extra: dict[str, float] = field(default_factory=dict)
 
@@ -144,7 +148,8 @@ class ColdStart:
         cfg = self.cfg
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
-        self.x = torch.from_numpy(content_features(train, cfg.min_items))
+        self.x = torch.from_numpy(content_features(train, cfg.min_items,
+                                                       df_warm=cfg.token_df_warm))
         self.pairs = PositivePairs.of(train)
         if self.uses_teacher:
             tu, tv = bpr_mf(train, dim=cfg.dim, epochs=cfg.teacher_epochs, seed=cfg.seed)

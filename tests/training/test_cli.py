@@ -71,3 +71,35 @@ def test_train_can_keep_a_published_audio_tower(tmp_path):
     assert (reg.path(second) / graph).read_bytes() == (reg.path(first) / graph).read_bytes()
     res = runner.invoke(app, ["train", *common, "--keep-audio-of", "v-nope"])
     assert res.exit_code != 0 and "no published version" in res.output
+
+
+def test_train_tune_publishes_the_token_view_validation_chose(tmp_path, monkeypatch):
+    """`train --tune` picks the token view per seed on validation and the published model
+    carries the majority's pick. The grid is cut to the one choice that is not the default
+    (on the tiny world validation keeps the tokens), so a pick left unapplied fails here."""
+    import re
+
+    from encoders.artifacts import Registry
+    from training import recommender
+
+    monkeypatch.setattr(recommender, "MODEL_GRID", {"no-tokens": {"bow_buckets": 0}})
+    models = tmp_path / "models"
+    common = ["--dataset", "world:tiny", "--epochs", "1", "--align-epochs", "1",
+              "--registry", str(models), "--run-dir", str(tmp_path / "runs")]
+    res = runner.invoke(app, ["train", *common, "--no-evaluate"], terminal_width=200)
+    reg = Registry(models)
+    assert res.exit_code == 0 and reg.load(reg.current() or "").fusion.bow_buckets
+    res = runner.invoke(app, ["train", *common, "--seeds", "1", "--tune"], terminal_width=200)
+    assert res.exit_code == 0, res.output
+    assert re.search(r"selected on validation: no-tokens; final model: no-tokens", res.output)
+    assert not reg.load(reg.current() or "").fusion.bow_buckets
+
+
+def test_the_final_model_takes_the_choice_most_seeds_made() -> None:
+    from training.cli import majority_choice
+
+    order = ["tokens", "no-tokens", "tokens-of-trained-songs"]
+    assert majority_choice(["no-tokens", "tokens", "no-tokens"], order) == "no-tokens"
+    assert majority_choice(["tokens-of-trained-songs", "no-tokens"], order) == "no-tokens"
+    assert majority_choice(["tokens"] * 2 + ["no-tokens"] * 3, order) == "no-tokens"
+    assert majority_choice(["tokens", "no-tokens"], order) == "tokens"
