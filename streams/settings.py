@@ -205,6 +205,10 @@ class Settings(BaseSettings):
         "start", description="Garbage collection (streams/gc_policy.py). start: once the worker "
         "is ready, freeze what start-up left (no collection walks it again) and raise the "
         "thresholds to 5000/10/80 (fewer, later full collections); off: CPython's defaults.")
+    gc_census_path: str = Field(
+        "", description="Diagnostics: append the oldest generation's objects by type to this "
+        "file every 30 s (streams/gc_census.py; it holds the GIL about as long as a full "
+        "collection). Empty: off.")
 
     # --- Metrics -----------------------------------------------------------------------------
     metrics_host: str = Field("127.0.0.1", description="Bind address of /metrics.")

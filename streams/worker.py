@@ -13,6 +13,7 @@ import faust
 from encoders.artifacts import ArtifactError
 from encoders.provisional import ensure_model
 
+from . import gc_census
 from .app import create_app
 from .broker import EmbeddedBroker, changelog_topics, client_config, ensure_topics
 from .codecs import disable_codecs
@@ -164,6 +165,11 @@ def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
                 await asyncio.to_thread(ctx.store.flush)
             except StoreError as exc:  # the next tick tries again; nothing is lost (WAL)
                 log.warning("store flush failed: %s", exc)
+
+        if settings.gc_census_path:
+            @app.timer(gc_census.INTERVAL_S)
+            async def census_of_long_lived_objects() -> None:
+                gc_census.append_census(Path(settings.gc_census_path))
 
         worker = ColdstreamWorker(app, metrics, settings.gc_freeze,
                                   loglevel=settings.log_level.upper(), quiet=True,
