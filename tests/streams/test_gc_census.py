@@ -18,8 +18,13 @@ def test_census_counts_long_lived_objects_by_type_and_not_frozen_ones(tmp_path: 
     kept = [Holder() for _ in range(5_000)]
     gc.collect()  # survivors of a full collection are in the oldest generation
     path = tmp_path / "census.jsonl"
-    first = append_census(path, top=10_000)
-    assert dict(first["top"])["Holder"] >= 5_000
+    gc.disable()  # the young ones stay young until the census has run
+    try:
+        young = [Holder() for _ in range(3_000)]
+        first = append_census(path, top=10_000)
+    finally:
+        gc.enable()
+    assert dict(first["top"])["Holder"] == 5_000 and len(young) == 3_000
     gc.freeze()
     try:
         second = append_census(path, top=10_000)
