@@ -243,8 +243,7 @@ def train(
         help="Seeds measured (seed .. seed+N-1): split and init; reported as mean ± sd")] = 5,
     tune: Annotated[bool, typer.Option(
         help="Also pick the token view on validation: words counted over every song, over "
-        "trained songs only, or no words (3x the training "
-        "time)")] = False,
+        "trained songs only, or no words (3x the training time)")] = False,
     keep_audio_of: Annotated[str | None, typer.Option(
         help="Keep this published version's audio tower (frozen, no alignment): workers "
         "then swap to the new version reusing every song's cached audio output")] = None,

@@ -113,10 +113,12 @@ class Tasks:
         self.tokens = torch.from_numpy(data.tokens).to(device) * float(cfg.use_text)
         self._token_nz = self.tokens.nonzero(as_tuple=True)
         if cfg.bow_buckets:
-            seen = (np.unique(np.concatenate([data.pos_item,
-                                              data.hist_items[data.hist_weights != 0]]))
-                    if cfg.token_df_warm else np.arange(data.n_items))
-            df = (self.tokens[torch.from_numpy(seen).to(device)] > 0).sum(0)
+            counted = self.tokens
+            if cfg.token_df_warm:  # songs with a training positive or in a history
+                seen = np.unique(np.concatenate([data.pos_item,
+                                                 data.hist_items[data.hist_weights != 0]]))
+                counted = counted[torch.from_numpy(seen).to(device)]
+            df = (counted > 0).sum(0)
             towers.item.bow_mask.copy_((df >= cfg.token_min_items).float())
         self.mels = torch.from_numpy(data.mels).to(device)
         self.has_audio = torch.from_numpy(data.has_audio * float(cfg.use_audio)).to(device)
