@@ -47,7 +47,7 @@ def base_app(settings: Settings, bootstrap: str) -> faust.App:
         settings.app_id,
         broker=broker_url(settings, bootstrap),
         broker_credentials=credentials(settings),
-        store=table_store.store_url(settings.table_store),  # memory, or RocksDB on disk
+        store=table_store.store_url(settings.table_store),  # bytes in memory, or RocksDB on disk
         datadir=str(settings.data_dir / "faust"),  # not the working directory
         tabledir=str(settings.tables_path.resolve()),  # Faust: relative means under datadir
         topic_partitions=settings.partitions,

@@ -27,6 +27,8 @@ from faust.stores import STORES
 from faust.stores.rocksdb import Store as RocksDBStore
 from faust.streams import current_event
 
+from . import packed_tables
+
 SCHEME = "rocksdb+acked"
 
 #: RocksDB per partition database. Faust's defaults (a 2 GiB block cache and 3 x 64 MiB write
@@ -137,8 +139,9 @@ class DurableTable(faust.Table):
 
 
 def store_url(kind: str) -> str:
-    """Faust's store URL for ``COLDSTREAM_TABLE_STORE``."""
-    return f"{SCHEME}://" if kind == "rocksdb" else "memory://"
+    """Faust's store URL for ``COLDSTREAM_TABLE_STORE``: memory holds values as bytes
+    (:mod:`streams.packed_tables`)."""
+    return f"{SCHEME}://" if kind == "rocksdb" else f"{packed_tables.SCHEME}://"
 
 
 def table_options(kind: str) -> dict[str, int] | None:
@@ -146,5 +149,7 @@ def table_options(kind: str) -> dict[str, int] | None:
 
 
 def register() -> None:
-    """Make ``rocksdb+acked://`` resolve to :class:`AckedRocksDBStore` (idempotent)."""
+    """Make ``rocksdb+acked://`` and ``memory+packed://`` resolve to our stores
+    (idempotent)."""
     STORES.aliases[SCHEME] = f"{__name__}:AckedRocksDBStore"
+    packed_tables.register()
