@@ -3,10 +3,11 @@
 A collection holds the GIL, so it stalls the event loop for as long as it walks the objects
 of its generations (``streams.loop_probe`` times each one). A full (gen-2) collection walks
 every tracked object: the imported modules, Faust's and aiokafka's machinery, the loaded
-model, and whatever became long-lived since. With the in-memory table store that is every
-table value (user states, song listeners: dicts and lists), about 1.2M objects after 4
-minutes of a 200k soak, against 30k with the RocksDB store, whose values are bytes the
-collector does not track (``streams.gc_census``, docs/benchmarks.md). With CPython's
+model, and whatever became long-lived since. Table values were most of that: Faust's memory
+store kept them as decoded dicts and lists, 1.07M objects after 5 minutes of a 200k soak.
+Both table stores now keep values as bytes, which the collector does not track
+(``streams.packed_tables``); the same soak then ends with 12-25k objects in generation 2
+(``streams.gc_census``, docs/benchmarks.md). With CPython's
 thresholds (700, 10, 10) the worker ran one in almost every 5 s window of a 200k soak, of
 120-460 ms (docs/benchmarks.md).
 

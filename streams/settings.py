@@ -130,7 +130,8 @@ class Settings(BaseSettings):
         "before the binding's own flush, which holds the GIL through its fsyncs.")
     table_store: Literal["memory", "rocksdb"] = Field(
         "memory", description="Where table state (user state, song listeners) lives: memory "
-        "(rebuilt from the changelogs at every start) or rocksdb (on disk, RSS flat in the "
+        "(values held as bytes, out of the GC's walk; rebuilt from the changelogs at every "
+        "start) or rocksdb (on disk, RSS flat in the "
         "number of users; a restart replays only what is newer than the local copy).")
     table_dir: Path | None = Field(
         None, description="RocksDB table files; default data_dir/tables. One per worker.")
