@@ -50,6 +50,11 @@ class Metrics:
             "coldstream_songs_batch_size",
             "New songs handled together per batch (above 1: a backlog is being worked off).",
             buckets=BATCH_BUCKETS, registry=r)
+        self.topic_buffer_full = Counter(
+            "coldstream_topic_buffer_full",
+            "An agent's input buffer reached its high-water mark (fetching its partition "
+            "pauses) or was full (Faust's fetch loop, and every agent's input, waited for it).",
+            ["topic"], registry=r)
         self.candidates_per_song = Histogram(
             "coldstream_candidates_per_song",
             "Candidates proposed per new song (before the per-user budget).",

@@ -19,6 +19,7 @@ from .broker import EmbeddedBroker, changelog_topics, client_config, ensure_topi
 from .codecs import disable_codecs
 from .context import WorkerContext
 from .errors import ModelArtifactError, StoreError
+from .flow_sensor import watch_buffers
 from .gc_policy import GcFreeze, apply_gc_policy
 from .lag import LagMonitor
 from .loop_probe import probe_loop
@@ -146,6 +147,7 @@ def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
             lambda table, n: metrics.table_stale.labels(table=table).inc(n))
         app.consumer.on_unreadable = metrics.unreadable
         watch_event_loop(app, metrics)
+        watch_buffers(app, metrics)
         lag = LagMonitor(bootstrap, settings.app_id, settings.input_topics(), metrics,
                          correct_end_offsets=settings.tansu_compat, **client_config(settings))
 

@@ -1,0 +1,34 @@
+"""An agent's input buffer filling up is counted per topic, and loses nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from encoders.artifacts import Registry
+from streams.broker import EmbeddedBroker
+
+from .test_worker import interaction, send
+from .workers import make_worker
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_full_input_buffer_is_counted_by_topic_and_every_event_still_handled(
+        broker: EmbeddedBroker, model_registry: Registry, tmp_path: Path) -> None:
+    bs, p = broker.bootstrap, "bufull"
+    # Faust's own setting, from the environment: a buffer of 8 records fills at once
+    worker = make_worker(bs, model_registry.root, tmp_path, p,
+                         STREAM_BUFFER_MAXSIZE="8").start()
+    try:
+        send(bs, f"{p}.interactions", [interaction(f"u{i % 40}", f"s{i % 7}", "play", i)
+                                       for i in range(300)])
+        worker.wait_metric("coldstream_events_total", 300, topic=f"{p}.interactions",
+                           outcome="ok", timeout=90)
+        full = worker.metric("coldstream_topic_buffer_full_total", topic=f"{p}.interactions")
+        quiet = worker.metric("coldstream_topic_buffer_full_total", topic=f"{p}.songs.new")
+    finally:
+        assert worker.stop() == 0
+    assert full is not None and full >= 1
+    assert quiet is None  # no songs were sent: nothing filled there
