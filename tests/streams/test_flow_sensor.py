@@ -18,12 +18,13 @@ pytestmark = pytest.mark.integration
 def test_a_full_input_buffer_is_counted_by_topic_and_every_event_still_handled(
         broker: EmbeddedBroker, model_registry: Registry, tmp_path: Path) -> None:
     bs, p = broker.bootstrap, "bufull"
-    # Faust's own setting, from the environment: a buffer of 8 records fills at once
-    worker = make_worker(bs, model_registry.root, tmp_path, p,
-                         STREAM_BUFFER_MAXSIZE="8").start()
+    # A buffer of 2 records (Faust's own setting, from the environment; its high-water mark
+    # is 1), and one interaction per batch: records arrive while the agent is busy.
+    worker = make_worker(bs, model_registry.root, tmp_path, p, STREAM_BUFFER_MAXSIZE="2",
+                         COLDSTREAM_BATCH_MAX_EVENTS="1").start()
     try:
-        send(bs, f"{p}.interactions", [interaction(f"u{i % 40}", f"s{i % 7}", "play", i)
-                                       for i in range(300)])
+        events = [interaction(f"u{i % 40}", f"s{i % 7}", "play", i) for i in range(300)]
+        send(bs, f"{p}.interactions", [{**e, "event_id": f"e{i}"} for i, e in enumerate(events)])
         worker.wait_metric("coldstream_events_total", 300, topic=f"{p}.interactions",
                            outcome="ok", timeout=90)
         full = worker.metric("coldstream_topic_buffer_full_total", topic=f"{p}.interactions")
