@@ -192,12 +192,15 @@ def scrape(worker: WorkerProcess, names: dict[str, str], t0: float) -> dict[str,
     s = worker.samples()
     lag: dict[str, float] = {}
     events: dict[str, float] = {}
+    buffer_full: dict[str, float] = {}
     for (name, labels), v in s.items():
         lab = dict(labels)
         if name == "coldstream_consumer_lag":
             lag[lab["topic"]] = lag.get(lab["topic"], 0.0) + v
         elif name == "coldstream_events_total":
             events[lab["topic"]] = events.get(lab["topic"], 0.0) + v
+        elif name == "coldstream_topic_buffer_full_total":
+            buffer_full[lab["topic"]] = v
     merges = sum(v for (n, _), v in s.items() if n == "coldstream_segment_merges_total")
     stages = {dict(labels)["stage"]: (v, s.get(("coldstream_stage_seconds_count", labels), 0.0))
               for (name, labels), v in s.items() if name == "coldstream_stage_seconds_sum"}
@@ -206,7 +209,7 @@ def scrape(worker: WorkerProcess, names: dict[str, str], t0: float) -> dict[str,
     return {"t": time.perf_counter() - t0, "ok": bool(s), "lag": lag,
             "interactions": events.get(names["interactions"], 0.0),
             "songs_indexed": s.get(("coldstream_songs_indexed_total", ()), 0.0),
-            "merges": merges, "stages": stages,
+            "merges": merges, "stages": stages, "buffer_full": buffer_full,
             "gc_frozen": s.get(("coldstream_gc_frozen_objects", ()), 0.0),
             "stall_s": s.get(("coldstream_event_loop_stall_seconds", ()), 0.0),
             "swap_in_progress": s.get(("coldstream_model_swap_in_progress", ()), 0.0),
