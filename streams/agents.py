@@ -263,9 +263,11 @@ class Agents:
         # was acked and before the forward was: the re-read event was then a duplicate of the
         # state and its forward was never sent again (tests/streams/test_table_store.py, 1 of
         # 16 runs). Now such an event is re-applied and re-forwarded (idempotent downstream).
-        sent = [await self.topics.interactions_by_song.send(key=song_id.encode(), value=value)
-                for song_id, value in forwards]
-        await asyncio.gather(*sent)
+        with self.ctx.metrics.stage("forward"):  # sent and acknowledged by the broker
+            sent = [await self.topics.interactions_by_song.send(key=song_id.encode(),
+                                                                value=value)
+                    for song_id, value in forwards]
+            await asyncio.gather(*sent)
         for user_id, state in pending.items():
             state["boundary"] = boundaries[user_id]
             with acting_for(last[user_id]):

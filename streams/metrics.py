@@ -23,7 +23,8 @@ FIRST_PLAY_BUCKETS = (60, 300, 900, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 
                       4 * 86400, 7 * 86400)
 
 #: Pipeline stages timed by ``coldstream_stage_seconds``.
-STAGES = ("decode", "audio", "encode", "upsert", "search", "emit", "deliver", "user_update")
+STAGES = ("decode", "audio", "encode", "upsert", "search", "emit", "deliver", "user_update",
+          "forward")
 
 
 class Metrics:

@@ -29,7 +29,9 @@ def test_a_full_input_buffer_is_counted_by_topic_and_every_event_still_handled(
                            outcome="ok", timeout=90)
         full = worker.metric("coldstream_topic_buffer_full_total", topic=f"{p}.interactions")
         quiet = worker.metric("coldstream_topic_buffer_full_total", topic=f"{p}.songs.new")
+        forwards = worker.metric("coldstream_stage_seconds_count", stage="forward")
     finally:
         assert worker.stop() == 0
     assert full is not None and full >= 1
     assert quiet is None  # no songs were sent: nothing filled there
+    assert forwards is not None and forwards >= 1  # each batch's forwards are timed
