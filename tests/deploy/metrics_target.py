@@ -40,6 +40,7 @@ EXPECTED: dict[str, float] = {
     'coldstream_budget_dropped_total{budget="user_day"}': 4,
     'coldstream_ab_version_serving{version="v-test-2"}': 1,
     'coldstream_segment_merges_total{collection="songs"}': 2,
+    'coldstream_topic_buffer_full_total{topic="interactions"}': 3,
 }
 
 
@@ -92,13 +93,14 @@ def record_samples(metrics: Metrics) -> None:
 
 
 def record_probe_samples(metrics: Metrics) -> None:
-    """The event-loop probe, GC pauses and the in-worker index's merges."""
+    """The event-loop probe, GC pauses, the in-worker index's merges and full input buffers."""
     metrics.loop_stall.set(0.03)
     metrics.loop_lag.observe(0.012)
     metrics.gc_pause.labels(generation="2").set(0.2)
     metrics.gc_frozen.set(1_500_000)
     metrics.store_flush.observe(0.02)
     metrics.segment_merges.labels(collection="songs").inc(2)
+    metrics.topic_buffer_full.labels(topic="interactions").inc(3)
 
 
 def record_online_samples(metrics: Metrics) -> None:
