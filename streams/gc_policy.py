@@ -7,9 +7,8 @@ model, and whatever became long-lived since. Table values were most of that: Fau
 store kept them as decoded dicts and lists, 1.07M objects after 5 minutes of a 200k soak.
 Both table stores now keep values as bytes, which the collector does not track
 (``streams.packed_tables``); the same soak then ends with 12-25k objects in generation 2
-(``streams.gc_census``, docs/benchmarks.md). With CPython's
-thresholds (700, 10, 10) the worker ran one in almost every 5 s window of a 200k soak, of
-120-460 ms (docs/benchmarks.md).
+(``streams.gc_census``, docs/benchmarks.md). With CPython's thresholds (700, 10, 10) the
+worker ran one in almost every 5 s window of a 200k soak, of 120-460 ms (docs/benchmarks.md).
 
 ``start`` (the default): once the worker is ready (collections loaded into the segments,
 tables restored), collect once and move every surviving object to the permanent generation

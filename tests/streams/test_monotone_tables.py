@@ -28,18 +28,20 @@ from .workers import make_worker
 @dataclass
 class _Message:
     value: bytes | None
+    partition: int
 
 
 @dataclass
 class Record:
-    """The parts of a Faust changelog event the filter reads."""
+    """The parts of a Faust changelog event the filter (and the memory store) reads."""
 
     key: str
     value: Any
+    partition: int = 0
 
     @property
     def message(self) -> _Message:
-        return _Message(None if self.value is None else b"x")
+        return _Message(None if self.value is None else b"x", self.partition)
 
 
 def gen(value: Any) -> int | None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gc
 import tracemalloc
-from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -14,6 +13,8 @@ import pytest
 from streams.packed_tables import SCHEME, PackedMemoryStore, PackedValues
 from streams.state_format import pack_user_state
 from streams.table_store import register, store_url
+
+from .test_monotone_tables import Record
 
 
 def user_state(i: int) -> dict[str, Any]:
@@ -72,25 +73,6 @@ def test_a_value_costs_its_size_not_an_encoder_buffer() -> None:
     assert held < 3 * values.nbytes() + 150_000  # values + the dict's slots, not 4 MB
 
 
-@dataclass
-class _Message:
-    value: bytes | None
-    partition: int
-
-
-@dataclass
-class ChangelogEvent:
-    """The parts of a Faust changelog event the memory store reads."""
-
-    key: str
-    value: Any
-    partition: int = 0
-
-    @property
-    def message(self) -> _Message:
-        return _Message(None if self.value is None else b"x", self.partition)
-
-
 def test_recovery_applies_writes_and_deletions_in_order() -> None:
     register()
     app = faust.App("packed-test", store=store_url("memory"))
@@ -99,8 +81,8 @@ def test_recovery_applies_writes_and_deletions_in_order() -> None:
     store = table.data
     assert isinstance(store, PackedMemoryStore) and isinstance(store.data, PackedValues)
     store.apply_changelog_batch(
-        [ChangelogEvent("a", {"n": 1}), ChangelogEvent("b", [1]), ChangelogEvent("a", None),
-         ChangelogEvent("b", None), ChangelogEvent("b", [2], partition=1)],
+        [Record("a", {"n": 1}), Record("b", [1]), Record("a", None),
+         Record("b", None), Record("b", [2], partition=1)],
         to_key=lambda k: k, to_value=lambda v: v)
     assert dict(store.items()) == {"b": [2]}
     assert store._key_partition == {"b": 1}
