@@ -119,6 +119,12 @@ def test_shim_never_under_reports_during_concurrent_writes(broker: EmbeddedBroke
         task = asyncio.create_task(writer())
         try:
             await asyncio.sleep(0.3)
+            # every partition written at least once before the call (a fixed 0.3 s was not
+            # always enough on a loaded machine: a partition still at 0 failed `0 < before`)
+            for _ in range(100):
+                if all(acked.values()):
+                    break
+                await asyncio.sleep(0.1)
             before = dict(acked)
             fixed = await true_end_offsets(broker.bootstrap,
                                            await _reported(broker.bootstrap, tps))
