@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 from types import SimpleNamespace
+from unittest.mock import patch
 
 import numpy as np
 
+from coldstream_data.base import Dataset, Interactions
 from training.baselines import ContentKNN
 from training.recommender import (
+    PRIOR_TARGETS,
     EnsembleRecommender,
     PathFusion,
+    PopularityPrior,
     TrainedRecommender,
     make_variant,
+    popularity_rate,
 )
+from training.selection import val_metrics, validation_view
+from training.split import cold_item_split
+from training.tasks import TrainConfig
 
 
 def test_i2i2u_term_equals_content_knn_over_the_same_vectors() -> None:
@@ -64,3 +72,37 @@ def test_ensemble_variant_trains_distinct_inits_of_the_named_model() -> None:
     assert isinstance(ens, EnsembleRecommender)
     assert [m.cfg.seed for m in ens.members] == [2, 1002, 2002]
     assert ens.members[0].cfg == make_variant("full", seed=2).cfg  # type: ignore[union-attr]
+
+
+def test_popularity_rate_counts_events_per_day_since_each_items_first() -> None:
+    day = 86_400_000
+    # item 0: 4 events over 8 days; item 1: 2 events, first 1 day before the last event;
+    # item 2: one event at the very end (floored to one day); item 3: never seen
+    item = [0, 0, 0, 0, 1, 1, 2]
+    ts = [0, day, 2 * day, 8 * day, 7 * day, 8 * day, 8 * day]
+    inter = Interactions.build([0] * 7, item, [0] * 7, ts)
+    counts, rate = popularity_rate(inter, 4)
+    np.testing.assert_array_equal(counts, [4, 2, 1, 0])
+    np.testing.assert_allclose(rate, [0.5, 2.0, 1.0, 0.0])
+
+
+def test_prior_target_is_the_one_that_ranks_validation_items_best(tiny_world: Dataset) -> None:
+    split = cold_item_split(tiny_world, seed=0)
+    view = validation_view(split)
+    train = split.train_dataset(tiny_world)
+    ndcg = {}
+    for target in PRIOR_TARGETS:  # each target alone, the way fit_prior weighs them
+        only = PopularityPrior(TrainedRecommender(TrainConfig(seed=0), name="m"))
+        with_only = patch("training.recommender.PRIOR_TARGETS", (target,))
+        with with_only:
+            only.fit_prior(train, view)
+        assert only.target == target
+        ndcg[target] = val_metrics(view, lambda u, i, p=only.prior: np.broadcast_to(
+            p[i], (len(u), len(i))))["ndcg@20"]
+    rec = PopularityPrior(TrainedRecommender(TrainConfig(seed=0), name="m"))
+    rec.fit_prior(train, view)
+    assert ndcg[rec.target] == max(ndcg.values())
+    assert len(set(ndcg.values())) > 1  # the targets do rank differently here
+    blind = PopularityPrior(TrainedRecommender(TrainConfig(seed=0), name="m"))
+    blind.fit_prior(train)  # no validation: the first target, not a choice
+    assert blind.target == PRIOR_TARGETS[0]

@@ -13,6 +13,7 @@ from coldstream_data.base import ACTION_CODE, Dataset, Interactions
 from training.coldstart import ColdStartConfig, DropoutNet
 from training.evaluate import evaluate
 from training.recommender import (
+    PRIOR_TARGETS,
     GatedRecommender,
     PathFusion,
     PopularityPrior,
@@ -82,16 +83,18 @@ def test_choices_do_not_move_when_the_cold_test_changes(tiny_world: Dataset) -> 
         evaluate(tiny_world, s, rec, segments=("cold",))
         evaluate(tiny_world, s, fused, segments=("cold",))
         runs.append((tuned.chosen, {k: v for k, v in tuned.val.items() if "fit_s" not in k},
-                     tuned.model.best_epoch, rec.result.best_epoch, rec.lam,
+                     tuned.model.best_epoch, rec.result.best_epoch, rec.lam, rec.target,
                      [h.get("val_ndcg@20") for h in rec.result.history], fused.chosen,
                      cold["recall@20"]))
     *choices0, r0 = runs[0]
     *choices1, r1 = runs[1]
     assert choices0 == choices1
-    assert choices0[4] in PopularityPrior.LAMBDAS
-    beta, lam, gamma = (float(x.split("=")[1]) for x in choices0[6].split(","))
-    assert beta in PathFusion.BETAS and lam in PopularityPrior.LAMBDAS
-    assert gamma in TeacherFusion.GAMMAS
+    assert choices0[4] in PopularityPrior.LAMBDAS and choices0[5] in PRIOR_TARGETS
+    picked = dict(x.split("=") for x in choices0[7].split(","))
+    assert picked["prior"] in PRIOR_TARGETS
+    assert float(picked["beta"]) in PathFusion.BETAS
+    assert float(picked["lam"]) in PopularityPrior.LAMBDAS
+    assert float(picked["gamma"]) in TeacherFusion.GAMMAS
     assert r0 != r1  # the cold test did change, and only the reported figure moved
     assert [h.cfg.seed for h in fused.heads] == [0, 1000]  # two teachers, averaged
     users, items = np.arange(5), split.cold_items[:7]
