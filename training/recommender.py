@@ -176,7 +176,6 @@ class PopularityPrior:
         from sklearn.linear_model import Ridge
 
         from .coldstart import content_features
-        from .selection import val_metrics
 
         x = content_features(train_data, self.model.cfg.token_min_items,
                              df_warm=self.model.cfg.token_df_warm)
@@ -186,14 +185,19 @@ class PopularityPrior:
                                                   train_data.n_items)
         targets = {"events/day": rate, "positive/day": positive_rate, "events": counts,
                    "positive": positive}
-        warm, best = counts > 0, -np.inf
-        for name in PRIOR_TARGETS if validation is not None else PRIOR_TARGETS[:1]:
-            fit = Ridge(alpha=10.0).fit(x[warm], np.log1p(targets[name][warm])).predict(x)
-            prior = ((fit - fit.mean()) / (fit.std() + 1e-9)).astype(np.float32)
-            got = 0.0 if validation is None else val_metrics(validation, lambda u, i, p=prior: (
-                np.broadcast_to(p[i], (len(u), len(i)))))["ndcg@20"]
-            if got > best:
-                best, self.prior, self.target = got, prior, name
+        warm, fitted = counts > 0, {}
+
+        def use(name: str) -> None:  # fitted once each: the pick applies its choice again
+            if name not in fitted:
+                fit = Ridge(alpha=10.0).fit(x[warm], np.log1p(targets[name][warm])).predict(x)
+                fitted[name] = ((fit - fit.mean()) / (fit.std() + 1e-9)).astype(np.float32)
+            self.target, self.prior = name, fitted[name]
+
+        if validation is None:
+            use(PRIOR_TARGETS[0])
+        else:
+            pick_on_validation(validation, lambda users, items: np.broadcast_to(
+                self.prior[items], (len(users), len(items))), PRIOR_TARGETS, use)
 
     @property
     def chosen(self) -> str:
