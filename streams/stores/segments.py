@@ -184,15 +184,10 @@ class Segments:
         2.5-4x cheaper at 16k-64k rows x 512, and the work thread pays it at each doubling."""
         if rows is None or slots is None:
             rows, slots = self.grown[:self.grown_n], self.grown_slot[:self.grown_n]
-        self.grown = np.zeros((cap, self.dim), dtype=np.float32)
-        self.grown[:len(rows)] = rows
-        self.grown_slot = np.zeros(cap, dtype=np.int64)
-        self.grown_slot[:len(slots)] = slots
+        self.grown, self.grown_slot = _widen(rows, cap), _widen(slots, cap)
 
     def _grow(self, cap: int) -> None:
-        vectors = np.zeros((cap, self.dim), dtype=self.vectors.dtype)
-        vectors[:len(self.vectors)] = self.vectors
-        self.vectors = vectors
+        self.vectors = _widen(self.vectors, cap)
         self.alive, self.dirty = _widen(self.alive, cap), _widen(self.dirty, cap)
         row_of = np.full(cap, -1, dtype=np.int64)
         row_of[:len(self.row_of)] = self.row_of
@@ -521,9 +516,10 @@ def _dot_rows(matrix: np.ndarray, rows: np.ndarray, q: np.ndarray) -> np.ndarray
     return out
 
 
-def _widen(bits: np.ndarray, cap: int) -> np.ndarray:
-    out = np.zeros(cap, dtype=bool)
-    out[:len(bits)] = bits
+def _widen(rows: np.ndarray, cap: int) -> np.ndarray:
+    """``rows`` in a zeroed array of ``cap`` rows (same dtype and row shape)."""
+    out = np.zeros((cap, *rows.shape[1:]), dtype=rows.dtype)
+    out[:len(rows)] = rows
     return out
 
 
