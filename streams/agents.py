@@ -118,6 +118,10 @@ def acting_for(event: Any) -> Iterator[None]:
         faust_streams._current_event.reset(token)
 
 
+#: Header of a forwarded interaction whose song had no vector when its user was updated.
+SONG_UNKNOWN_KEY = "coldstream-song-unknown"
+SONG_UNKNOWN = {SONG_UNKNOWN_KEY: b"1"}
+
 # ---------------------------------------------------------------------------------------------
 # Handlers
 # ---------------------------------------------------------------------------------------------
@@ -227,8 +231,7 @@ class Agents:
         # Listeners recorded before this song was indexed have it in their history without its
         # vector: ask their partitions (keyed by user) to recompute them now that it exists.
         for user_id in sorted({e[0] for e in engagers}):
-            await topics.user_refresh.send(key=user_id.encode(),
-                                           value=orjson.dumps({"user_id": user_id}))
+            await self.send_refresh(user_id)
         m.songs_indexed.inc()
         produced_ms = event.message.timestamp * 1000 if event.message.timestamp else None
         if produced_ms:
@@ -258,15 +261,22 @@ class Agents:
             forwards.append((ev.song_id, event.value))
             outcomes.append("ok")
         boundaries = await self.update_users(pending) if pending else {}
+        # Listeners of a song this worker has no vector for: if the song is indexed before
+        # the forward reaches the engagement agent, that agent must refresh them (the song's
+        # arrival saw no listener to refresh).
+        unknown = (await self.ctx.run(pipeline.unknown_songs, self.ctx.serving(),
+                                      [song_id for song_id, _ in forwards])
+                   if forwards else set())
         # Forwards are delivered before the state that records their events is written. The
         # other order lost a forward when a kill -9 fell after the state's changelog record
         # was acked and before the forward was: the re-read event was then a duplicate of the
         # state and its forward was never sent again (tests/streams/test_table_store.py, 1 of
         # 16 runs). Now such an event is re-applied and re-forwarded (idempotent downstream).
         with self.ctx.metrics.stage("forward"):  # sent and acknowledged by the broker
-            sent = [await self.topics.interactions_by_song.send(key=song_id.encode(),
-                                                                value=value)
-                    for song_id, value in forwards]
+            sent = [await self.topics.interactions_by_song.send(
+                key=song_id.encode(), value=value,
+                headers=SONG_UNKNOWN if song_id in unknown else None)
+                for song_id, value in forwards]
             await asyncio.gather(*sent)
         for user_id, state in pending.items():
             state["boundary"] = boundaries[user_id]
@@ -350,11 +360,18 @@ class Agents:
                                 arm=cand.arm or "").inc()
 
     async def on_engagements(self, batch: list[tuple[Any, InteractionEvent]]) -> list[str]:
-        """Newest listeners per song; one payload write per changed song in the batch."""
+        """Newest listeners per song; one payload write per changed song in the batch.
+
+        A listener whose vector was computed before the song was known is refreshed here if
+        the song has been indexed since (else the song's arrival refreshes them).
+        """
         table = self.tables.song_engagers
         changed: dict[str, list[list[Any]]] = {}
         last: dict[str, Any] = {}
+        late: dict[str, set[str]] = {}
         for event, ev in batch:
+            if event.headers and SONG_UNKNOWN_KEY in event.headers:
+                late.setdefault(ev.song_id, set()).add(ev.user_id)
             before = changed.get(ev.song_id)
             if before is None:
                 before = table.get(ev.song_id) or []
@@ -369,7 +386,19 @@ class Agents:
             for song_id, engagers in changed.items():
                 with acting_for(last[song_id]):
                     table[song_id] = engagers
+        if late:
+            still = await self.ctx.run(pipeline.unknown_songs, self.ctx.serving(), late)
+            users = sorted({u for song_id, us in late.items() if song_id not in still
+                            for u in us})
+            for user_id in users:
+                await self.send_refresh(user_id)
         return ["ok"] * len(batch)
+
+    async def send_refresh(self, user_id: str) -> None:
+        """Ask the user's partition to recompute the user (a song in its history became
+        known)."""
+        await self.topics.user_refresh.send(key=user_id.encode(),
+                                            value=orjson.dumps({"user_id": user_id}))
 
     async def on_refresh(self, batch: list[tuple[Any, str]]) -> list[str]:
         """Recompute users from their unchanged state (their songs' vectors became known).

@@ -11,7 +11,7 @@ import math
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -661,6 +661,13 @@ def refresh_users(sv: Serving, states: dict[str, dict[str, Any]],
         boundaries = users_update(sv.store, sv.cols, sv.model, sv.cache, states)
     metrics.users_updated.inc(len(states))
     return boundaries
+
+
+def unknown_songs(sv: Serving, song_ids: Iterable[str]) -> set[str]:
+    """Which of ``song_ids`` have no vector in this version yet: a user updated now is
+    computed without them (their arrival must refresh that user)."""
+    wanted = set(song_ids)
+    return wanted - set(sv.cache.rows(sv.store, sv.cols.songs, list(wanted)))
 
 
 def write_known_engagers(sv: Serving, by_song: dict[str, list[list[Any]]]) -> None:

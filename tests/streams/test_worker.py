@@ -147,6 +147,12 @@ def test_interactions_before_their_songs_still_build_user_vectors(
                                        for i in range(3)])
         worker.wait_metric("coldstream_events_total", 3, topic=f"{p}.interactions.by_song",
                            outcome="ok")
+        # the forwards say their song was unknown, and the header survives the broker
+        async def forwards() -> list[dict]:
+            return [dict(r.headers) async for r in consume(
+                bs, f"{p}.interactions.by_song", idle_timeout=2, max_messages=3)]
+
+        assert asyncio.run(forwards()) == [{"coldstream-song-unknown": b"1"}] * 3
         send(bs, f"{p}.songs.new", [song(f"jazz{i}", "jazz", i) for i in range(3)])
         worker.wait_metric("coldstream_user_updates_total", 2, timeout=60)
         time.sleep(1.5)

@@ -1,0 +1,159 @@
+"""The three agents that build a user's vector around a new song, driven in every order.
+
+songs.new, interactions and their by-song forwards are separate topics, so a listener's
+interaction, the song's indexing and the forward's engagement step can interleave in any
+order. Whatever the order, the listener's vector must end up counting the song. The worker
+tests cannot force an order (the broker decides), so these drive the real handlers directly,
+with the real model and store; the topics and tables are in-memory recorders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from encoders.artifacts import Registry
+from streams.agents import Agents
+from streams.context import WorkerContext
+from streams.events import InteractionEvent, SongEvent
+from streams.metrics import Metrics
+from streams.pipeline import user_point_id
+from streams.settings import load_settings
+from streams.stores import EdgeStore
+from streams.swap import ModelSwapper
+from streams.topics import Tables, Topics
+
+NOW = 1_760_000_000_000
+
+
+class Message:
+    def __init__(self, offset: int) -> None:
+        self.partition, self.offset, self.timestamp = 0, offset, NOW / 1000
+
+
+class Event:
+    """What a handler reads of a Faust event (weak-referenceable, like Faust's)."""
+
+    offsets = itertools.count()
+
+    def __init__(self, value: bytes, headers: dict[str, bytes] | None = None) -> None:
+        self.value, self.headers = value, headers or {}
+        self.message = Message(next(self.offsets))
+
+
+class RecordingTopic:
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, bytes, dict[str, bytes]]] = []
+
+    async def send(self, key: bytes, value: bytes, headers: Any = None) -> asyncio.Future:
+        self.sent.append((key, value, dict(headers or {})))
+        done: asyncio.Future = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+def interaction(user: str, song: str) -> tuple[Event, InteractionEvent]:
+    ev = InteractionEvent(schema_version=1, event_id=f"i-{user}-{song}", user_id=user,
+                          song_id=song, action="collect", ts=NOW - 1000)
+    return Event(orjson.dumps(ev.model_dump())), ev
+
+
+def new_song(song: str) -> tuple[Event, SongEvent]:
+    ev = SongEvent(schema_version=1, event_id=f"s-{song}", song_id=song, title="Blue train",
+                   artist="The jazz band", tags=["jazz"], description="soft brushed drums",
+                   released_at=NOW - 10**8)
+    return Event(orjson.dumps(ev.model_dump())), ev
+
+
+class Worker:
+    """One worker's handlers with in-memory topics and tables."""
+
+    def __init__(self, registry: Registry, tmp_path: Path) -> None:
+        settings = load_settings(data_dir=tmp_path, model_dir=registry.root)
+        self.ctx = WorkerContext(settings, EdgeStore(tmp_path / "qdrant"), Metrics())
+        self.ctx.load(registry.current() or "")
+        self.topics = Topics(**{f.name: RecordingTopic() for f in fields(Topics)})
+        self.tables = Tables(user_state={}, song_engagers={}, online_state={})
+        self.agents = Agents(self.ctx, ModelSwapper(self.ctx, self.tables.user_state),
+                             self.topics, self.tables)
+
+    def forwarded(self) -> list[tuple[Event, InteractionEvent]]:
+        """The by-song forwards sent so far, as the engagement agent would read them."""
+        return [(Event(value, headers), InteractionEvent.model_validate_json(value))
+                for _key, value, headers in self.topics.interactions_by_song.sent]
+
+    def refreshes(self) -> list[tuple[Event, str]]:
+        return [(Event(value), orjson.loads(value)["user_id"])
+                for _key, value, _h in self.topics.user_refresh.sent]
+
+    def has_user(self, user: str) -> bool:
+        cols = self.ctx.serving().cols
+        found = self.ctx.store.retrieve(cols.users, [user_point_id(user)], with_vector=True)
+        return bool(found) and found[0].vector is not None
+
+    def close(self) -> None:
+        self.ctx.close()
+
+
+ORDERS = {
+    "song first": ("song", "interaction", "engagement"),
+    "engagement before the song": ("interaction", "engagement", "song"),
+    "song between the interaction and its engagement": ("interaction", "song", "engagement"),
+}
+
+
+@pytest.mark.parametrize("order", list(ORDERS.values()), ids=list(ORDERS))
+def test_the_listener_counts_the_song_in_every_order(
+        order: tuple[str, ...], model_registry: Registry, tmp_path: Path) -> None:
+    worker = Worker(model_registry, tmp_path)
+    agents = worker.agents
+
+    async def step(name: str) -> None:
+        if name == "song":
+            assert await agents.on_songs([new_song("jazz0")]) == ["ok"]
+        elif name == "interaction":
+            assert await agents.on_interactions([interaction("u0", "jazz0")]) == ["ok"]
+        else:
+            await agents.on_engagements(worker.forwarded())
+
+    async def main() -> None:
+        for name in order:
+            await step(name)
+        refreshes = worker.refreshes()
+        assert [user for _e, user in refreshes] == (["u0"] if order[0] != "song" else [])
+        if refreshes:
+            assert await agents.on_refresh(refreshes) == ["ok"]
+
+    try:
+        asyncio.run(main())
+        assert worker.has_user("u0"), f"u0 has no vector after {order}"
+        assert worker.tables.song_engagers["jazz0"][0][0] == "u0"
+    finally:
+        worker.close()
+
+
+def test_a_forward_is_marked_only_while_its_song_is_unknown(
+        model_registry: Registry, tmp_path: Path) -> None:
+    worker = Worker(model_registry, tmp_path)
+
+    async def main() -> None:
+        await worker.agents.on_interactions([interaction("u0", "jazz0")])
+        await worker.agents.on_songs([new_song("jazz0")])
+        await worker.agents.on_interactions([interaction("u1", "jazz0")])
+
+    try:
+        asyncio.run(main())
+        marks = [bool(h) for _k, _v, h in worker.topics.interactions_by_song.sent]
+        assert marks == [True, False]
+        vector = np.asarray(worker.ctx.cache.get_many(
+            worker.ctx.store, worker.ctx.serving().cols.songs, ["jazz0"])["jazz0"])
+        assert np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-4)
+    finally:
+        worker.close()
