@@ -259,30 +259,54 @@ class ServedReport:
     calibrator: Calibrator
     cut: float  # the calibrated-probability threshold chosen on validation
     lift_uncapped: float = 0.0  # the same comparison without the per-song cap
+    #: With a prior (:func:`served_metrics`): its calibration and the two lifts with it.
+    prior_calibrator: Calibrator | None = None
+    lift_with_prior: float | None = None
+    lift_with_prior_uncapped: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows,
-                "lift_reach_equal_precision": self.lift_reach_equal_precision,
-                "equal_precision_cut": round(self.cut, 6),
-                "lift_reach_equal_precision_uncapped": self.lift_uncapped,
-                "calibration": {"coef": [round(float(v), 4) for v in self.calibrator.coef],
-                                "intercept": round(self.calibrator.intercept, 4),
-                                "features": list(EVIDENCE)}}
+        def described(c: Calibrator, features: list[str]) -> dict[str, Any]:
+            return {"coef": [round(float(v), 4) for v in c.coef],
+                    "intercept": round(c.intercept, 4), "features": features}
+
+        doc = {"rows": self.rows,
+               "lift_reach_equal_precision": self.lift_reach_equal_precision,
+               "equal_precision_cut": round(self.cut, 6),
+               "lift_reach_equal_precision_uncapped": self.lift_uncapped,
+               "calibration": described(self.calibrator, list(EVIDENCE))}
+        if self.prior_calibrator is not None:
+            doc["calibration_with_prior"] = described(self.prior_calibrator,
+                                                      [*EVIDENCE, "prior"])
+            doc["lift_reach_equal_precision_with_prior"] = self.lift_with_prior
+            doc["lift_reach_equal_precision_with_prior_uncapped"] = (
+                self.lift_with_prior_uncapped)
+        return doc
 
 
 def served_metrics(data: Dataset, split: Split, items: np.ndarray, users: np.ndarray,
                    bounds: np.ndarray, cfg: PipelineConfig | None = None,
-                   workdir: Path | None = None) -> ServedReport:
+                   workdir: Path | None = None, prior: np.ndarray | None = None
+                   ) -> ServedReport:
     """Load the store, score validation and cold items with the worker's code, calibrate on
-    validation, and measure each policy's delivery on the cold items."""
+    validation, and measure each policy's delivery on the cold items. With ``prior`` (each
+    item's predicted popularity, z-scored, fitted without the held-out items), the rows
+    ``...+prior`` calibrate with it as a fifth input: what the worker would gain by
+    carrying the prior (it does not yet)."""
     cfg = cfg or PipelineConfig()
     val, cold = score_item_sets(data, split, items, users, bounds,
                                 [split.val_items, split.cold_items], cfg, workdir)
-    return _measure(data, split, val, cold, cfg.max_candidates_per_song)
+    return _measure(data, split, val, cold, cfg.max_candidates_per_song, prior)
+
+
+def with_prior(c: Candidates, prior: np.ndarray) -> Candidates:
+    """``c`` with its new item's predicted popularity (``prior``, by column) as a fifth
+    input."""
+    return Candidates(c.item, c.user, c.raw, np.c_[c.x, prior[c.item]])
 
 
 def _measure(data: Dataset, split: Split, val: list[dict[str, Scored]],
-             cold: list[dict[str, Scored]], cap: int) -> ServedReport:
+             cold: list[dict[str, Scored]], cap: int,
+             prior: np.ndarray | None = None) -> ServedReport:
     rel_val = relevance(data, split, split.val_items, "val")
     rel = relevance(data, split, split.cold_items, "cold")
     vb, va = flatten(data, val, "i2i2u+u2i"), flatten(data, val, "i2i2u")
@@ -298,7 +322,8 @@ def _measure(data: Dataset, split: Split, val: list[dict[str, Scored]],
         return {**delivery(c, keep, rel, attention), **per_user_recall(c, keep, order, rel,
                                                                        users)}
 
-    def equal_precision_cut(cap: int) -> float:  # on validation: B as precise as A there
+    def equal_precision_cut(cap: int, calib: Calibrator, vb: Candidates) -> float:
+        """On validation: B as precise as A there."""
         target = _precision(va, deliver(va, va.raw, n_val, cap), rel_val)
         return threshold_for_precision(vb, calib.p(vb.x), rel_val, n_val, cap, target)
 
@@ -307,18 +332,29 @@ def _measure(data: Dataset, split: Split, val: list[dict[str, Scored]],
     for policy, c in by_policy.items():
         rows[f"{policy}:raw"] = row(c, c.raw, cap)
         rows[f"{policy}:calibrated"] = row(c, calib.p(c.x), cap)
-    cut, uncapped = equal_precision_cut(cap), data.n_users
+    cut, uncapped = equal_precision_cut(cap, calib, vb), data.n_users
     ca, cb = by_policy["i2i2u"], by_policy["i2i2u+u2i"]
     rows["i2i2u+u2i:equal-precision"] = row(cb, calib.p(cb.x), cap, cut)
     rows["i2i2u:raw:uncapped"] = row(ca, ca.raw, uncapped)
-    rows["i2i2u+u2i:equal-precision:uncapped"] = row(cb, calib.p(cb.x), uncapped,
-                                                     equal_precision_cut(uncapped))
-    return ServedReport(rows, _lift(rows, ""), calib, cut, _lift(rows, ":uncapped"))
+    rows["i2i2u+u2i:equal-precision:uncapped"] = row(
+        cb, calib.p(cb.x), uncapped, equal_precision_cut(uncapped, calib, vb))
+    report = ServedReport(rows, _lift(rows, ""), calib, cut, _lift(rows, ":uncapped"))
+    if prior is not None:  # the same, calibrated with the prior as a fifth input
+        vbp, cbp = with_prior(vb, prior[split.val_items]), with_prior(cb, prior[split.cold_items])
+        report.prior_calibrator = Calibrator(coef=np.zeros(5)).fit(vbp.x, labels(vbp, rel_val))
+        p = report.prior_calibrator.p(cbp.x)
+        rows["i2i2u+u2i:calibrated+prior"] = row(cbp, p, cap)
+        for name, limit in (("", cap), (":uncapped", uncapped)):
+            rows[f"i2i2u+u2i:equal-precision+prior{name}"] = row(
+                cbp, p, limit, equal_precision_cut(limit, report.prior_calibrator, vbp))
+        report.lift_with_prior = _lift(rows, "", "+prior")
+        report.lift_with_prior_uncapped = _lift(rows, ":uncapped", "+prior")
+    return report
 
 
-def _lift(rows: dict[str, dict[str, float]], suffix: str) -> float:
+def _lift(rows: dict[str, dict[str, float]], suffix: str, variant: str = "") -> float:
     base = rows[f"i2i2u:raw{suffix}"]["users_reached_per_item"]
-    b = rows[f"i2i2u+u2i:equal-precision{suffix}"]["users_reached_per_item"]
+    b = rows[f"i2i2u+u2i:equal-precision{variant}{suffix}"]["users_reached_per_item"]
     return float(b / base - 1) if base else 0.0
 
 
@@ -341,7 +377,7 @@ def served_over_seeds(data: Dataset, seeds: Sequence[int], epochs: int | None = 
     from tqdm.auto import tqdm
 
     from .evaluate import evaluate_segment
-    from .recommender import make_variant
+    from .recommender import PopularityPrior, make_variant
     from .selection import fit_on_view, validation_view
     from .split import cold_item_split
 
@@ -350,8 +386,12 @@ def served_over_seeds(data: Dataset, seeds: Sequence[int], epochs: int | None = 
         t0 = time.perf_counter()
         split = cold_item_split(data, seed=s)
         model = make_variant("full", epochs=epochs, seed=s)
-        fit_on_view(model, split.train_dataset(data), validation_view(split))
-        rep = served_metrics(data, split, model.items, model.users, model.bounds)
+        train, view = split.train_dataset(data), validation_view(split)
+        fit_on_view(model, train, view)
+        prior = PopularityPrior(model)  # content -> popularity, its target picked on validation
+        prior.fit_prior(train, view)
+        rep = served_metrics(data, split, model.items, model.users, model.bounds,
+                             prior=prior.prior)
         full = evaluate_segment(data, split, model, "cold", seed=s)  # the harness's ranking
         rep.rows["model:full-ranking"] = {**full["delivery_gated"], **{
             k: v for k, v in full.items() if "@" in k}}
@@ -363,8 +403,11 @@ def served_over_seeds(data: Dataset, seeds: Sequence[int], epochs: int | None = 
     summary["wall_s"] = {"mean": float(np.mean([r["wall_s"] for r in runs]))}
     doc = {"dataset": data.name, "seeds": [int(s) for s in seeds], "runs": runs,
            "summary": summary}
-    for key in ("lift_reach_equal_precision", "lift_reach_equal_precision_uncapped"):
-        doc[key] = _stat([r[key] for r in runs])
+    for key in ("lift_reach_equal_precision", "lift_reach_equal_precision_uncapped",
+                "lift_reach_equal_precision_with_prior",
+                "lift_reach_equal_precision_with_prior_uncapped"):
+        if key in runs[0]:
+            doc[key] = _stat([r[key] for r in runs])
     return doc
 
 
@@ -388,7 +431,13 @@ def served_table(doc: dict[str, Any]) -> str:
                                                   for m in TABLE_METRICS) + " |")
     lines.append("")
     for key, what in (("lift_reach_equal_precision", "with the per-song cap"),
-                      ("lift_reach_equal_precision_uncapped", "without the per-song cap")):
+                      ("lift_reach_equal_precision_uncapped", "without the per-song cap"),
+                      ("lift_reach_equal_precision_with_prior",
+                       "calibrated with the prior, with the cap"),
+                      ("lift_reach_equal_precision_with_prior_uncapped",
+                       "calibrated with the prior, without the cap")):
+        if key not in doc:
+            continue
         lift = doc[key]
         lines.append(f"Reach of i2i2u+u2i over i2i2u alone at equal delivery precision "
                      f"(cut chosen on validation), {what}: {lift['mean']:+.1%}"

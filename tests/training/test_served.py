@@ -57,15 +57,36 @@ def tiny_split(tiny_world: Dataset) -> Split:
 def test_calibration_and_cut_never_see_the_cold_test(tiny_world: Dataset, tiny_split: Split,
                                                       tmp_path) -> None:  # noqa: ANN001
     vectors = oracle_vectors(tiny_world, tiny_split)
-    real = served_metrics(tiny_world, tiny_split, *vectors, workdir=tmp_path)
+    prior = np.random.default_rng(2).standard_normal(tiny_world.n_items)
+    real = served_metrics(tiny_world, tiny_split, *vectors, workdir=tmp_path, prior=prior)
     t = tiny_split.cold_test
     rng = np.random.default_rng(1)
     noise = Interactions.build(rng.permutation(t.user), rng.permutation(t.item), t.action, t.ts)
     fake = served_metrics(tiny_world, replace(tiny_split, cold_test=noise), *vectors,
-                          workdir=tmp_path)
+                          workdir=tmp_path, prior=prior)
     assert np.array_equal(real.calibrator.coef, fake.calibrator.coef)
     assert real.cut == fake.cut
+    assert real.prior_calibrator is not None and fake.prior_calibrator is not None
+    assert np.array_equal(real.prior_calibrator.coef, fake.prior_calibrator.coef)
+    assert len(real.prior_calibrator.coef) == 5
     assert real.rows != fake.rows  # the cold test does change what is reported
+    assert real.rows["i2i2u+u2i:equal-precision+prior"] != fake.rows[
+        "i2i2u+u2i:equal-precision+prior"]
+
+
+def test_the_prior_input_is_weighed_by_what_it_predicts_on_validation(
+        tiny_world: Dataset, tiny_split: Split, tmp_path) -> None:  # noqa: ANN001
+    """A prior that is each validation item's number of validation positives gets a clearly
+    positive weight; its negation a clearly negative one (the calibration reads it)."""
+    val = tiny_split.val.subset(tiny_split.val.positive())
+    hits = np.bincount(val.item, minlength=tiny_world.n_items).astype(float)
+    z = (hits - hits.mean()) / hits.std()
+    vectors = oracle_vectors(tiny_world, tiny_split)
+    up = served_metrics(tiny_world, tiny_split, *vectors, workdir=tmp_path, prior=z)
+    down = served_metrics(tiny_world, tiny_split, *vectors, workdir=tmp_path, prior=-z)
+    assert up.prior_calibrator is not None and down.prior_calibrator is not None
+    assert up.prior_calibrator.coef[4] > 0.1 > -0.1 > down.prior_calibrator.coef[4]
+    assert "calibration_with_prior" in up.as_dict()
 
 
 def test_served_path_with_an_oracle_beats_chance(tiny_world: Dataset, tiny_split: Split,
