@@ -86,6 +86,20 @@ class UserSpec(BaseModel):
     history_length: int = 50
 
 
+class PriorSpec(BaseModel):
+    """How popular a new song will be, predicted from content the worker computes for it
+    anyway: ``z = weights . [MiniLM text vector, hashed words] + intercept``, z-scored over
+    the training catalogue (``training/popularity.py``). Only words the model's token view
+    keeps carry a weight; the rest are zero."""
+
+    weights: list[float]  # text_dim + bow_buckets
+    intercept: float
+    text_dim: int
+    bow_buckets: int
+    target: str = ""  # what it learned to predict (training.recommender.PRIOR_TARGETS)
+    fitted_on: str = ""
+
+
 class DeliverySpec(BaseModel):
     """One scale for both candidate paths: P(the listener engages | the candidate's evidence).
 
@@ -93,7 +107,8 @@ class DeliverySpec(BaseModel):
     scales, so taking their max ranks one path's candidates above the other's for no reason.
     A logistic regression over the evidence, fitted on validation items only
     (``training/served.py``), maps both to a probability; the worker ranks, caps and scores
-    candidates by it. Absent in older manifests: the worker then keeps the raw score.
+    candidates by it. Absent in older manifests: the worker then keeps the raw score. With a
+    ``prior``, the evidence has a fifth input, the song's predicted popularity.
     """
 
     features: list[str] = Field(
@@ -101,6 +116,7 @@ class DeliverySpec(BaseModel):
     coef: list[float]
     intercept: float
     fitted_on: str = ""
+    prior: PriorSpec | None = None
 
 
 class Manifest(BaseModel):

@@ -161,6 +161,16 @@ class SongEncoder:
         self.fusion = make_session(folder / spec.graph, threads) if spec.kind == "graph" else None
         if spec.kind == "graph" and not spec.graph:
             raise ArtifactError("fusion kind 'graph' needs a graph file")
+        prior = manifest.delivery.prior if manifest.delivery else None
+        if prior is not None and len(prior.weights) != prior.text_dim + prior.bow_buckets:
+            raise ArtifactError(f"prior has {len(prior.weights)} weights, not text_dim + "
+                                f"bow_buckets = {prior.text_dim + prior.bow_buckets}")
+        if prior is not None and prior.text_dim != self.text.dim:
+            raise ArtifactError(f"prior reads {prior.text_dim}-d text vectors, the text "
+                                f"tower gives {self.text.dim}")
+        self.prior = prior
+        self.prior_weights = (np.asarray(prior.weights, dtype=np.float32)
+                              if prior is not None else None)
 
     @property
     def sample_rate(self) -> int:
@@ -176,6 +186,22 @@ class SongEncoder:
             audio_vecs[idx] = self.audio.vectors([songs[i].wave for i in idx],
                                                  [songs[i].audio_key for i in idx])
         return self.combine(text_vecs, audio_vecs, has_audio, texts)
+
+    def priors(self, texts: Sequence[str]) -> np.ndarray | None:
+        """Each song's predicted popularity (z-scored), or None when this version carries no
+        prior. The text tower's output is the one :meth:`encode` cached for the same text."""
+        if self.prior is None:
+            return None
+        return self.prior_from(self.text.encode(list(texts)), texts)
+
+    def prior_from(self, text_vecs: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        """:meth:`priors` over text vectors already computed."""
+        assert self.prior is not None and self.prior_weights is not None
+        w, dim = self.prior_weights, self.prior.text_dim
+        z = text_vecs @ w[:dim] + self.prior.intercept
+        if self.prior.bow_buckets:
+            z = z + hashed_bow(texts, self.prior.bow_buckets) @ w[dim:]
+        return z.astype(np.float32)
 
     def fuse(self, text_vecs: np.ndarray, mels: Sequence[np.ndarray | None],
              texts: Sequence[str] | None = None) -> np.ndarray:

@@ -149,6 +149,7 @@ class Scored:
     seeds: list[tuple[str, str, float]] = field(default_factory=list)  # (song_id, title, sim)
     arm: str | None = None
     u2i_allowed: bool = True  # False in an A/B arm that serves I2I2U only
+    prior: float = 0.0  # the song's predicted popularity (z-scored; 0 without a prior)
 
     @property
     def boundary_checked(self) -> bool:
@@ -215,29 +216,38 @@ def u2i(users: Sequence[Hit], into: dict[str, Scored], metrics: Metrics | None =
             metrics.boundary_checks.labels(result="pass" if s.passes_boundary else "fail").inc()
 
 
-#: The evidence a :class:`~encoders.artifacts.DeliverySpec` is fitted over, in order.
-EVIDENCE = ("i2i2u", "has_seed", "u2i_margin", "passes")
+#: The evidence a :class:`~encoders.artifacts.DeliverySpec` is fitted over, in order. The
+#: last, the song's predicted popularity, only where the spec carries a prior (older
+#: manifests weigh the first four).
+EVIDENCE = ("i2i2u", "has_seed", "u2i_margin", "passes", "prior")
+BASE_EVIDENCE = EVIDENCE[:4]
 
 
 def evidence(s: Scored) -> np.ndarray:
     """I2I2U strength, whether a seed exists, the U2I margin over the user's own boundary,
-    and whether it passes: what the calibration weighs."""
+    whether it passes, and the song's predicted popularity: what the calibration weighs."""
     margin = ((s.u2i - s.boundary) if s.u2i_allowed and s.u2i is not None
               and s.boundary is not None else 0.0)  # an I2I2U-only arm has no U2I evidence
-    return np.array([s.i2i2u, float(bool(s.seeds)), margin, float(s.passes_boundary)])
+    return np.array([s.i2i2u, float(bool(s.seeds)), margin, float(s.passes_boundary),
+                     s.prior])
 
 
 def calibrated(s: Scored, spec: DeliverySpec) -> float:
     """P(engaged) on the one scale both paths share."""
-    z = float(evidence(s) @ np.asarray(spec.coef)) + spec.intercept
+    z = float(evidence(s)[:len(spec.coef)] @ np.asarray(spec.coef)) + spec.intercept
     return 1.0 / (1.0 + math.exp(-z))
 
 
 def check_delivery(spec: DeliverySpec | None) -> None:
-    """A manifest's calibration must weigh exactly the evidence this worker computes."""
-    if spec is not None and (tuple(spec.features) != EVIDENCE or len(spec.coef) != len(EVIDENCE)):
-        raise ValueError(f"delivery calibration over {spec.features}, this worker computes "
-                         f"{list(EVIDENCE)}")
+    """A manifest's calibration must weigh exactly the evidence this worker computes: the
+    four base inputs, or all five when it carries the prior that computes the fifth."""
+    if spec is None:
+        return
+    wanted = EVIDENCE if spec.prior is not None else BASE_EVIDENCE
+    if tuple(spec.features) != wanted or len(spec.coef) != len(wanted):
+        raise ValueError(f"delivery calibration over {spec.features} "
+                         f"({'with' if spec.prior else 'without'} a prior), this worker "
+                         f"computes {list(wanted)}")
 
 
 def explain(s: Scored) -> str:
@@ -325,11 +335,15 @@ def candidates_for_song(store: VectorStore, cols: Collections, song: SongEvent,
                         vector: np.ndarray, version: str, cfg: PipelineConfig,
                         metrics: Metrics | None = None,
                         delivery: DeliverySpec | None = None,
-                        served: frozenset[str] | None = None) -> list[CandidateEvent]:
+                        served: frozenset[str] | None = None,
+                        prior: float = 0.0) -> list[CandidateEvent]:
     """Both paths, merged, de-duplicated per user, capped (on one calibrated scale when the
-    model has one), explained; each user's A/B arm applied and named (only the ``served``
-    arms' users, when given: the per-song cap is then per version)."""
+    model has one; ``prior``: the song's predicted popularity, its fifth input), explained;
+    each user's A/B arm applied and named (only the ``served`` arms' users, when given: the
+    per-song cap is then per version)."""
     scored = score_song(store, cols, song.song_id, vector, cfg, metrics)
+    for s in scored.values():
+        s.prior = prior
     apply_arms(scored, cfg, served)
     created = now_ms()
     return [CandidateEvent(
@@ -632,7 +646,18 @@ def index_song(sv: Serving, song: SongEvent, vector: np.ndarray, clip: Clip | No
         upsert_song(sv.store, sv.cols, song, vector, sv.model.version, clip, engagers)
     with metrics.stage("search"):
         return candidates_for_song(sv.store, sv.cols, song, vector, sv.model.version, cfg,
-                                   metrics, sv.model.manifest.delivery, served)
+                                   metrics, sv.model.manifest.delivery, served,
+                                   song_prior(sv.model, song))
+
+
+def song_prior(model: LoadedModel, song: SongEvent) -> float:
+    """The song's predicted popularity where the model carries a prior, else 0 (its text
+    vector comes from the backbone cache: the encoder has just computed it)."""
+    delivery = model.manifest.delivery
+    if delivery is None or delivery.prior is None:
+        return 0.0
+    priors = model.songs.priors([song_input(song, None).text])
+    return 0.0 if priors is None else float(priors[0])
 
 
 def encode_each_on_failure(model: LoadedModel,

@@ -151,7 +151,7 @@ def kept_audio_tower(reg: Any, version: str) -> str:
 
 def measure_over_seeds(data: Any, cfg: Any, variant: str, seed: int, seeds: int, *,
                        epochs: int, align_epochs: int, tune: bool,
-                       ) -> tuple[dict[str, float], Any, Any]:
+                       ) -> tuple[dict[str, float], Any, Any, str | None]:
     """The honest protocol: one early-stopped training and cold-test measurement per seed,
     printed as they finish; returns the mean ± sd metrics, ``cfg`` with the median epoch
     count selected on validation (for the final model), and the delivery calibration
@@ -188,7 +188,7 @@ def measure_over_seeds(data: Any, cfg: Any, variant: str, seed: int, seeds: int,
                       markup=False, soft_wrap=True)
     console.print(f"final model: {cfg.epochs} joint epochs (median selected on "
                   "validation)", markup=False, soft_wrap=True)
-    return metrics, cfg, delivery_over_seeds(data, fitted)
+    return metrics, cfg, *delivery_over_seeds(data, fitted)
 
 
 def majority_choice(chosen: list[str], order: list[str]) -> str:
@@ -198,23 +198,40 @@ def majority_choice(chosen: list[str], order: list[str]) -> str:
     return max(order, key=lambda c: (counts[c], -order.index(c)))
 
 
-def delivery_over_seeds(data: Any, fitted: dict[int, Any]) -> Any:
+def delivery_over_seeds(data: Any, fitted: dict[int, Any]) -> tuple[Any, str | None]:
     """Each seed's served-path calibration, fitted on that split's validation items only,
-    averaged (``training/served.py``); None when the variant has no boundary tower."""
+    averaged (``training/served.py``), with the served popularity prior as its fifth input
+    (``training/popularity.py``: each seed's prior fitted on its training items, its target
+    picked on its validation items). Returns the calibration (None when the variant has no
+    boundary tower) and the target most seeds picked (None: no prior, a variant without
+    text)."""
+    from .popularity import item_priors, pick_target, prior_features, trained_result
+    from .recommender import PRIOR_TARGETS
+    from .selection import validation_view
     from .served import average_delivery, calibrate_on_validation
     from .split import cold_item_split
 
-    specs = []
+    if not all(hasattr(m, "boundary") for m in fitted.values()):
+        return None, None
+    results = {s: trained_result(m) for s, m in fitted.items()}
+    with_prior = all(r is not None and r.cfg.use_text for r in results.values())
+    specs, targets = [], []
     for s, m in fitted.items():
-        if not hasattr(m, "boundary"):
-            return None
-        calib = calibrate_on_validation(data, cold_item_split(data, seed=s), m.items, m.users,
-                                        m.bounds)
-        specs.append(calib.spec())
+        split = cold_item_split(data, seed=s)
+        prior = None
+        if with_prior:
+            train = split.train_dataset(data)
+            x = prior_features(train, results[s])  # type: ignore[arg-type]
+            targets.append(pick_target(x, train, validation_view(split)))
+            prior = item_priors(x, train, targets[-1])
+        specs.append(calibrate_on_validation(data, split, m.items, m.users, m.bounds,
+                                             prior=prior).spec())
     spec = average_delivery(specs, fitted_on=f"validation items, seeds {sorted(fitted)}")
-    console.print(f"delivery calibration (validation): coef {spec.coef}, intercept "
-                  f"{spec.intercept}", markup=False, soft_wrap=True)
-    return spec
+    target = majority_choice(targets, list(PRIOR_TARGETS)) if targets else None
+    console.print(f"delivery calibration (validation): {spec.features} coef {spec.coef}, "
+                  f"intercept {spec.intercept}; prior target {target} (seeds: {targets})",
+                  markup=False, soft_wrap=True)
+    return spec, target
 
 
 @app.command()
@@ -259,6 +276,7 @@ def train(
 
     from coldstream_data import load_source
 
+    from .popularity import served_prior
     from .publish import announce, save
     from .recommender import VARIANTS
     from .tasks import TrainConfig
@@ -272,11 +290,11 @@ def train(
                               audio_graph=kept), **VARIANTS[variant])
     data = load_source(dataset)
     metrics: dict[str, float] = {}
-    delivery = None  # without held-out seeds there is no validation to calibrate on
+    delivery = prior_target = None  # without held-out seeds there is no validation
     if evaluate_split and seeds > 0:
-        metrics, cfg, delivery = measure_over_seeds(data, cfg, variant, seed, seeds,
-                                                    epochs=epochs, align_epochs=align_epochs,
-                                                    tune=tune)
+        metrics, cfg, delivery, prior_target = measure_over_seeds(
+            data, cfg, variant, seed, seeds, epochs=epochs, align_epochs=align_epochs,
+            tune=tune)
     name = f"{dataset.replace(':', '-').replace('/', '_')}-{variant}-s{seed}"
     result = fit(data, cfg, device=device, checkpoint_dir=run_dir / name, resume=resume,
                  progress=True)
@@ -284,6 +302,9 @@ def train(
     console.print(f"training curve: {png or run_dir / name / 'curve.json'}")
     if not publish:
         return
+    if delivery is not None and prior_target is not None:  # the prior of this model's space
+        delivery.prior = served_prior(data, result, prior_target,
+                                      fitted_on=f"{dataset}, every item with an event")
     reg = model_registry(registry)
     manifest = save(reg, result, metrics, delivery=delivery)
     console.print(f"published {manifest.version} (parent {manifest.parent}) "

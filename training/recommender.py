@@ -144,6 +144,15 @@ def popularity_rate(inter: Interactions, n_items: int, floor_days: float = 1.0
 PRIOR_TARGETS = ("events/day", "positive/day", "events", "positive")
 
 
+def popularity_targets(data: Dataset) -> dict[str, np.ndarray]:
+    """Each of :data:`PRIOR_TARGETS` per item, from ``data``'s interactions."""
+    inter = data.interactions
+    counts, rate = popularity_rate(inter, data.n_items)
+    positive, positive_rate = popularity_rate(inter.subset(inter.positive()), data.n_items)
+    return {"events/day": rate, "positive/day": positive_rate, "events": counts,
+            "positive": positive}
+
+
 class PopularityPrior:
     """A trained model plus a content-predicted popularity prior, weighed on validation.
 
@@ -179,13 +188,8 @@ class PopularityPrior:
 
         x = content_features(train_data, self.model.cfg.token_min_items,
                              df_warm=self.model.cfg.token_df_warm)
-        inter = train_data.interactions
-        counts, rate = popularity_rate(inter, train_data.n_items)
-        positive, positive_rate = popularity_rate(inter.subset(inter.positive()),
-                                                  train_data.n_items)
-        targets = {"events/day": rate, "positive/day": positive_rate, "events": counts,
-                   "positive": positive}
-        warm, fitted = counts > 0, {}
+        targets = popularity_targets(train_data)
+        warm, fitted = targets["events"] > 0, {}
 
         def use(name: str) -> None:  # fitted once each: the pick applies its choice again
             if name not in fitted:

@@ -13,6 +13,8 @@ every validation and cold-test item, and scores the result as a delivery:
 * the two paths' scores live on different scales (a mean of similarity x engagement vs a
   cosine), so :class:`Calibrator` maps a candidate's evidence to P(relevant) by logistic
   regression fitted on the *validation* items only; ``calibrated`` ranks and caps by it;
+  the rows ``...+prior`` add the new song's predicted popularity (the prior a worker serves,
+  ``training/popularity.py``) as a fifth input;
 * the seed's offline headline: reach of ``i2i2u+u2i`` against ``i2i2u`` at equal delivery
   precision (a threshold on the calibrated probability, chosen on validation, makes the
   larger policy as precise as the smaller one there);
@@ -35,6 +37,7 @@ from coldstream_data.base import ACTIONS, Dataset
 from encoders.artifacts import DeliverySpec
 from streams.ids import song_point_id, user_point_id
 from streams.pipeline import (
+    BASE_EVIDENCE,
     EVIDENCE,
     SONG_INDEXES,
     USER_INDEXES,
@@ -131,14 +134,15 @@ class Calibrator:
 
     def spec(self, fitted_on: str = "") -> DeliverySpec:
         """What the worker reads from the manifest (``streams.pipeline.calibrated``)."""
-        return DeliverySpec(features=list(EVIDENCE), coef=[float(c) for c in self.coef],
+        return DeliverySpec(features=list(EVIDENCE[:len(self.coef)]),
+                            coef=[float(c) for c in self.coef],
                             intercept=float(self.intercept), fitted_on=fitted_on)
 
 
 def average_delivery(specs: Sequence[DeliverySpec], fitted_on: str = "") -> DeliverySpec:
     """One calibration from several seeds' validation fits (the published model is trained
     on all data, so no split of its own is left to fit on)."""
-    return DeliverySpec(features=list(EVIDENCE),
+    return DeliverySpec(features=list(specs[0].features),
                         coef=np.mean([sp.coef for sp in specs], axis=0).round(6).tolist(),
                         intercept=round(float(np.mean([sp.intercept for sp in specs])), 6),
                         fitted_on=fitted_on)
@@ -161,12 +165,17 @@ def score_item_sets(data: Dataset, split: Split, items: np.ndarray, users: np.nd
 
 def calibrate_on_validation(data: Dataset, split: Split, items: np.ndarray, users: np.ndarray,
                             bounds: np.ndarray, cfg: PipelineConfig | None = None,
-                            workdir: Path | None = None) -> Calibrator:
-    """Only the validation half of :func:`served_metrics`: the cold test is never loaded."""
+                            workdir: Path | None = None,
+                            prior: np.ndarray | None = None) -> Calibrator:
+    """Only the validation half of :func:`served_metrics`: the cold test is never loaded.
+    With ``prior`` (per item, z-scored) it is the calibration's fifth input."""
     [val] = score_item_sets(data, split, items, users, bounds, [split.val_items],
                             cfg or PipelineConfig(), workdir)
     vb = flatten(data, val, "i2i2u+u2i")
-    return Calibrator().fit(vb.x, labels(vb, relevance(data, split, split.val_items, "val")))
+    if prior is not None:
+        vb = with_prior(vb, prior[split.val_items])
+    return Calibrator(coef=np.zeros(vb.x.shape[1])).fit(
+        vb.x, labels(vb, relevance(data, split, split.val_items, "val")))
 
 
 @dataclass(frozen=True)
@@ -183,7 +192,8 @@ def flatten(data: Dataset, scored: Sequence[dict[str, Scored]], policy: str) -> 
     index = {str(u): k for k, u in enumerate(data.user_ids)}
     seen = ((col, as_policy(s, policy)) for col, per_song in enumerate(scored)
             for s in per_song.values())
-    rows = [(col, index[s.user_id], s.score, evidence(s)) for col, s in seen if deliverable(s)]
+    rows = [(col, index[s.user_id], s.score, evidence(s)[:len(BASE_EVIDENCE)])
+            for col, s in seen if deliverable(s)]  # the prior is joined by item: with_prior
     if not rows:
         return Candidates(*(np.zeros(0, dtype=t) for t in (np.int64, np.int64, float)),
                           np.zeros((0, 4)))
@@ -273,10 +283,9 @@ class ServedReport:
                "lift_reach_equal_precision": self.lift_reach_equal_precision,
                "equal_precision_cut": round(self.cut, 6),
                "lift_reach_equal_precision_uncapped": self.lift_uncapped,
-               "calibration": described(self.calibrator, list(EVIDENCE))}
+               "calibration": described(self.calibrator, list(BASE_EVIDENCE))}
         if self.prior_calibrator is not None:
-            doc["calibration_with_prior"] = described(self.prior_calibrator,
-                                                      [*EVIDENCE, "prior"])
+            doc["calibration_with_prior"] = described(self.prior_calibrator, list(EVIDENCE))
             doc["lift_reach_equal_precision_with_prior"] = self.lift_with_prior
             doc["lift_reach_equal_precision_with_prior_uncapped"] = (
                 self.lift_with_prior_uncapped)
@@ -290,8 +299,8 @@ def served_metrics(data: Dataset, split: Split, items: np.ndarray, users: np.nda
     """Load the store, score validation and cold items with the worker's code, calibrate on
     validation, and measure each policy's delivery on the cold items. With ``prior`` (each
     item's predicted popularity, z-scored, fitted without the held-out items), the rows
-    ``...+prior`` calibrate with it as a fifth input: what the worker would gain by
-    carrying the prior (it does not yet)."""
+    ``...+prior`` calibrate with it as a fifth input, as a worker does whose model carries a
+    prior."""
     cfg = cfg or PipelineConfig()
     val, cold = score_item_sets(data, split, items, users, bounds,
                                 [split.val_items, split.cold_items], cfg, workdir)
@@ -377,7 +386,8 @@ def served_over_seeds(data: Dataset, seeds: Sequence[int], epochs: int | None = 
     from tqdm.auto import tqdm
 
     from .evaluate import evaluate_segment
-    from .recommender import PopularityPrior, make_variant
+    from .popularity import item_priors, pick_target, prior_features
+    from .recommender import make_variant
     from .selection import fit_on_view, validation_view
     from .split import cold_item_split
 
@@ -388,14 +398,14 @@ def served_over_seeds(data: Dataset, seeds: Sequence[int], epochs: int | None = 
         model = make_variant("full", epochs=epochs, seed=s)
         train, view = split.train_dataset(data), validation_view(split)
         fit_on_view(model, train, view)
-        prior = PopularityPrior(model)  # content -> popularity, its target picked on validation
-        prior.fit_prior(train, view)
+        x = prior_features(train, model.result)  # the prior a worker serves with this model
+        target = pick_target(x, train, view)
         rep = served_metrics(data, split, model.items, model.users, model.bounds,
-                             prior=prior.prior)
+                             prior=item_priors(x, train, target))
         full = evaluate_segment(data, split, model, "cold", seed=s)  # the harness's ranking
         rep.rows["model:full-ranking"] = {**full["delivery_gated"], **{
             k: v for k, v in full.items() if "@" in k}}
-        runs.append({"seed": int(s), **rep.as_dict(),
+        runs.append({"seed": int(s), **rep.as_dict(), "prior_target": target,
                      "wall_s": round(time.perf_counter() - t0, 1)})
     summary: dict[str, Any] = {
         key: {m: _stat([r["rows"][key][m] for r in runs]) for m in metrics}

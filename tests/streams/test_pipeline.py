@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from encoders.artifacts import DeliverySpec
+from encoders.artifacts import DeliverySpec, PriorSpec
 from streams import pipeline
 from streams.events import InteractionEvent
 from streams.ids import candidate_id, song_point_id, user_point_id
@@ -115,6 +115,34 @@ def test_a_calibration_over_other_evidence_is_refused() -> None:
     with pytest.raises(ValueError, match="this worker computes"):
         pipeline.check_delivery(DeliverySpec(features=["i2i2u", "popularity"], coef=[1.0, 1.0],
                                              intercept=0.0))
+    prior = PriorSpec(weights=[0.0] * 3, intercept=0.0, text_dim=3, bow_buckets=0)
+    five = list(pipeline.EVIDENCE)
+    pipeline.check_delivery(DeliverySpec(features=five, coef=[0.0] * 5, intercept=0.0,
+                                         prior=prior))
+    with pytest.raises(ValueError, match="without a prior"):  # nothing computes the fifth
+        pipeline.check_delivery(DeliverySpec(features=five, coef=[0.0] * 5, intercept=0.0))
+    with pytest.raises(ValueError, match="with a prior"):  # a prior nobody weighs
+        pipeline.check_delivery(DeliverySpec(coef=[0.0] * 4, intercept=0.0, prior=prior))
+
+
+def test_the_songs_predicted_popularity_is_the_calibrations_fifth_input() -> None:
+    """The same listener's evidence for a song predicted popular scores higher, by exactly
+    the prior's weight; a four-input calibration ignores the prior."""
+    scored: dict[str, Scored] = {}
+    pipeline.i2i2u([hit("a", 0.9, [["tie", "collect", 1]])], scored)
+    s = scored["tie"]
+    spec = DeliverySpec(features=list(pipeline.EVIDENCE), coef=[1.0, 0.5, 4.0, 0.5, 0.8],
+                        intercept=-3.0, prior=PriorSpec(weights=[0.0], intercept=0.0,
+                                                        text_dim=1, bow_buckets=0))
+    logit = {}
+    for prior in (-1.0, 0.0, 2.0):
+        s.prior = prior
+        p = pipeline.calibrated(s, spec)
+        logit[prior] = math.log(p / (1 - p))
+    assert logit[2.0] - logit[0.0] == pytest.approx(1.6)
+    assert logit[0.0] - logit[-1.0] == pytest.approx(0.8)
+    base = DeliverySpec(coef=[1.0, 0.5, 4.0, 0.5], intercept=-3.0)
+    assert pipeline.calibrated(s, base) == pytest.approx(1 / (1 + math.exp(-logit[0.0])))
 
 
 def interaction(event_id: str, song: str, action: str, ts: int) -> InteractionEvent:

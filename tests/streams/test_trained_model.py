@@ -46,7 +46,8 @@ def test_trained_version_is_published_adopted_live_and_serves(
         trained = registry.current()
         assert trained and trained != base and registry.load(trained).parent == base
         delivery = registry.load(trained).delivery  # fitted on the held-out seed's validation
-        assert delivery is not None and len(delivery.coef) == 4
+        assert delivery is not None and len(delivery.coef) == 5  # the prior is the fifth
+        assert delivery.prior is not None and delivery.prior.text_dim == 384
         worker.wait_metric("coldstream_model_swaps_total", 1, result="ok", timeout=300)
         assert worker.metric("coldstream_model_info", version=trained) == 1.0
 

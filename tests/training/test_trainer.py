@@ -10,13 +10,15 @@ import pytest
 import torch
 
 from coldstream_data.base import Dataset
-from encoders.artifacts import ArtifactError, Registry
+from encoders.artifacts import ArtifactError, DeliverySpec, Registry
 from encoders.features import song_text
 from encoders.runtime import HistoryItem, load_model
+from streams.pipeline import EVIDENCE
 from training.baselines import RandomScorer
 from training.evaluate import evaluate
+from training.popularity import prior_features, served_prior
 from training.publish import rollback, save, version_event
-from training.recommender import GatedRecommender
+from training.recommender import GatedRecommender, popularity_targets
 from training.split import cold_item_split
 from training.tasks import TrainConfig
 
@@ -94,6 +96,35 @@ def test_export_reload_serve_with_parity(trained: tuple, tiny_world: Dataset,
     with pytest.raises(ArtifactError, match="user.onnx"):
         reg.promote(second.version)
     assert reg.current() == first.version
+
+
+def test_a_published_prior_is_served_as_trained(trained: tuple, tiny_world: Dataset,
+                                                tmp_path: Path) -> None:
+    """The worker's prior (one dot product over its text vector and hashed words) equals the
+    trainer's for the same songs, and is z-scored over the catalogue."""
+    rec, _, _ = trained
+    result = rec.result
+    x = prior_features(tiny_world, result)
+    prior = served_prior(tiny_world, result, "events/day")
+    w = np.asarray(prior.weights)
+    z = x @ w + prior.intercept
+    assert abs(z.mean()) < 1e-3 and abs(z.std() - 1.0) < 1e-3
+    warm = popularity_targets(tiny_world)["events/day"] > 0
+    rate = popularity_targets(tiny_world)["events/day"]
+    assert np.corrcoef(z[warm], np.log1p(rate[warm]))[0, 1] > 0.1  # fitted, not negated
+    assert prior.bow_buckets == result.cfg.bow_buckets and prior.text_dim == 384
+
+    delivery = DeliverySpec(features=list(EVIDENCE), coef=[0.0] * 5, intercept=0.0,
+                            prior=prior)
+    reg = Registry(tmp_path / "models")
+    model = load_model(reg, save(reg, result, {}, delivery=delivery).version)
+    idx = np.arange(8)
+    texts = [song_text(r.title, r.artist, list(r.tags), r.description)
+             for r in tiny_world.catalogue.iloc[idx].itertuples()]
+    from_training_text = model.songs.prior_from(result.tasks.teacher[idx].numpy(), texts)
+    assert np.abs(from_training_text - z[idx]).max() < 1e-4
+    served = model.songs.priors(texts)  # through the worker's own ONNX text tower
+    assert served is not None and np.abs(served - z[idx]).max() < 1e-3
 
 
 def test_text_only_variant_ignores_audio(tiny_world: Dataset) -> None:
