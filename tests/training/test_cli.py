@@ -46,7 +46,10 @@ def test_train_reports_mean_and_sd_over_seeds(tmp_path):
     assert re.search(r"over 2 seeds: cold recall@20 0\.\d{3} ± 0\.\d{3}, "
                      r"ndcg@20 0\.\d{3} ± 0\.\d{3}", res.output), res.output
     assert re.search(r"final model: [12] joint epochs", res.output)
-    assert re.search(r"delivery calibration \(validation\): coef \[", res.output), res.output
+    assert re.search(r"delivery calibration \(validation\): \[.*'prior'\] coef \[",
+                     res.output), res.output
+    assert re.search(r"prior target (events/day|positive/day|events|positive) \(seeds: \[",
+                     res.output), res.output
 
 
 def test_train_can_keep_a_published_audio_tower(tmp_path):
