@@ -268,24 +268,30 @@ def by_path(answers: list[Answer]) -> dict[str, dict[str, dict[str, float]]]:
     return out
 
 
-def raw_margin(score: float, boundary: float, delivery: Any = None) -> float:
+def raw_margin(score: float, boundary: float, delivery: Any = None,
+               prior: float = 0.0) -> float:
     """A U2I-only candidate's raw margin (U2I score - boundary, what
     ``COLDSTREAM_U2I_MIN_MARGIN`` compares): the score itself without a calibration, else
-    recovered from the calibrated probability (evidence: i2i2u 0, has_seed 0, passes 1)."""
+    recovered from the calibrated probability (evidence: i2i2u 0, has_seed 0, passes 1, and
+    the song's ``prior`` where the calibration weighs one)."""
     if delivery is None:
         return score - boundary
     p = min(max(score, 1e-6), 1 - 1e-6)
     w = dict(zip(delivery.features, delivery.coef, strict=True))
-    return (math.log(p / (1 - p)) - delivery.intercept - w["passes"]) / w["u2i_margin"]
+    logit = math.log(p / (1 - p)) - delivery.intercept - w["passes"] - w.get("prior", 0) * prior
+    return logit / w["u2i_margin"]
 
 
-def u2i_margin_bands(answers: list[Answer], bands: int = 5,
-                     delivery: Any = None) -> list[dict[str, float]]:
+def u2i_margin_bands(answers: list[Answer], bands: int = 5, delivery: Any = None,
+                     priors: dict[str, float] | None = None) -> list[dict[str, float]]:
     """U2I-only exposures in equal-count bands of their raw U2I margin over the user's
-    boundary (``delivery``: the model's calibration, when its scores are calibrated), with
-    each band's collect rate: where to put ``COLDSTREAM_U2I_MIN_MARGIN`` (read on a seed
-    that is not reported)."""
-    rows = sorted((raw_margin(a.exposure.score, a.exposure.boundary, delivery),
+    boundary (``delivery``: the model's calibration, when its scores are calibrated;
+    ``priors``: each new song's predicted popularity, when it weighs one), with each band's
+    collect rate: where to put ``COLDSTREAM_U2I_MIN_MARGIN`` (read on a seed that is not
+    reported)."""
+    priors = priors or {}
+    rows = sorted((raw_margin(a.exposure.score, a.exposure.boundary, delivery,
+                              priors.get(a.exposure.song_id, 0.0)),
                    a.action == "collect") for a in answers
                   if a.exposure.path == "u2i" and a.exposure.boundary is not None)
     out = []
@@ -299,7 +305,7 @@ def u2i_margin_bands(answers: list[Answer], bands: int = 5,
 
 
 def results(cfg: SimConfig, world: World, loop: Loop, samples: dict,
-            delivery: Any = None) -> dict[str, Any]:
+            delivery: Any = None, priors: dict[str, float] | None = None) -> dict[str, Any]:
     arms = parse_arms(cfg.arms)
     members: dict[str, list[str]] = {a.name: [] for a in arms}
     for u in world.user_ids:
@@ -311,7 +317,7 @@ def results(cfg: SimConfig, world: World, loop: Loop, samples: dict,
     doc = compare(data, len(world.new_songs), arms[0].name, arms[1].name, seed=cfg.seed)
     doc["worker"] = {a.name: worker_counts(samples, a.name) for a in arms}
     doc["by_path"] = by_path(loop.answers)
-    doc["u2i_margin"] = u2i_margin_bands(loop.answers, delivery=delivery)
+    doc["u2i_margin"] = u2i_margin_bands(loop.answers, delivery=delivery, priors=priors)
     doc["budget_dropped"] = {b: total(samples, "coldstream_budget_dropped_total", budget=b)
                              for b in ("song", "user_day")}  # all arms together
     doc["config"] = asdict(cfg)
@@ -333,8 +339,25 @@ def served_model(cfg: SimConfig, world: World, models: Path, out: Path,
     return {"kind": "provisional" if train is None else "trained", "version": current,
             "train": None if train is None else asdict(train),
             "train_s": round(time.monotonic() - started, 1) if train else 0.0,
-            "delivery": None if delivery is None else delivery.model_dump(),
-            "calibration": delivery}
+            "delivery": None if delivery is None else delivery.model_dump(
+                exclude={"prior": {"weights"}}),  # thousands of numbers: in the manifest
+            "calibration": delivery,
+            "priors": new_song_priors(registry, current, world.new_songs)
+            if delivery is not None and delivery.prior is not None else None}
+
+
+def new_song_priors(registry: Any, version: str | None,
+                    songs: list[dict[str, Any]]) -> dict[str, float]:
+    """Each new song's predicted popularity as the worker computes it (its calibration's
+    fifth input), to read the raw U2I margin back from a calibrated score."""
+    from encoders.runtime import load_model
+
+    from .pipeline import song_input
+
+    model = load_model(registry, version or "")
+    got = model.songs.priors([song_input(s, None).text for s in songs])
+    return {} if got is None else {s["song_id"]: float(p)
+                                   for s, p in zip(songs, got, strict=True)}
 
 
 def run_simulation(cfg: SimConfig, models: Path, out: Path, metrics_port: int | None = None,
@@ -350,7 +373,7 @@ def run_simulation(cfg: SimConfig, models: Path, out: Path, metrics_port: int | 
     started = time.monotonic()
     world = build_world(cfg, int(time.time() * 1000))
     model = served_model(cfg, world, models, out, train)
-    delivery = model.pop("calibration")
+    delivery, priors = model.pop("calibration"), model.pop("priors")
     broker = EmbeddedBroker(log_path=out / "tansu.log").start()
     worker = make_worker(broker.bootstrap, models, out, f"sim{cfg.seed}", metrics_port,
                          COLDSTREAM_AB_ARMS=cfg.arms, COLDSTREAM_AB_SALT=cfg.salt,
@@ -369,7 +392,7 @@ def run_simulation(cfg: SimConfig, models: Path, out: Path, metrics_port: int | 
         if worker.process is not None:
             worker.stop()
         broker.stop()
-    doc = results(cfg, world, loop, samples, delivery)
+    doc = results(cfg, world, loop, samples, delivery, priors)
     doc["model"] = model
     doc["wall_s"] = round(time.monotonic() - started, 1)
     (out / "online.json").write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))

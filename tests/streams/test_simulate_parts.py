@@ -115,8 +115,8 @@ def test_a_trained_model_learns_from_the_history_without_the_held_out_songs() ->
 
 
 def test_the_raw_u2i_margin_is_recovered_from_a_calibrated_score() -> None:
-    from encoders.artifacts import DeliverySpec
-    from streams.pipeline import Scored, calibrated
+    from encoders.artifacts import DeliverySpec, PriorSpec
+    from streams.pipeline import EVIDENCE, Scored, calibrated
 
     spec = DeliverySpec(coef=[2.0, 0.5, 9.0, 0.3], intercept=-2.5)
     for margin in (0.01, 0.05, 0.2):
@@ -124,6 +124,12 @@ def test_the_raw_u2i_margin_is_recovered_from_a_calibrated_score() -> None:
         assert s.path == "u2i"
         assert raw_margin(calibrated(s, spec), 0.4, spec) == pytest.approx(margin, abs=1e-9)
     assert raw_margin(0.7, 0.5) == pytest.approx(0.2)  # no calibration: the score is raw
+    with_prior = DeliverySpec(features=list(EVIDENCE), coef=[2.0, 0.5, 9.0, 0.3, 0.7],
+                              intercept=-2.5, prior=PriorSpec(weights=[0.0], intercept=0.0,
+                                                              text_dim=1, bow_buckets=0))
+    s = Scored("u", u2i=0.45, boundary=0.4, prior=1.5)
+    assert raw_margin(calibrated(s, with_prior), 0.4, with_prior, 1.5) == pytest.approx(0.05)
+    assert raw_margin(calibrated(s, with_prior), 0.4, with_prior) > 0.15  # prior ignored
 
 
 def test_version_arms_must_be_in_the_registry_and_an_ended_test_runs_no_arms(
