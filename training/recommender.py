@@ -160,8 +160,9 @@ class PopularityPrior:
     to a popularity target of warm items (:data:`PRIOR_TARGETS`, picked on validation: by
     default how fast an item gathers events, :func:`popularity_rate`) predicts how popular a
     new item will be; the score is ``model + lam * z(prior)``, ``lam`` picked from
-    :data:`LAMBDAS` by validation NDCG@20 (0 keeps the model as it is). Harness scoring only:
-    the served graphs do not carry the prior yet.
+    :data:`LAMBDAS` by validation NDCG@20 (0 keeps the model as it is). Harness scoring; the
+    worker serves its own prior (:mod:`training.popularity`: the same features minus the
+    music worlds' generator-made audio ones) through its delivery calibration.
     """
 
     wants_validation = True
