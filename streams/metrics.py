@@ -60,6 +60,12 @@ class Metrics:
             "coldstream_candidates_per_song",
             "Candidates proposed per new song (before the per-user budget).",
             buckets=COUNT_BUCKETS, registry=r)
+        self.song_prior = Histogram(
+            "coldstream_song_prior",
+            "Each new song's predicted popularity (z-scored over the training catalogue), by "
+            "model version; only models that carry a prior. A distribution drifting away "
+            "from 0 means new uploads are unlike what the model learned popularity on.",
+            ["version"], buckets=(-3.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 3.0), registry=r)
         self.candidates = Counter(
             "coldstream_candidates", "Candidates emitted, by path.", ["path"], registry=r)
         self.boundary_checks = Counter(

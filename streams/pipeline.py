@@ -644,20 +644,22 @@ def index_song(sv: Serving, song: SongEvent, vector: np.ndarray, clip: Clip | No
     retries."""
     with metrics.stage("upsert"):
         upsert_song(sv.store, sv.cols, song, vector, sv.model.version, clip, engagers)
+    prior = song_prior(sv.model, song)
+    if prior is not None:
+        metrics.song_prior.labels(version=sv.model.version).observe(prior)
     with metrics.stage("search"):
         return candidates_for_song(sv.store, sv.cols, song, vector, sv.model.version, cfg,
-                                   metrics, sv.model.manifest.delivery, served,
-                                   song_prior(sv.model, song))
+                                   metrics, sv.model.manifest.delivery, served, prior or 0.0)
 
 
-def song_prior(model: LoadedModel, song: SongEvent) -> float:
-    """The song's predicted popularity where the model carries a prior, else 0 (its text
+def song_prior(model: LoadedModel, song: SongEvent) -> float | None:
+    """The song's predicted popularity where the model carries a prior, else None (its text
     vector comes from the backbone cache: the encoder has just computed it)."""
     delivery = model.manifest.delivery
     if delivery is None or delivery.prior is None:
-        return 0.0
+        return None
     priors = model.songs.priors([song_input(song, None).text])
-    return 0.0 if priors is None else float(priors[0])
+    return None if priors is None else float(priors[0])
 
 
 def encode_each_on_failure(model: LoadedModel,

@@ -27,6 +27,7 @@ EXPECTED: dict[str, float] = {
     'coldstream_new_song_to_candidates_seconds_count': 3,
     'coldstream_new_song_to_candidates_seconds_bucket{le="0.25"}': 2,
     'coldstream_candidates_per_song_sum': 36,
+    'coldstream_song_prior_count{version="v-test-2"}': 3,
     'coldstream_songs_batch_size_sum': 10,
     'coldstream_songs_batch_size_bucket{le="1.0"}': 2,
     'coldstream_consumer_lag{topic="songs.new", partition="0"}': 7,
@@ -56,6 +57,8 @@ def record_samples(metrics: Metrics) -> None:
         metrics.new_song_to_candidates.observe(seconds)
     for count in (10, 12, 14):
         metrics.candidates_per_song.observe(count)
+    for prior in (-0.4, 0.1, 1.3):
+        metrics.song_prior.labels(version="v-test-2").observe(prior)
     for size in (1, 1, 8):
         metrics.songs_batch_size.observe(size)
     metrics.candidates.labels(path="i2i2u").inc(30)

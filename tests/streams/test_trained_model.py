@@ -55,5 +55,7 @@ def test_trained_version_is_published_adopted_live_and_serves(
         cands = wait_for(bs, f"{p}.candidates", lambda c: c["song_id"] in held_out)
         assert {c["model_version"] for c in cands} == {trained}
         assert all(0.0 < c["score"] < 1.0 for c in cands)  # calibrated: a probability
+        # each held-out song's predicted popularity was computed and observed
+        assert worker.metric("coldstream_song_prior_count", version=trained) == len(held_out)
     finally:
         assert worker.stop() == 0
