@@ -14,6 +14,7 @@ from encoders.artifacts import ArtifactError, DeliverySpec, Registry
 from encoders.features import song_text
 from encoders.runtime import HistoryItem, load_model
 from streams.pipeline import EVIDENCE
+from streams.simulate import new_song_priors
 from training.baselines import RandomScorer
 from training.evaluate import evaluate
 from training.popularity import prior_features, served_prior
@@ -125,6 +126,10 @@ def test_a_published_prior_is_served_as_trained(trained: tuple, tiny_world: Data
     assert np.abs(from_training_text - z[idx]).max() < 1e-4
     served = model.songs.priors(texts)  # through the worker's own ONNX text tower
     assert served is not None and np.abs(served - z[idx]).max() < 1e-3
+    # the simulator reads the same values back (to recover raw U2I margins)
+    songs = tiny_world.catalogue.iloc[idx].to_dict("records")
+    by_song = new_song_priors(reg, reg.current(), songs)
+    assert np.allclose([by_song[s["song_id"]] for s in songs], served, atol=1e-6)
 
 
 def test_text_only_variant_ignores_audio(tiny_world: Dataset) -> None:
