@@ -33,6 +33,7 @@ from streams.broker import EmbeddedBroker, ensure_topics
 from streams.context import backbone_folder
 from streams.settings import load_settings
 from streams.stores import chunks
+from training.publish import announce
 
 from . import live, scale
 from .common import Mode, Report, ms, ratio
@@ -43,7 +44,11 @@ from .reembed import derive
 POLICIES = {"swap never waits (as before)": {"COLDSTREAM_SWAP_GIVE_WAY_MS": "0",
                                              "COLDSTREAM_SWAP_SWITCH_INTERVAL_MS": "0"},
             "swap gives way (default)": {}}
-SIZES = {"quick": {"n": 2_000, "rate": 100.0, "songs_rate": 2.0, "seconds": 25.0,
+#: quick: 60 s, so that songs are still offered after the switch: on this 2-core machine the
+#: swap took 5-12 s started at the worker's 15 s registry check (so 25 s, the old length,
+#: left the last window empty about half the time), 21 s announced 3 s in (the worker is
+#: busier then, and the swap gives way), 39 s with a test run beside it.
+SIZES = {"quick": {"n": 2_000, "rate": 100.0, "songs_rate": 2.0, "seconds": 60.0,
                    "swap_at_s": 3.0, "merge_rows": 1_000,
                    "policies": ["swap gives way (default)"]},
          "full": {"n": 20_000, "rate": 200.0, "songs_rate": 2.0, "seconds": 150.0,
@@ -127,9 +132,10 @@ def soak_with_swap(bs: str, reg: Registry, base: str, tmp: Path, names: dict[str
     try:
         scale.wait_merges(worker, names, 2, 600)
 
-        def publish() -> None:
-            derive(reg, base, "v-swap", retrain_audio=False)
+        def publish() -> None:  # as `coldstream train --bootstrap` does: the worker starts
+            derive(reg, base, "v-swap", retrain_audio=False)  # at once, not at its 15 s check
             reg.promote("v-swap")
+            announce(reg, reg.load("v-swap"), bs, names["versions"], client={})
 
         timer = threading.Timer(size["swap_at_s"], publish)
         timer.start()

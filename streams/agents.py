@@ -263,10 +263,11 @@ class Agents:
         boundaries = await self.update_users(pending) if pending else {}
         # Listeners of a song this worker has no vector for: if the song is indexed before
         # the forward reaches the engagement agent, that agent must refresh them (the song's
-        # arrival saw no listener to refresh).
-        unknown = (await self.ctx.run(pipeline.unknown_songs, self.ctx.serving(),
-                                      [song_id for song_id, _ in forwards])
-                   if forwards else set())
+        # arrival saw no listener to refresh). The update has just asked the store for every
+        # song of these users' histories, so the cache holds each one that is known (no
+        # second store call, no extra hop to the work thread: still under the gate).
+        cache = self.ctx.serving().cache
+        unknown = {song_id for song_id, _ in forwards if song_id not in cache}
         # Forwards are delivered before the state that records their events is written. The
         # other order lost a forward when a kill -9 fell after the state's changelog record
         # was acked and before the forward was: the re-read event was then a duplicate of the

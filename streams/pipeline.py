@@ -429,6 +429,10 @@ class SongVectorCache:
     def __len__(self) -> int:
         return len(self._row)
 
+    def __contains__(self, song_id: object) -> bool:
+        """Whether the song's vector is held (no store call: only what :meth:`rows` kept)."""
+        return song_id in self._row
+
     def rows(self, store: VectorStore, collection: str,
              song_ids: Sequence[str]) -> dict[str, int]:
         """Row of each song of ``song_ids`` the store knows, in :attr:`matrix`; valid until
