@@ -205,7 +205,7 @@ def delivery_over_seeds(data: Any, fitted: dict[int, Any]) -> tuple[Any, str | N
     picked on its validation items). Returns the calibration (None when the variant has no
     boundary tower) and the target most seeds picked (None: no prior, a variant without
     text)."""
-    from .popularity import item_priors, pick_target, prior_features, trained_result
+    from .popularity import pick_prior, prior_features, trained_result
     from .recommender import PRIOR_TARGETS
     from .selection import validation_view
     from .served import average_delivery, calibrate_on_validation
@@ -222,8 +222,8 @@ def delivery_over_seeds(data: Any, fitted: dict[int, Any]) -> tuple[Any, str | N
         if with_prior:
             train = split.train_dataset(data)
             x = prior_features(train, results[s])  # type: ignore[arg-type]
-            targets.append(pick_target(x, train, validation_view(split)))
-            prior = item_priors(x, train, targets[-1])
+            target, prior = pick_prior(x, train, validation_view(split))
+            targets.append(target)
         specs.append(calibrate_on_validation(data, split, m.items, m.users, m.bounds,
                                              prior=prior).spec())
     spec = average_delivery(specs, fitted_on=f"validation items, seeds {sorted(fitted)}")

@@ -49,8 +49,10 @@ def fit_prior(x: np.ndarray, target: np.ndarray, warm: np.ndarray) -> tuple[np.n
     return (ridge.coef_ / sd).astype(np.float32), (float(ridge.intercept_) - mean) / sd
 
 
-def pick_target(x: np.ndarray, train: Dataset, validation: ValidationView) -> str:
-    """The target whose prior alone ranks the validation items best (NDCG@20)."""
+def pick_prior(x: np.ndarray, train: Dataset, validation: ValidationView
+               ) -> tuple[str, np.ndarray]:
+    """The target whose prior alone ranks the validation items best (NDCG@20), and that
+    prior for every item (z-scored, fitted on ``train``'s warm items)."""
     targets = popularity_targets(train)
     warm = targets["events"] > 0
     z: dict[str, np.ndarray] = {}
@@ -59,15 +61,9 @@ def pick_target(x: np.ndarray, train: Dataset, validation: ValidationView) -> st
         w, b = fit_prior(x, targets[name], warm)
         z["now"] = x @ w + b
 
-    return pick_on_validation(validation, lambda users, items: np.broadcast_to(
+    target = pick_on_validation(validation, lambda users, items: np.broadcast_to(
         z["now"][items], (len(users), len(items))), PRIOR_TARGETS, use)
-
-
-def item_priors(x: np.ndarray, train: Dataset, target: str) -> np.ndarray:
-    """Each item's z-scored prior, fitted on ``train``'s warm items."""
-    targets = popularity_targets(train)
-    w, b = fit_prior(x, targets[target], targets["events"] > 0)
-    return x @ w + b
+    return target, z["now"]  # pick_on_validation leaves the chosen one applied
 
 
 def served_prior(data: Dataset, result: TrainResult, target: str,

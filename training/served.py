@@ -386,7 +386,7 @@ def served_over_seeds(data: Dataset, seeds: Sequence[int], epochs: int | None = 
     from tqdm.auto import tqdm
 
     from .evaluate import evaluate_segment
-    from .popularity import item_priors, pick_target, prior_features
+    from .popularity import pick_prior, prior_features
     from .recommender import make_variant
     from .selection import fit_on_view, validation_view
     from .split import cold_item_split
@@ -399,9 +399,9 @@ def served_over_seeds(data: Dataset, seeds: Sequence[int], epochs: int | None = 
         train, view = split.train_dataset(data), validation_view(split)
         fit_on_view(model, train, view)
         x = prior_features(train, model.result)  # the prior a worker serves with this model
-        target = pick_target(x, train, view)
+        target, prior = pick_prior(x, train, view)
         rep = served_metrics(data, split, model.items, model.users, model.bounds,
-                             prior=item_priors(x, train, target))
+                             prior=prior)
         full = evaluate_segment(data, split, model, "cold", seed=s)  # the harness's ranking
         rep.rows["model:full-ranking"] = {**full["delivery_gated"], **{
             k: v for k, v in full.items() if "@" in k}}
