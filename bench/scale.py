@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,14 +56,17 @@ ENGAGERS_PER_SONG = 3
 SCRAPE_S = 2.0
 #: The worker's loop probe (streams.loop_probe) in a process that does nothing else, run for
 #: the soak's minutes: on a shared machine the scheduler alone wakes a loop late; the worker's
-#: stall minus this is what the worker's own work costs.
+#: stall minus this is what the worker's own work costs. SIGTERM ends it early (a soak that
+#: ended early), still printing.
 NOISE_PROBE = """
-import asyncio, json, sys
+import asyncio, json, signal, sys
 async def main(seconds):
     loop = asyncio.get_running_loop()
+    ended = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, ended.set)
     last = start = loop.time()
     worst = 0.0
-    while loop.time() - start < seconds:
+    while loop.time() - start < seconds and not ended.is_set():
         await asyncio.sleep(0.01)
         now = loop.time()
         worst, last = max(worst, now - last - 0.01), now
@@ -204,12 +208,17 @@ def scrape(worker: WorkerProcess, names: dict[str, str], t0: float) -> dict[str,
     merges = sum(v for (n, _), v in s.items() if n == "coldstream_segment_merges_total")
     stages = {dict(labels)["stage"]: (v, s.get(("coldstream_stage_seconds_count", labels), 0.0))
               for (name, labels), v in s.items() if name == "coldstream_stage_seconds_sum"}
+    stall_sites = {dict(labels)["site"]: (v, s.get(("coldstream_event_loop_stalls_traced_total",
+                                                     labels), 0.0))
+                   for (name, labels), v in s.items()
+                   if name == "coldstream_event_loop_stalls_traced_seconds_total"}
     assert worker.process is not None
     # ok False: /metrics did not answer within 2 s (the worker's GIL was held that long)
     return {"t": time.perf_counter() - t0, "ok": bool(s), "lag": lag,
             "interactions": events.get(names["interactions"], 0.0),
             "songs_indexed": s.get(("coldstream_songs_indexed_total", ()), 0.0),
             "merges": merges, "stages": stages, "buffer_full": buffer_full,
+            "stall_sites": stall_sites,
             "gc_frozen": s.get(("coldstream_gc_frozen_objects", ()), 0.0),
             "stall_s": s.get(("coldstream_event_loop_stall_seconds", ()), 0.0),
             "swap_in_progress": s.get(("coldstream_model_swap_in_progress", ()), 0.0),
@@ -223,11 +232,14 @@ def scrape(worker: WorkerProcess, names: dict[str, str], t0: float) -> dict[str,
 
 
 async def offer_interactions(producer: AIOKafkaProducer, topic: str, world: World,
-                             rate: float, seconds: float, first: int = 0) -> int:
-    """``rate``/s for ``seconds``, sent in 10 ms slices; returns how many were sent."""
+                             rate: float, seconds: float, first: int = 0,
+                             enough: asyncio.Event | None = None) -> int:
+    """``rate``/s for ``seconds`` (or until ``enough`` is set), sent in 10 ms slices;
+    returns how many were sent."""
     rng = np.random.default_rng(7 + first)
+    enough = enough or asyncio.Event()
     t0, i = time.perf_counter(), 0
-    while (now := time.perf_counter()) - t0 < seconds:
+    while (now := time.perf_counter()) - t0 < seconds and not enough.is_set():
         due = int((now - t0) * rate)
         while i < due:
             key, value = interaction(world, first + i, rng)
@@ -238,12 +250,17 @@ async def offer_interactions(producer: AIOKafkaProducer, topic: str, world: Worl
 
 
 async def offer_songs(producer: AIOKafkaProducer, topic: str, rate: float, seconds: float,
-                      wavs: list[str], sent: dict[str, float], first: int = 0) -> None:
+                      wavs: list[str], sent: dict[str, float], first: int = 0,
+                      enough: asyncio.Event | None = None) -> None:
+    enough = enough or asyncio.Event()
     t0, i = time.perf_counter(), 0
-    while time.perf_counter() - t0 < seconds:
+    while time.perf_counter() - t0 < seconds and not enough.is_set():
         wait = t0 + i / rate - time.perf_counter()
         if wait > 0:
-            await asyncio.sleep(wait)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(enough.wait(), wait)
+            if enough.is_set():
+                break
         ev = live.song_event(first + i, i % G, new=True, prefix="new",
                              audio_uri=wavs[i % len(wavs)])
         sent[ev["song_id"]] = time.perf_counter()
@@ -263,18 +280,24 @@ async def first_candidates(consumer: AIOKafkaConsumer, soak: Soak, stop: asyncio
 
 
 async def scrape_every(worker: WorkerProcess, names: dict[str, str], soak: Soak, t0: float,
-                       stop: asyncio.Event) -> None:
+                       stop: asyncio.Event, until: Callable[[Soak], bool] | None = None,
+                       enough: asyncio.Event | None = None) -> None:
+    """Scrape every ``SCRAPE_S``; set ``enough`` once ``until(soak)`` holds."""
     while not stop.is_set():
         soak.scrapes.append(await asyncio.to_thread(scrape, worker, names, t0))
+        if until is not None and enough is not None and until(soak):
+            enough.set()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), SCRAPE_S)
 
 
 async def soak_run(bs: str, worker: WorkerProcess, names: dict[str, str], world: World,
                    rates: tuple[float, float], seconds: float, wavs: list[str],
-                   settle_s: float = 10.0, first: int = 0) -> Soak:
-    """Offer both streams for ``seconds``, then let the worker drain for ``settle_s``
-    (candidates of the last songs, the lag curve going down) while scraping."""
+                   settle_s: float = 10.0, first: int = 0,
+                   until: Callable[[Soak], bool] | None = None) -> Soak:
+    """Offer both streams for ``seconds``, or less once a scrape finds ``until(soak)`` true,
+    then let the worker drain for ``settle_s`` (candidates of the last songs, the lag curve
+    going down) while scraping."""
     soak = Soak()
     consumer = AIOKafkaConsumer(names["candidates"], bootstrap_servers=bs, group_id=None,
                                 enable_auto_commit=False, auto_offset_reset="latest",
@@ -282,17 +305,17 @@ async def soak_run(bs: str, worker: WorkerProcess, names: dict[str, str], world:
     producer = AIOKafkaProducer(bootstrap_servers=bs, acks=1, linger_ms=5)
     await consumer.start()
     await producer.start()
-    stop = asyncio.Event()
+    stop, enough = asyncio.Event(), asyncio.Event()
     noise = subprocess.Popen([sys.executable, "-c", NOISE_PROBE, str(seconds)],
                              stdout=subprocess.PIPE)
     t0 = time.perf_counter()
     tasks = [asyncio.create_task(first_candidates(consumer, soak, stop)),
-             asyncio.create_task(scrape_every(worker, names, soak, t0, stop))]
+             asyncio.create_task(scrape_every(worker, names, soak, t0, stop, until, enough))]
     try:
         songs = asyncio.create_task(offer_songs(producer, names["songs"], rates[1], seconds,
-                                                wavs, soak.sent, first))
+                                                wavs, soak.sent, first, enough))
         soak.produced = await offer_interactions(producer, names["interactions"], world,
-                                                 rates[0], seconds, first)
+                                                 rates[0], seconds, first, enough)
         await songs
         await producer.flush()
         soak.window = (0.0, time.perf_counter() - t0)
@@ -303,6 +326,8 @@ async def soak_run(bs: str, worker: WorkerProcess, names: dict[str, str], world:
         await asyncio.gather(*tasks, return_exceptions=True)
         await producer.stop()
         await consumer.stop()
+        if enough.is_set():
+            noise.terminate()
         out, _ = await asyncio.to_thread(noise.communicate)
         soak.idle_probe_ms = orjson.loads(out or b"{}").get("max_late_ms")
     return soak
@@ -406,7 +431,19 @@ def figures(soak: Soak, rates: tuple[float, float]) -> dict[str, Any]:
             "lag_max": {t: max(s["lag"].get(t, 0) for s in answered)
                         for t in {t for s in answered for t in s["lag"]}},
             "lag_end": answered[-1]["lag"], "soak_seconds": end,
-            "stages": stage_times(first, last, span)}
+            "stages": stage_times(first, last, span),
+            "stall_sites": stall_sites(first, last)}
+
+
+def stall_sites(first: dict[str, Any], last: dict[str, Any]) -> dict[str, Any]:
+    """Stalls traced in the window (``COLDSTREAM_STALL_TRACE_MS`` or longer) by the site the
+    worker's watchdog found the event loop in, longest total first: count and seconds."""
+    out = {}
+    for site, (seconds, count) in last.get("stall_sites", {}).items():
+        s0, n0 = first.get("stall_sites", {}).get(site, (0.0, 0.0))
+        if count > n0:
+            out[site] = {"stalls": count - n0, "seconds": seconds - s0}
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]["seconds"]))
 
 
 def stage_times(first: dict[str, Any], last: dict[str, Any], span: float) -> dict[str, Any]:
@@ -522,10 +559,20 @@ def soak_with_worker(rep: Report, bs: str, models: Path, tmp: Path, names: dict[
         return soak, at_issue
     finally:
         worker.stop(timeout=120)
+        rep.extra["stall_log"] = stall_lines(worker.log_path)
         if cap is not None:
             rep.extra["memory_cap"] = cap.stats()
             print(f"memory cap: {rep.extra['memory_cap']}", file=sys.stderr)  # also on a death
             cap.close()
+
+
+def stall_lines(log_path: Path, keep: int = 40) -> list[str]:
+    """The worker's stall-trace log lines (the longest stall per 10 s, with where the loop
+    was; streams.stall_trace), the last ``keep``, for the report: the log goes with tmp."""
+    if not log_path.exists():
+        return []
+    lines = log_path.read_text(errors="replace").splitlines()
+    return [line for line in lines if "event loop stalled" in line][-keep:]
 
 
 def cap_figures(cap: dict[str, Any] | None) -> dict[str, Any]:
@@ -552,6 +599,12 @@ def rows_and_goals(rep: Report) -> None:
     if "memory_cap_gb" in s:
         rep.goal(f"worker + builds in a {s['memory_cap_gb']:g} GB cgroup: OOM kills", "0",
                  s["memory_cap_oom_kills"], lambda v: v == 0)
+    if s.get("stall_sites"):
+        top = list(s["stall_sites"].items())[:3]
+        rep.notes.append("stalls traced in the soak (COLDSTREAM_STALL_TRACE_MS or longer) by "
+                         "where the loop was: " + "; ".join(
+                             f"{site} {v['stalls']:.0f} stalls, {v['seconds']:.2f} s"
+                             for site, v in top))
     rep.notes.append("achieved rates: the worker's own counters (events handled, songs "
                      "indexed) over the offered window; lag keeps what it did not take")
     rep.notes.append("search_*: the final song collection reopened as a restart does, sealed, "

@@ -17,6 +17,7 @@ import gc
 import time
 
 from .metrics import Metrics
+from .stall_trace import StallTracer
 
 INTERVAL_S = 0.010
 WINDOW_S = 5.0
@@ -42,22 +43,30 @@ class GcTimer:
 
 
 async def probe_loop(metrics: Metrics, interval: float = INTERVAL_S,
-                     window: float = WINDOW_S) -> None:
-    """Run until cancelled; see the module docstring."""
+                     window: float = WINDOW_S, tracer: StallTracer | None = None) -> None:
+    """Run until cancelled; see the module docstring. ``tracer`` (streams.stall_trace), if
+    given, is started on this thread and ticked at every wake-up."""
     timer = GcTimer()
     gc.callbacks.append(timer)
+    if tracer is not None:
+        tracer.start()
     try:
-        await _probe(metrics, interval, window, timer)
+        await _probe(metrics, interval, window, timer, tracer)
     finally:
         gc.callbacks.remove(timer)
+        if tracer is not None:
+            tracer.stop()
 
 
-async def _probe(metrics: Metrics, interval: float, window: float, timer: GcTimer) -> None:
+async def _probe(metrics: Metrics, interval: float, window: float, timer: GcTimer,
+                 tracer: StallTracer | None) -> None:
     loop = asyncio.get_running_loop()
     last = start = loop.time()
     worst = 0.0
     while True:
         await asyncio.sleep(interval)
+        if tracer is not None:
+            tracer.tick()
         now = loop.time()
         late = max(0.0, now - last - interval)
         metrics.loop_lag.observe(late)

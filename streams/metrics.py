@@ -149,6 +149,16 @@ class Metrics:
             "coldstream_event_loop_lag_seconds",
             "Every late wake-up of the 10 ms event-loop probe task.", buckets=STAGE_BUCKETS,
             registry=r)
+        self.stall_traced = Counter(
+            "coldstream_event_loop_stalls_traced",
+            "Event-loop stalls of COLDSTREAM_STALL_TRACE_MS or more, by the site where the "
+            "loop thread was found most often while stalled (streams.stall_trace: the "
+            "innermost frame of the project's code, folder/file.py:function).", ["site"],
+            registry=r)
+        self.stall_traced_seconds = Counter(
+            "coldstream_event_loop_stalls_traced_seconds",
+            "Those stalls' total length, by the same site: which code costs the loop most.",
+            ["site"], registry=r)
         self.gc_pause = Gauge(
             "coldstream_gc_pause_seconds",
             "Longest garbage collection of the last 5 s window (it holds the GIL: the event "

@@ -206,6 +206,11 @@ class Settings(BaseSettings):
         "start", description="Garbage collection (streams/gc_policy.py). start: once the worker "
         "is ready, freeze what start-up left (no collection walks it again) and raise the "
         "thresholds to 5000/10/80 (fewer, later full collections); off: CPython's defaults.")
+    stall_trace_ms: float = Field(
+        100.0, ge=0, description="Diagnostics: a watchdog thread samples where the event loop "
+        "is while it is blocked this long or longer, counts each stall by that site "
+        "(coldstream_event_loop_stalls_traced_total) and logs the longest at most every 10 s "
+        "(streams/stall_trace.py; about 100 short wake-ups a second). 0: off.")
     gc_census_path: str = Field(
         "", description="Diagnostics: append the oldest generation's objects by type to this "
         "file every 30 s (streams/gc_census.py; it holds the GIL about as long as a full "

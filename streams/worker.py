@@ -26,6 +26,7 @@ from .loop_probe import probe_loop
 from .metrics import Metrics, serve
 from .monotone_tables import MonotoneTable
 from .settings import Settings
+from .stall_trace import Stall, StallLog, StallTracer
 from .stores import EdgeStore, MeteredStore, SegmentedStore, VectorStore, open_store
 from .topics import TABLES
 from .versions import check_client_versions
@@ -85,10 +86,16 @@ class ColdstreamWorker(faust.Worker):
         log.info("coldstream worker ready")
 
 
-def watch_event_loop(app: faust.App, metrics: Metrics) -> None:
-    """The event-loop stall probe (streams.loop_probe)."""
+def watch_event_loop(app: faust.App, metrics: Metrics, trace_ms: float = 0.0) -> None:
+    """The event-loop stall probe (streams.loop_probe) and, with ``trace_ms``, the tracer of
+    where the loop is when it stalls that long (streams.stall_trace)."""
+    def count(stall: Stall) -> None:
+        metrics.stall_traced.labels(site=stall.site).inc()
+        metrics.stall_traced_seconds.labels(site=stall.site).inc(stall.seconds)
+
     async def probe_event_loop() -> None:
-        await probe_loop(metrics)
+        tracer = StallTracer(StallLog(count), trace_ms / 1e3) if trace_ms > 0 else None
+        await probe_loop(metrics, tracer=tracer)
 
     app.task(probe_event_loop)
 
@@ -146,7 +153,7 @@ def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
         MonotoneTable.on_stale = (
             lambda table, n: metrics.table_stale.labels(table=table).inc(n))
         app.consumer.on_unreadable = metrics.unreadable
-        watch_event_loop(app, metrics)
+        watch_event_loop(app, metrics, settings.stall_trace_ms)
         watch_buffers(app, metrics)
         lag = LagMonitor(bootstrap, settings.app_id, settings.input_topics(), metrics,
                          correct_end_offsets=settings.tansu_compat, **client_config(settings))

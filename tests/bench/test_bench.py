@@ -152,6 +152,9 @@ def test_scale_quick(model_registry: Registry, tmp_path: Path) -> None:
         "issue_rate"]
     assert (tmp_path / "scale_lag.png").stat().st_size > 0
     assert data["extra"]["scrapes"], "the worker was never scraped"
+    # stalls traced by site, and the worker's stall lines, kept though its log goes with tmp
+    assert isinstance(data["stall_sites"], dict) and isinstance(data["extra"]["stall_log"], list)
+    assert all("stall_sites" in s for s in data["extra"]["scrapes"] if s["ok"])
     # the worker applied its GC policy when it became ready (unless the caller passed off)
     frozen = max(s["gc_frozen"] for s in data["extra"]["scrapes"])
     assert (frozen > 0) == (os.environ.get("COLDSTREAM_GC_FREEZE", "start") != "off")

@@ -100,6 +100,8 @@ def record_probe_samples(metrics: Metrics) -> None:
     metrics.loop_stall.set(0.03)
     metrics.loop_lag.observe(0.012)
     metrics.gc_pause.labels(generation="2").set(0.2)
+    metrics.stall_traced.labels(site="streams/pipeline.py:users_update").inc()
+    metrics.stall_traced_seconds.labels(site="streams/pipeline.py:users_update").inc(0.12)
     metrics.gc_frozen.set(1_500_000)
     metrics.store_flush.observe(0.02)
     metrics.segment_merges.labels(collection="songs").inc(2)
