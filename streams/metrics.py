@@ -153,7 +153,8 @@ class Metrics:
             "coldstream_event_loop_stalls_traced",
             "Event-loop stalls of COLDSTREAM_STALL_TRACE_MS or more, by the site where the "
             "loop thread was found most often while stalled (streams.stall_trace: the "
-            "innermost frame of the project's code, folder/file.py:function).", ["site"],
+            "innermost frame of the project's code, path/file.py:function; gil:SITE when the "
+            "loop waited for the GIL while another thread ran SITE).", ["site"],
             registry=r)
         self.stall_traced_seconds = Counter(
             "coldstream_event_loop_stalls_traced_seconds",

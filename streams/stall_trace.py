@@ -29,17 +29,27 @@ from types import FrameType
 
 log = logging.getLogger(__name__)
 
-#: Top-level folders whose frames count as the project's own (the site of a stall).
-OWN_PACKAGES = ("streams", "encoders", "training", "bench")
+#: The checkout: frames of files under it (not in a virtualenv) are the project's own.
+ROOT = str(Path(__file__).resolve().parents[1])
+
+#: Innermost frames of a thread that waits (for work, I/O or a child) rather than runs.
+IDLE = {("thread.py", "_worker"), ("selectors.py", "select"), ("threading.py", "wait"),
+        ("subprocess.py", "_wait"), ("queues.py", "get"), ("socketserver.py", "serve_forever")}
+
+
+def is_own(filename: str) -> bool:
+    return filename.startswith(ROOT) and "site-packages" not in filename
 
 
 def where(frame: FrameType | None) -> str:
-    """``folder/file.py:function`` of a frame (line numbers left out, so that sites stay a
-    small set, fit for a metric label)."""
+    """``folder/file.py:function`` of a frame, the project's own files by their path in the
+    checkout (line numbers left out, so that sites stay a small set, fit for a metric
+    label)."""
     if frame is None:
         return "unknown"
-    path = Path(frame.f_code.co_filename)
-    return f"{path.parent.name}/{path.name}:{frame.f_code.co_name}"
+    name, path = frame.f_code.co_filename, Path(frame.f_code.co_filename)
+    shown = (str(path.relative_to(ROOT)) if is_own(name) else f"{path.parent.name}/{path.name}")
+    return f"{shown}:{frame.f_code.co_name}"
 
 
 def own_site(frame: FrameType | None) -> str:
@@ -47,10 +57,20 @@ def own_site(frame: FrameType | None) -> str:
     innermost frame is a library's (faust, aiokafka, numpy)."""
     f = frame
     while f is not None:
-        if Path(f.f_code.co_filename).parent.name in OWN_PACKAGES:
+        if is_own(f.f_code.co_filename):
             return where(f)
         f = f.f_back
     return "library:" + where(frame)
+
+
+def in_selector(frame: FrameType | None) -> bool:
+    """The event loop's own wait (a blocking call the loop makes, such as a sleep, is not)."""
+    return frame is not None and (Path(frame.f_code.co_filename).name,
+                                  frame.f_code.co_name) == ("selectors.py", "select")
+
+
+def is_idle(frame: FrameType | None) -> bool:
+    return frame is None or (Path(frame.f_code.co_filename).name, frame.f_code.co_name) in IDLE
 
 
 @dataclass
@@ -69,7 +89,7 @@ class Stall:
         return self.sites.most_common(1)[0][0] if self.sites else "unsampled"
 
     def describe(self) -> str:
-        samples = sum(self.sites.values())
+        samples = sum(self.innermost.values()) or sum(self.sites.values())
         parts = ", ".join(f"{s} {n}/{samples}" for s, n in self.sites.most_common(3))
         inner = ", ".join(s for s, _ in self.innermost.most_common(2))
         text = f"event loop stalled {self.seconds * 1e3:.0f} ms in {parts or 'unsampled'}"
@@ -78,7 +98,7 @@ class Stall:
         if self.gil_held:
             busy = ", ".join(f"{k}: {v}" for k, v in self.others.items())
             text += (f"; {self.gil_held} sample(s) only after the GIL was held elsewhere "
-                     f"(other threads: {busy})")
+                     f"(threads running then: {busy or 'none'})")
         return text
 
 
@@ -132,19 +152,28 @@ class StallTracer:
                 self._sample(stall, gil_held=self_late >= self.threshold_s / 2)
 
     def _sample(self, stall: Stall, gil_held: bool) -> None:
+        """One look at the loop thread. Found in its selector while the probe is overdue, it
+        is not blocked by its own code: its wait has ended and it waits for the GIL (or for
+        a core). The sample then goes to the threads that were running meanwhile, as
+        ``gil:<their site>`` (``gil:none running`` when none was: C code that has just let
+        go of the GIL, or the machine)."""
         frames = sys._current_frames()
         loop = frames.get(self.loop_thread)
-        stall.sites[own_site(loop)] += 1
         stall.innermost[where(loop)] += 1
+        me = threading.get_ident()
+        others = {tid: f for tid, f in frames.items() if tid not in (me, self.loop_thread)}
+        if in_selector(loop):
+            running = {own_site(f) for f in others.values() if not is_idle(f)}
+            for site in sorted(running) or ["none running"]:
+                stall.sites[f"gil:{site}"] += 1
+        else:
+            stall.sites[own_site(loop)] += 1
         if gil_held:
             stall.gil_held += 1
             if not stall.others:
                 names = {t.ident: t.name for t in threading.enumerate()}
-                me = threading.get_ident()
                 stall.others = {names.get(tid, str(tid)): own_site(f)
-                                for tid, f in frames.items()
-                                if tid not in (me, self.loop_thread)}
-
+                                for tid, f in others.items() if not is_idle(f)}
 
 class StallLog:
     """The worker's ``report``: every stall counted by site (count and seconds), and at most

@@ -94,7 +94,9 @@ def watch_event_loop(app: faust.App, metrics: Metrics, trace_ms: float = 0.0) ->
         metrics.stall_traced_seconds.labels(site=stall.site).inc(stall.seconds)
 
     async def probe_event_loop() -> None:
-        tracer = StallTracer(StallLog(count), trace_ms / 1e3) if trace_ms > 0 else None
+        threshold = trace_ms / 1e3  # polled 4 times per threshold, at most every 10 ms
+        tracer = (StallTracer(StallLog(count), threshold, poll_s=max(0.01, threshold / 4))
+                  if trace_ms > 0 else None)
         await probe_loop(metrics, tracer=tracer)
 
     app.task(probe_event_loop)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import selectors
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -67,7 +69,7 @@ def the_stall(stalls: list[Stall], site_function: str) -> Stall:
     """The one stall of at least 0.8 x BLOCK_S (others would be the machine's noise)."""
     long = [s for s in stalls if s.seconds >= 0.8 * BLOCK_S]
     assert len(long) == 1, [s.describe() for s in stalls]
-    assert long[0].site == f"streams/test_stall_trace.py:{site_function}", long[0].describe()
+    assert long[0].site == f"tests/streams/test_stall_trace.py:{site_function}", long[0].describe()
     assert long[0].seconds < 5 * BLOCK_S
     return long[0]
 
@@ -99,6 +101,43 @@ def test_a_c_call_holding_the_gil_is_marked_as_such() -> None:
     stall = the_stall(stalls_while(hold_the_gil_in_c)[0], "hold_the_gil_in_c")
     assert stall.gil_held >= 1  # the watchdog itself could not run until the call ended
     assert "GIL was held elsewhere" in stall.describe()
+
+
+def busy_in_python(stop: threading.Event) -> None:
+    while not stop.is_set():
+        pass
+
+
+def test_a_loop_waiting_in_its_selector_is_charged_to_the_threads_running_meanwhile() -> None:
+    """The loop thread's frame is its selector: it is not running its own code but waiting
+    for the GIL, so the sample names the thread that runs (an idle thread is left out)."""
+    stop, idle = threading.Event(), threading.Event()
+    a, b = socket.socketpair()
+    sel = selectors.DefaultSelector()
+    sel.register(a, selectors.EVENT_READ)
+    loop = threading.Thread(target=sel.select, args=(30,), daemon=True)
+    threads = [loop, threading.Thread(target=busy_in_python, args=(stop,), name="busy"),
+               threading.Thread(target=idle.wait, name="idle")]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.1)
+        tracer = StallTracer(lambda _: None)
+        tracer.loop_thread = loop.ident or 0
+        stall = Stall()
+        tracer._sample(stall, gil_held=True)
+        assert stall.site == "gil:tests/streams/test_stall_trace.py:busy_in_python", stall.sites
+        assert stall.innermost.most_common(1)[0][0].endswith("selectors.py:select")
+        assert stall.others == {"busy": "tests/streams/test_stall_trace.py:busy_in_python"}
+    finally:
+        stop.set()
+        idle.set()
+        b.send(b"x")
+        for t in threads:
+            t.join(timeout=5)
+        sel.close()
+        a.close()
+        b.close()
 
 
 def test_an_unblocked_loop_reports_nothing() -> None:
