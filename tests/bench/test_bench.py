@@ -77,9 +77,11 @@ def test_segments_smoke(tmp_path: Path) -> None:
     assert min(r["recall"] for r in exact_probe if r["codes"] == "pq4") >= 0.9
 
 
+@pytest.mark.extended
 def test_segments_world_vectors_smoke(model_registry: Registry, tmp_path: Path) -> None:
     """``--vectors world``: a music world's songs encoded by the registry's model, held-out
-    songs as queries; the same rows as the mixture."""
+    songs as queries; the same rows as the mixture (``make test-extended``: the segment code
+    is the one test_segments_smoke drives; only the vectors' source differs)."""
     rep = segments.run("quick", n=300, n_queries=10, nprobes=[4, 64], second_merge=False,
                        models=model_registry.root)
     data = saved(rep, tmp_path)
