@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 #: The checkout: frames of files under it (not in a virtualenv) are the project's own.
 ROOT = str(Path(__file__).resolve().parents[1])
 
+#: Files of the event loop's own waits and socket calls (the selector, asyncio's transports).
+LOOP_IO = {"selectors.py", "selector_events.py"}
+
 #: Innermost frames of a thread that waits (for work, I/O or a child) rather than runs.
 IDLE = {("thread.py", "_worker"), ("selectors.py", "select"), ("threading.py", "wait"),
         ("subprocess.py", "_wait"), ("queues.py", "get"), ("socketserver.py", "serve_forever")}
@@ -63,10 +66,27 @@ def own_site(frame: FrameType | None) -> str:
     return "library:" + where(frame)
 
 
-def in_selector(frame: FrameType | None) -> bool:
-    """The event loop's own wait (a blocking call the loop makes, such as a sleep, is not)."""
-    return frame is not None and (Path(frame.f_code.co_filename).name,
-                                  frame.f_code.co_name) == ("selectors.py", "select")
+def in_loop_io(frame: FrameType | None) -> bool:
+    """The loop thread inside asyncio's or the selector's own code: its wait for I/O, or a
+    socket call it makes for a transport. Those calls let go of the GIL, so a loop found
+    there while the probe is overdue waits to get it back (a blocking call of the loop's
+    callbacks, such as a sleep or a lock, is innermost elsewhere and counts as theirs)."""
+    return frame is not None and Path(frame.f_code.co_filename).name in LOOP_IO
+
+
+def loop_site(frame: FrameType | None) -> str:
+    """What the loop thread runs: the innermost frame of the project's code, unless the
+    event loop's own dispatch is reached first (work in a library's callback on the loop,
+    such as a producer's compression): then ``library:<innermost frame>``."""
+    f = frame
+    while f is not None:
+        if is_own(f.f_code.co_filename):
+            return where(f)
+        if (Path(f.f_code.co_filename).name, f.f_code.co_name) == ("base_events.py",
+                                                                  "_run_once"):
+            break
+        f = f.f_back
+    return "library:" + where(frame)
 
 
 def is_idle(frame: FrameType | None) -> bool:
@@ -152,28 +172,29 @@ class StallTracer:
                 self._sample(stall, gil_held=self_late >= self.threshold_s / 2)
 
     def _sample(self, stall: Stall, gil_held: bool) -> None:
-        """One look at the loop thread. Found in its selector while the probe is overdue, it
-        is not blocked by its own code: its wait has ended and it waits for the GIL (or for
-        a core). The sample then goes to the threads that were running meanwhile, as
-        ``gil:<their site>`` (``gil:none running`` when none was: C code that has just let
+        """One look at the loop thread. Found in asyncio's own I/O while the probe is overdue
+        (streams.stall_trace.in_loop_io), it is not blocked by its own work: it waits for the
+        GIL (or for a core). The sample then goes to the threads that were running meanwhile,
+        as ``gil:<their site>`` (``gil:none running`` when none was: C code that has just let
         go of the GIL, or the machine)."""
         frames = sys._current_frames()
         loop = frames.get(self.loop_thread)
         stall.innermost[where(loop)] += 1
         me = threading.get_ident()
         others = {tid: f for tid, f in frames.items() if tid not in (me, self.loop_thread)}
-        if in_selector(loop):
+        if in_loop_io(loop):
             running = {own_site(f) for f in others.values() if not is_idle(f)}
             for site in sorted(running) or ["none running"]:
                 stall.sites[f"gil:{site}"] += 1
         else:
-            stall.sites[own_site(loop)] += 1
+            stall.sites[loop_site(loop)] += 1
         if gil_held:
             stall.gil_held += 1
             if not stall.others:
                 names = {t.ident: t.name for t in threading.enumerate()}
                 stall.others = {names.get(tid, str(tid)): own_site(f)
                                 for tid, f in others.items() if not is_idle(f)}
+
 
 class StallLog:
     """The worker's ``report``: every stall counted by site (count and seconds), and at most

@@ -56,7 +56,7 @@ def stalls_while(block: Callable[[], object], threshold_s: float = 0.1
             probe_loop(metrics, tracer=StallTracer(stalls.append, threshold_s)))
         await asyncio.sleep(0.1)
         block()
-        await asyncio.sleep(0.2)  # the loop ticks again: the stall is reported
+        await asyncio.sleep(0.2 + BLOCK_S)  # ticks again after it: the stall is reported
         probe.cancel()
         with pytest.raises(asyncio.CancelledError):
             await probe
@@ -101,6 +101,18 @@ def test_a_c_call_holding_the_gil_is_marked_as_such() -> None:
     stall = the_stall(stalls_while(hold_the_gil_in_c)[0], "hold_the_gil_in_c")
     assert stall.gil_held >= 1  # the watchdog itself could not run until the call ended
     assert "GIL was held elsewhere" in stall.describe()
+
+
+def test_work_a_library_does_on_the_loop_is_named_as_the_library() -> None:
+    """A callback with no project frame (here a C function called by the loop's dispatch,
+    as a producer's compression would be) is the library's, not a wait for the GIL."""
+    def block() -> None:
+        asyncio.get_running_loop().call_soon(time.sleep, BLOCK_S)
+
+    stalls, _ = stalls_while(block)
+    long = [s for s in stalls if s.seconds >= 0.8 * BLOCK_S]
+    assert [s.site for s in long] == ["library:asyncio/events.py:_run"], \
+        [s.describe() for s in stalls]
 
 
 def busy_in_python(stop: threading.Event) -> None:
