@@ -38,7 +38,8 @@ def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("COLDSTREAM_")}
     env.update(COLDSTREAM_DATA_DIR=str(home / "data"), COLDSTREAM_METRICS_HOST="127.0.0.1",
-               COLDSTREAM_METRICS_PORT=str(port))
+               COLDSTREAM_METRICS_PORT=str(port),
+               COLDSTREAM_STALL_TRACE_MS="1")  # every late wake-up is traced: the series exists
     log = home / "worker.log"
     with log.open("wb") as out:
         # Own session: if SIGTERM does not stop it, its group (it and its broker) is killed.
@@ -88,3 +89,12 @@ def test_dashboard_queries_run_against_a_worker(scraped_worker: PrometheusServer
         except Exception as exc:  # HTTP 400 carries the engine's error
             pytest.fail(f"{where}: {expr!r}: {exc}")
     assert time.monotonic() - started < 30, "queries should be instant on one worker"
+
+
+def test_worker_traces_its_event_loop_stalls_by_site(scraped_worker: PrometheusServer) -> None:
+    """The stall tracer runs in the worker (here at a 1 ms threshold, so that the ordinary
+    lateness of a busy start-up is traced) and its series reach Prometheus, by site."""
+    traced = scraped_worker.wait_for("coldstream_event_loop_stalls_traced_total > 0",
+                                     timeout=READY_TIMEOUT_S)
+    assert all(row["metric"]["site"] for row in traced)
+    assert scraped_worker.wait_for("coldstream_event_loop_stalls_traced_seconds_total > 0")
