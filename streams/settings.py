@@ -207,11 +207,12 @@ class Settings(BaseSettings):
         "is ready, freeze what start-up left (no collection walks it again) and raise the "
         "thresholds to 5000/10/80 (fewer, later full collections); off: CPython's defaults.")
     stall_trace_ms: float = Field(
-        100.0, ge=0, description="Diagnostics: a watchdog thread samples where the event loop "
+        0.0, ge=0, description="Diagnostics: a watchdog thread samples where the event loop "
         "is while it is blocked this long or longer, counts each stall by that site "
         "(coldstream_event_loop_stalls_traced_total) and logs the longest at most every 10 s "
         "(streams/stall_trace.py; it looks 4 times per threshold, at most every 10 ms: 40 "
-        "short wake-ups a second at 100 ms). 0: off.")
+        "short wake-ups a second at 100 ms). Off by default: in a soak at 40 ms its sampling "
+        "cost a third of the interactions (docs/benchmarks.md). 0: off.")
     gc_census_path: str = Field(
         "", description="Diagnostics: append the oldest generation's objects by type to this "
         "file every 30 s (streams/gc_census.py; it holds the GIL about as long as a full "
