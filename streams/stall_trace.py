@@ -18,6 +18,7 @@ the stall, and those samples are marked ``gil_held``, with where the other threa
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import sys
 import threading
@@ -44,15 +45,26 @@ def is_own(filename: str) -> bool:
     return filename.startswith(ROOT) and "site-packages" not in filename
 
 
+@functools.lru_cache(maxsize=4096)
+def shown_file(filename: str) -> tuple[str, str]:
+    """(how a site names the file, its base name), computed once per file: every sample
+    walks every thread's stack, so a Path per frame and sample costs the GIL."""
+    path = Path(filename)
+    shown = str(path.relative_to(ROOT)) if is_own(filename) else f"{path.parent.name}/{path.name}"
+    return shown, path.name
+
+
 def where(frame: FrameType | None) -> str:
     """``folder/file.py:function`` of a frame, the project's own files by their path in the
     checkout (line numbers left out, so that sites stay a small set, fit for a metric
     label)."""
     if frame is None:
         return "unknown"
-    name, path = frame.f_code.co_filename, Path(frame.f_code.co_filename)
-    shown = (str(path.relative_to(ROOT)) if is_own(name) else f"{path.parent.name}/{path.name}")
-    return f"{shown}:{frame.f_code.co_name}"
+    return f"{shown_file(frame.f_code.co_filename)[0]}:{frame.f_code.co_name}"
+
+
+def base_name(frame: FrameType) -> str:
+    return shown_file(frame.f_code.co_filename)[1]
 
 
 def own_site(frame: FrameType | None) -> str:
@@ -71,7 +83,7 @@ def in_loop_io(frame: FrameType | None) -> bool:
     socket call it makes for a transport. Those calls let go of the GIL, so a loop found
     there while the probe is overdue waits to get it back (a blocking call of the loop's
     callbacks, such as a sleep or a lock, is innermost elsewhere and counts as theirs)."""
-    return frame is not None and Path(frame.f_code.co_filename).name in LOOP_IO
+    return frame is not None and base_name(frame) in LOOP_IO
 
 
 def loop_site(frame: FrameType | None) -> str:
@@ -82,15 +94,14 @@ def loop_site(frame: FrameType | None) -> str:
     while f is not None:
         if is_own(f.f_code.co_filename):
             return where(f)
-        if (Path(f.f_code.co_filename).name, f.f_code.co_name) == ("base_events.py",
-                                                                  "_run_once"):
+        if (base_name(f), f.f_code.co_name) == ("base_events.py", "_run_once"):
             break
         f = f.f_back
     return "library:" + where(frame)
 
 
 def is_idle(frame: FrameType | None) -> bool:
-    return frame is None or (Path(frame.f_code.co_filename).name, frame.f_code.co_name) in IDLE
+    return frame is None or (base_name(frame), frame.f_code.co_name) in IDLE
 
 
 @dataclass
