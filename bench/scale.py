@@ -191,6 +191,13 @@ class Soak:
     idle_probe_ms: float | None = None  # the same probe in an idle process, same minutes
 
 
+def seconds_and_counts(s: dict[tuple[str, tuple], float], seconds: str, counts: str,
+                       label: str) -> dict[str, tuple[float, float]]:
+    """{label value: (seconds, count)} of a pair of series sharing their labels."""
+    return {dict(labels)[label]: (v, s.get((counts, labels), 0.0))
+            for (name, labels), v in s.items() if name == seconds}
+
+
 def scrape(worker: WorkerProcess, names: dict[str, str], t0: float) -> dict[str, Any]:
     """One reading of the worker's metrics and RSS, at seconds ``t`` since the soak began."""
     s = worker.samples()
@@ -206,12 +213,10 @@ def scrape(worker: WorkerProcess, names: dict[str, str], t0: float) -> dict[str,
         elif name == "coldstream_topic_buffer_full_total":
             buffer_full[lab["topic"]] = v
     merges = sum(v for (n, _), v in s.items() if n == "coldstream_segment_merges_total")
-    stages = {dict(labels)["stage"]: (v, s.get(("coldstream_stage_seconds_count", labels), 0.0))
-              for (name, labels), v in s.items() if name == "coldstream_stage_seconds_sum"}
-    stall_sites = {dict(labels)["site"]: (v, s.get(("coldstream_event_loop_stalls_traced_total",
-                                                     labels), 0.0))
-                   for (name, labels), v in s.items()
-                   if name == "coldstream_event_loop_stalls_traced_seconds_total"}
+    stages = seconds_and_counts(s, "coldstream_stage_seconds_sum",
+                                "coldstream_stage_seconds_count", "stage")
+    stall_sites = seconds_and_counts(s, "coldstream_event_loop_stalls_traced_seconds_total",
+                                     "coldstream_event_loop_stalls_traced_total", "site")
     assert worker.process is not None
     # ok False: /metrics did not answer within 2 s (the worker's GIL was held that long)
     return {"t": time.perf_counter() - t0, "ok": bool(s), "lag": lag,
