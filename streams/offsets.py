@@ -35,6 +35,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
 
+from .offloop_producer import OffLoopProducer
 from .unreadable import UNREADABLE, UnreadableBatches
 
 if TYPE_CHECKING:
@@ -473,4 +474,5 @@ class GuardedConsumer(GuardedConsumerMixin, faust_aiokafka.Consumer):
 
 class GuardedTransport(faust_aiokafka.Transport):
     Consumer = GuardedConsumer
+    Producer = OffLoopProducer
 
