@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 from collections.abc import Iterator
@@ -18,15 +19,19 @@ CACHE = Path(__file__).resolve().parent.parent / "build" / "test-models"
 
 @pytest.fixture(scope="session")
 def model_registry() -> Registry:
-    """The provisional model, exported once and reused across sessions (build/ is ignored)."""
-    registry = Registry(CACHE)
-    try:
-        ensure_model(registry)
-        registry.load(registry.current() or "")
-    except Exception:
-        shutil.rmtree(CACHE, ignore_errors=True)
+    """The provisional model, exported once and reused across sessions (build/ is ignored).
+    ``make test`` runs two pytest workers: the first to get here builds it, the other waits."""
+    CACHE.parent.mkdir(parents=True, exist_ok=True)
+    with open(CACHE.parent / "test-models.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         registry = Registry(CACHE)
-        ensure_model(registry)
+        try:
+            ensure_model(registry)
+            registry.load(registry.current() or "")
+        except Exception:
+            shutil.rmtree(CACHE, ignore_errors=True)
+            registry = Registry(CACHE)
+            ensure_model(registry)
     return registry
 
 

@@ -24,6 +24,8 @@ from scipy import sparse
 
 from coldstream_data.base import Dataset
 
+from .cache_files import save_array
+
 
 class ItemEncoder(Protocol):
     name: str
@@ -217,8 +219,7 @@ class MiniLMEncoder:
         vec = model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
                            show_progress_bar=self.progress, convert_to_numpy=True)
         if cache is not None:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            np.save(cache, vec)
+            save_array(cache, vec)
         return vec
 
 

@@ -52,6 +52,7 @@ from torch.nn import functional as F
 
 from coldstream_data.base import Dataset
 
+from .cache_files import save_array
 from .mf import PositivePairs, bpr_mf
 from .selection import EarlyStopping, Tuned, ValidationView, val_metrics
 
@@ -91,8 +92,7 @@ def _audio_features(data: Dataset, cache: Path) -> np.ndarray:
     if path.exists():
         return np.load(path)
     f = np.asarray(WorldAudioEncoder().encode(data), dtype=np.float32) / 3.0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, f)
+    save_array(path, f)
     return f
 
 

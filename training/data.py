@@ -21,6 +21,7 @@ from encoders.features import MelConfig, hashed_bow, log_mel, song_text
 from encoders.runtime import DAY_MS
 
 from .baselines import MiniLMEncoder
+from .cache_files import save_array
 
 CACHE = Path(".coldstream/cache")
 AUDIO_SECONDS = 3.0
@@ -90,8 +91,7 @@ def audio_mels(data: Dataset, mel: MelConfig, seconds: float = AUDIO_SECONDS,
         rows = data.catalogue.to_dict("records")
         out = np.stack([log_mel(render_audio(r, mel.sample_rate, seconds), mel)[:frames]
                         for r in tqdm(rows, desc="render audio", disable=not progress)])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, out.astype(np.float16))
+        save_array(path, out.astype(np.float16))
         out = out.astype(np.float32)
     return out, np.ones(data.n_items, dtype=np.float32)
 

@@ -38,8 +38,12 @@ def text_tower(folder: Path, cache: Path = CACHE) -> str:
         tmp = cache / f".text-tower-{time.time_ns()}"
         tmp.mkdir(parents=True)
         export_text_tower(MeanPooledText(load_minilm()), tmp)
-        shutil.rmtree(cached, ignore_errors=True)
-        tmp.rename(cached)
+        if not (cached / "text.onnx").exists():  # a torn copy; or another process's, whole
+            shutil.rmtree(cached, ignore_errors=True)
+        try:
+            tmp.rename(cached)
+        except OSError:  # another process (a second pytest worker) put the same tower there
+            shutil.rmtree(tmp, ignore_errors=True)
     for name in ("text.onnx", "tokenizer.json"):
         shutil.copy(cached / name, folder / name)
     return "text.onnx"
