@@ -40,11 +40,21 @@ def wait_in_a_library(seconds: float = BLOCK_S) -> None:
 def hold_the_gil_in_c(seconds: float = BLOCK_S) -> None:
     """A builtin that loops in C without ever releasing the GIL, sized to take ``seconds``;
     then a short sleep, still on the loop, in which the watchdog gets the GIL."""
-    t = time.perf_counter()
-    sum(range(1_000_000))
-    n = int(1_000_000 * seconds / max(time.perf_counter() - t, 1e-6))
+    n = int(seconds / c_seconds_per_item())
     sum(range(n))
     time.sleep(0.05)
+
+
+def c_seconds_per_item(items: int = 200_000, tries: int = 5) -> float:
+    """How long ``sum(range(...))`` takes per item. The fastest of a few tries: on a busy
+    machine (``make test`` runs two pytest workers) a try the scheduler interrupted reads slow,
+    and sizing by it made the hold in C shorter than ``seconds``."""
+    fastest = float("inf")
+    for _ in range(tries):
+        t = time.perf_counter()
+        sum(range(items))
+        fastest = min(fastest, time.perf_counter() - t)
+    return max(fastest, 1e-9) / items
 
 
 def stalls_while(block: Callable[[], object], threshold_s: float = 0.1
