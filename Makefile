@@ -17,8 +17,8 @@ demo: $(STAMP)
 	$(BIN)/coldstream demo
 
 # Two pytest workers (pytest-xdist), each with its own broker; a module's tests stay on one
-# worker, so module fixtures are built once. One worker left the 2 cores idle 63 % of the time
-# (most tests wait on brokers, workers and timeouts). TEST_WORKERS=0 runs in one process.
+# worker, so module fixtures are built once. One pytest process left the 2 cores idle 63 % of
+# the time (most tests wait on brokers, workers and timeouts). TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -38,7 +38,7 @@ def text_tower(folder: Path, cache: Path = CACHE) -> str:
         tmp = cache / f".text-tower-{time.time_ns()}"
         tmp.mkdir(parents=True)
         export_text_tower(MeanPooledText(load_minilm()), tmp)
-        if not (cached / "text.onnx").exists():  # a torn copy; or another process's, whole
+        if not (cached / "text.onnx").exists():  # a torn copy goes; a whole one stays
             shutil.rmtree(cached, ignore_errors=True)
         try:
             tmp.rename(cached)
