@@ -61,6 +61,10 @@ def delivery_metrics(delivered: np.ndarray, relevant: np.ndarray, popularity: np
                      ) -> dict[str, float]:
     """What pushing new items to users did: reach, precision, coverage, tail, bias.
 
+    Reach is read two ways: ``users_reached_per_item`` (how many listeners each new item
+    got, an item-side figure a per-song cap bounds) and ``users_reached`` (how many distinct
+    listeners got at least one new item, the user-side figure an online A/B counts per arm).
+
     ``delivered``/``relevant``: (users, items) bool; ``popularity``: realised attention per
     item in the evaluated period (known only after the fact; used for judging, never scoring).
     ``popularity_lift`` is the delivery-weighted mean popularity over the plain mean: 1.0 means
@@ -73,6 +77,7 @@ def delivery_metrics(delivered: np.ndarray, relevant: np.ndarray, popularity: np
     return {
         "deliveries": float(n_del),
         "users_reached_per_item": float(per_item.mean()) if len(per_item) else 0.0,
+        "users_reached": float(delivered.any(1).sum()),
         "delivery_precision": float((delivered & relevant).sum() / n_del) if n_del else 0.0,
         "delivery_recall": float((delivered & relevant).sum() / max(1, relevant.sum())),
         "item_coverage": float((per_item > 0).mean()) if len(per_item) else 0.0,

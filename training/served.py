@@ -17,7 +17,9 @@ every validation and cold-test item, and scores the result as a delivery:
   ``training/popularity.py``) as a fifth input;
 * the seed's offline headline: reach of ``i2i2u+u2i`` against ``i2i2u`` at equal delivery
   precision (a threshold on the calibrated probability, chosen on validation, makes the
-  larger policy as precise as the smaller one there);
+  larger policy as precise as the smaller one there), read two ways: listeners per new song
+  (item side, bounded by the per-song cap) and distinct listeners who got any new song (user
+  side: what an online A/B counts when it says "users reached");
 * per-user ranking of the delivered candidates (Recall@20 over the cold items, ties and
   undelivered items in random order), to compare with the harness's full ranking.
 """
@@ -273,6 +275,8 @@ class ServedReport:
     prior_calibrator: Calibrator | None = None
     lift_with_prior: float | None = None
     lift_with_prior_uncapped: float | None = None
+    #: The same comparisons counted in distinct listeners reached (``LIFTS`` names them).
+    user_lifts: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         def described(c: Calibrator, features: list[str]) -> dict[str, Any]:
@@ -289,7 +293,7 @@ class ServedReport:
             doc["lift_reach_equal_precision_with_prior"] = self.lift_with_prior
             doc["lift_reach_equal_precision_with_prior_uncapped"] = (
                 self.lift_with_prior_uncapped)
-        return doc
+        return doc | self.user_lifts
 
 
 def served_metrics(data: Dataset, split: Split, items: np.ndarray, users: np.ndarray,
@@ -348,6 +352,9 @@ def _measure(data: Dataset, split: Split, val: list[dict[str, Scored]],
     rows["i2i2u+u2i:equal-precision:uncapped"] = row(
         cb, calib.p(cb.x), uncapped, equal_precision_cut(uncapped, calib, vb))
     report = ServedReport(rows, _lift(rows, ""), calib, cut, _lift(rows, ":uncapped"))
+    report.user_lifts = {"lift_users_reached_equal_precision": _lift(rows, "", by=USERS),
+                         "lift_users_reached_equal_precision_uncapped":
+                             _lift(rows, ":uncapped", by=USERS)}
     if prior is not None:  # the same, calibrated with the prior as a fifth input
         vbp, cbp = with_prior(vb, prior[split.val_items]), with_prior(cb, prior[split.cold_items])
         report.prior_calibrator = Calibrator(coef=np.zeros(5)).fit(vbp.x, labels(vbp, rel_val))
@@ -358,12 +365,21 @@ def _measure(data: Dataset, split: Split, val: list[dict[str, Scored]],
                 cbp, p, limit, equal_precision_cut(limit, report.prior_calibrator, vbp))
         report.lift_with_prior = _lift(rows, "", "+prior")
         report.lift_with_prior_uncapped = _lift(rows, ":uncapped", "+prior")
+        report.user_lifts |= {
+            "lift_users_reached_equal_precision_with_prior": _lift(rows, "", "+prior", USERS),
+            "lift_users_reached_equal_precision_with_prior_uncapped":
+                _lift(rows, ":uncapped", "+prior", USERS)}
     return report
 
 
-def _lift(rows: dict[str, dict[str, float]], suffix: str, variant: str = "") -> float:
-    base = rows[f"i2i2u:raw{suffix}"]["users_reached_per_item"]
-    b = rows[f"i2i2u+u2i:equal-precision{variant}{suffix}"]["users_reached_per_item"]
+PER_ITEM, USERS = "users_reached_per_item", "users_reached"
+
+
+def _lift(rows: dict[str, dict[str, float]], suffix: str, variant: str = "",
+          by: str = PER_ITEM) -> float:
+    """B's reach over A's, minus one: ``by`` listeners per new item or distinct listeners."""
+    base = rows[f"i2i2u:raw{suffix}"][by]
+    b = rows[f"i2i2u+u2i:equal-precision{variant}{suffix}"][by]
     return float(b / base - 1) if base else 0.0
 
 
@@ -413,16 +429,23 @@ def served_over_seeds(data: Dataset, seeds: Sequence[int], epochs: int | None = 
     summary["wall_s"] = {"mean": float(np.mean([r["wall_s"] for r in runs]))}
     doc = {"dataset": data.name, "seeds": [int(s) for s in seeds], "runs": runs,
            "summary": summary}
-    for key in ("lift_reach_equal_precision", "lift_reach_equal_precision_uncapped",
-                "lift_reach_equal_precision_with_prior",
-                "lift_reach_equal_precision_with_prior_uncapped"):
+    for key, _ in LIFTS:
         if key in runs[0]:
             doc[key] = _stat([r[key] for r in runs])
     return doc
 
 
-TABLE_METRICS = ("users_reached_per_item", "delivery_precision", "delivery_recall",
-                 "recall@20", "ndcg@20")
+TABLE_METRICS = ("users_reached_per_item", "users_reached", "delivery_precision",
+                 "delivery_recall", "recall@20", "ndcg@20")
+#: Every reach comparison a report may carry, and how the table words it.
+LIFTS = tuple((f"lift_{count}_equal_precision{variant}", f"{what}, {how}")
+              for count, what in (("reach", "listeners per new song"),
+                                  ("users_reached", "distinct listeners reached"))
+              for variant, how in (("", "with the per-song cap"),
+                                   ("_uncapped", "without the per-song cap"),
+                                   ("_with_prior", "calibrated with the prior, with the cap"),
+                                   ("_with_prior_uncapped",
+                                    "calibrated with the prior, without the cap")))
 
 
 def served_table(doc: dict[str, Any]) -> str:
@@ -440,12 +463,7 @@ def served_table(doc: dict[str, Any]) -> str:
         lines.append(f"| {key} | " + " | ".join(mean_sd(stats[m]) if m in stats else "-"
                                                   for m in TABLE_METRICS) + " |")
     lines.append("")
-    for key, what in (("lift_reach_equal_precision", "with the per-song cap"),
-                      ("lift_reach_equal_precision_uncapped", "without the per-song cap"),
-                      ("lift_reach_equal_precision_with_prior",
-                       "calibrated with the prior, with the cap"),
-                      ("lift_reach_equal_precision_with_prior_uncapped",
-                       "calibrated with the prior, without the cap")):
+    for key, what in LIFTS:
         if key not in doc:
             continue
         lift = doc[key]

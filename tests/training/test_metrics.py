@@ -58,6 +58,7 @@ def test_delivery_metrics_by_hand():
     assert d["delivery_precision"] == pytest.approx(1 / 3)
     assert d["delivery_recall"] == pytest.approx(1 / 2)
     assert d["item_coverage"] == pytest.approx(2 / 4)
+    assert d["users_reached"] == 2
     assert d["long_tail_share"] == pytest.approx(1 / 3)
     assert d["popularity_lift"] == pytest.approx((2 * 10 + 2) / 3 / pop.mean())
     assert long_tail_mask(pop).tolist() == [False, True, True, True]
@@ -67,3 +68,12 @@ def test_knn_purity():
     v = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]])
     assert knn_purity(v, np.array([0, 0, 1, 1]), k=1) == 1.0
     assert knn_purity(v, np.array([0, 1, 0, 1]), k=1) == 0.0
+
+
+def test_users_reached_counts_distinct_listeners_not_deliveries():
+    """Three deliveries to one listener reach one listener; a listener with none is not
+    reached, so the item-side and user-side readings of reach differ."""
+    delivered = np.array([[1, 1, 1], [0, 0, 0], [0, 0, 1]], dtype=bool)
+    d = delivery_metrics(delivered, np.zeros_like(delivered), np.ones(3))
+    assert d["users_reached"] == 2
+    assert d["users_reached_per_item"] == pytest.approx(4 / 3)

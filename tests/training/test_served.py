@@ -101,3 +101,10 @@ def test_served_path_with_an_oracle_beats_chance(tiny_world: Dataset, tiny_split
         row = rep.rows[key]
         assert row["users_reached_per_item"] > 0
         assert row["delivery_precision"] > 2 * chance, (key, row, chance)
+        # distinct listeners: at least one item's listeners, at most everyone with history
+        assert row["users_reached_per_item"] <= row["users_reached"] <= users
+    doc, rows = rep.as_dict(), rep.rows
+    for suffix in ("", "_uncapped"):
+        a, b = (rows[f"{k}{suffix.replace('_', ':')}"]["users_reached"]
+                for k in ("i2i2u:raw", "i2i2u+u2i:equal-precision"))
+        assert doc[f"lift_users_reached_equal_precision{suffix}"] == pytest.approx(b / a - 1)
