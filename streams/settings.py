@@ -96,6 +96,12 @@ class Settings(BaseSettings):
         "IVF list as it is written, so a search scans only the probed lists' growing rows "
         "(false: every growing row, exactly; at 1M x 128 that exact scan of a 5 % growing "
         "segment made search p50 1.9x slower).")
+    engine_payload_indexes: bool = Field(
+        False, description="Embedded store with search_index=segments: also build Qdrant "
+        "Edge's payload indexes. Off: the segments' columns answer filters on those keys, and "
+        "each Edge index made every flush cost in proportion to the whole collection with the "
+        "GIL held (100k listeners: 28-34 ms a flush against 5-10 ms without). search_index="
+        "engine builds them at start.")
     segment_codes: Literal["pq4", "sq8", "flat"] = Field(
         "pq4", description="What a sealed segment stores per vector: pq4 (4-bit product codes "
         "scanned with SIMD, a sixteenth of float32's memory; 1.5-2.2x faster than sq8 at 1M "

@@ -45,4 +45,5 @@ def open_store(settings: Any) -> VectorStore:
                           retrain_share=settings.segment_retrain_share,
                           codes=settings.segment_codes, dtype=settings.vector_dtype,
                           page_out=settings.segment_page_out,
-                          list_growing=settings.segment_growing_lists)
+                          list_growing=settings.segment_growing_lists,
+                          engine_indexes=settings.engine_payload_indexes)

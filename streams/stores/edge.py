@@ -70,27 +70,52 @@ class EdgeStore:
 
     # collections ---------------------------------------------------------------------------
     def ensure_collection(self, name: str, dim: int, indexes: dict[str, str]) -> None:
+        """Create ``name`` with payload ``indexes``; an existing one is given those it lacks
+        and loses those not asked for. A worker that searches its own mirror asks for none
+        (:class:`~.segmented.SegmentedStore`): each index makes every flush cost in
+        proportion to the whole collection, with the GIL held."""
         qe = self.qe
         with self._guard:
-            if name in self._shards:
-                return
             folder = self.root / name
-            (folder / "shard").mkdir(parents=True, exist_ok=True)
-            datatype = {"float32": qe.VectorStorageDatatype.Float32,
-                        "float16": qe.VectorStorageDatatype.Float16}[self.dtype]
-            config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(
-                size=dim, distance=qe.Distance.Cosine, datatype=datatype))
-            shard = qe.EdgeShard.create(str(folder / "shard"), config)
+            if name in self._shards:
+                shard, made = self._shards[name], self._indexes_of(folder)
+            else:
+                (folder / "shard").mkdir(parents=True, exist_ok=True)
+                datatype = {"float32": qe.VectorStorageDatatype.Float32,
+                            "float16": qe.VectorStorageDatatype.Float16}[self.dtype]
+                config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(
+                    size=dim, distance=qe.Distance.Cosine, datatype=datatype))
+                shard, made = qe.EdgeShard.create(str(folder / "shard"), config), {}
+            missing = {k: v for k, v in indexes.items() if k not in made}
+            extra = [k for k in made if k not in indexes]
+            if name in self._shards and not missing and not extra:
+                return
             kinds = {"keyword": qe.PayloadSchemaType.Keyword,
                      "integer": qe.PayloadSchemaType.Integer,
                      "float": qe.PayloadSchemaType.Float}
-            for key, kind in indexes.items():
-                shard.update(qe.UpdateOperation.create_field_index(key, kinds[kind]))
+            if name not in self._shards:
+                self._add(name, shard)
+            with self._lock(name):
+                for key in extra:
+                    shard.update(qe.UpdateOperation.delete_field_index(key))
+                for key, kind in missing.items():
+                    shard.update(qe.UpdateOperation.create_field_index(key, kinds[kind]))
             (folder / "collection.json").write_text(json.dumps({"dim": dim, "indexes": indexes}))
-            self._add(name, shard)
+
+    @staticmethod
+    def _indexes_of(folder: Path) -> dict[str, str]:
+        """The payload indexes a collection was given (``collection.json``)."""
+        try:
+            return dict(json.loads((folder / "collection.json").read_text())["indexes"])
+        except (OSError, ValueError, KeyError):
+            return {}
 
     def collections(self) -> list[str]:
         return sorted(self._shards)
+
+    def payload_indexes(self, collection: str) -> set[str]:
+        """The payload keys the engine itself indexes in ``collection``."""
+        return set(self._call(collection, "info").payload_schema)
 
     def release_vector_pages(self, collection: str) -> int:
         """Page out ``collection``'s mapped vector files (:mod:`.pageout`); bytes advised. For

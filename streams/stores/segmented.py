@@ -54,12 +54,17 @@ class SegmentedStore(StoreWrapper):
                  nprobe: int = 32, check_s: float = 1.0, build_threads: int = 1,
                  retrain_share: float = 0.5, relist_factor: float = 2.0,
                  codes: str = DEFAULT_CODES, dtype: str = "float32", page_out: bool = False,
-                 list_growing: bool = True) -> None:
+                 list_growing: bool = True, engine_indexes: bool = False) -> None:
         """``codes``: what a full build stores per row (``sq8``, ``pq4`` or ``flat``,
         :mod:`.sealed`); a delta merge keeps its base's. ``dtype``: the mirrors' storage
         (:class:`Segments`).
         ``page_out``: release the engine's vector pages after reloads and merges.
-        ``list_growing``: search growing rows by the sealed lists (:class:`Segments`)."""
+        ``list_growing``: search growing rows by the sealed lists (:class:`Segments`).
+        ``engine_indexes``: also build the backend's payload indexes. Off by default: the
+        mirror's columns answer every filter on those keys, and in Qdrant Edge each index
+        makes every flush cost in proportion to the whole collection, with the GIL held
+        (docs/benchmarks.md, "Stop 41"); a filter the columns cannot answer still runs in
+        the backend, unindexed."""
         super().__init__(inner)
         import faiss  # here, at start: a first import in the merger thread holds the GIL
 
@@ -71,6 +76,7 @@ class SegmentedStore(StoreWrapper):
         self.merge_rows, self.nprobe, self.check_s = merge_rows, nprobe, check_s
         self.build_threads, self.codes, self.dtype = build_threads, codes, dtype
         self.page_out, self.list_growing = page_out, list_growing
+        self.engine_indexes = engine_indexes
         self.retrain_share, self.relist_factor = retrain_share, relist_factor
         self.segments: dict[str, Segments] = {}
         self.builds: list[dict[str, Any]] = []  # what each build did (pid, mode, rows, s)
@@ -84,8 +90,9 @@ class SegmentedStore(StoreWrapper):
 
     # the mirror ----------------------------------------------------------------------------
     def ensure_collection(self, name: str, dim: int, indexes: dict[str, str]) -> None:
-        """Create in the backend, then load its points (a restart) into a new mirror."""
-        self.inner.ensure_collection(name, dim, indexes)
+        """Create in the backend, then load its points (a restart) into a new mirror, whose
+        columns hold ``indexes``."""
+        self.inner.ensure_collection(name, dim, indexes if self.engine_indexes else {})
         with self._guard:
             if name in self.segments:
                 return

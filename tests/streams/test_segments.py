@@ -331,6 +331,29 @@ def test_unindexed_filter_falls_back_to_the_engine(store: SegmentedStore) -> Non
     assert [h.payload["song_id"] for h in hits] == ["s4"]
 
 
+def test_the_engine_builds_no_payload_index_the_mirror_answers(tmp_path: Path) -> None:
+    """Qdrant Edge's indexes made each flush cost in proportion to the whole collection, with
+    the GIL held; under the mirror the engine gets none unless asked, and a filter the
+    columns cannot answer (a list value: any element matches) still runs there, right."""
+    plain = SegmentedStore(EdgeStore(tmp_path / "q"), tmp_path / "seg", merge_rows=0)
+    plain.ensure_collection("songs", DIM, INDEXES)
+    assert plain.inner.payload_indexes("songs") == set()
+    rng = np.random.default_rng(8)
+    pts = make_points(rng, range(60))
+    pts[7] = Point(pts[7].id, pts[7].vector, {**pts[7].payload, "artist": ["a1", "a9"]})
+    plain.upsert("songs", pts)
+    q = rng.standard_normal(DIM).astype(np.float32)
+    got = {h.id for h in plain.search("songs", q, 60, Where(equals={"artist": "a1"}))}
+    want = {p.id for p in pts if p.payload["artist"] in ("a1", ["a1", "a9"])}
+    assert got == want and pts[7].id in got
+    plain.close()
+    asked = SegmentedStore(EdgeStore(tmp_path / "q2"), tmp_path / "seg2", merge_rows=0,
+                           engine_indexes=True)
+    asked.ensure_collection("songs", DIM, INDEXES)
+    assert asked.inner.payload_indexes("songs") == set(INDEXES)
+    asked.close()
+
+
 def test_merges_by_themselves_in_a_child_without_blocking_the_loop(tmp_path: Path) -> None:
     """The merger thread builds in another process; the event loop keeps ticking meanwhile.
     (The stall in milliseconds is measured by ``coldstream bench --only search``.)"""

@@ -89,6 +89,31 @@ def test_edge_persists_and_belongs_to_one_process(tmp_path: Path) -> None:
     again.close()
 
 
+def test_edge_gives_an_existing_collection_exactly_the_indexes_asked_for(tmp_path: Path) -> None:
+    """A worker that searched its own mirror made its collections without indexes; started
+    with the engine's search, it gets them, and its points and filters are as before."""
+    s = EdgeStore(tmp_path)
+    s.ensure_collection("songs", 8, {})
+    s.upsert("songs", points(6))
+    assert s.payload_indexes("songs") == set()
+    s.close()
+    again = EdgeStore(tmp_path)
+    again.ensure_collection("songs", 8, {"is_cold": "integer"})
+    assert again.payload_indexes("songs") == {"is_cold"} and again.count("songs") == 6
+    hits = again.search("songs", np.ones(8, dtype=np.float32), 6,
+                        Where(equals={"is_cold": 1}))
+    assert sorted(h.payload["song_id"] for h in hits) == ["s1", "s3", "s5"]
+    again.close()
+    third = EdgeStore(tmp_path)  # the index is kept, and the record of it
+    third.ensure_collection("songs", 8, {"is_cold": "integer"})
+    assert third.payload_indexes("songs") == {"is_cold"}
+    third.close()
+    fourth = EdgeStore(tmp_path)  # back under a mirror: an index not asked for is dropped
+    fourth.ensure_collection("songs", 8, {})
+    assert fourth.payload_indexes("songs") == set() and fourth.count("songs") == 6
+    fourth.close()
+
+
 def test_metered_store_times_calls_and_translates_errors(tmp_path: Path) -> None:
     metrics = Metrics()
     store = MeteredStore(EdgeStore(tmp_path), metrics)
