@@ -17,9 +17,11 @@ every validation and cold-test item, and scores the result as a delivery:
   ``training/popularity.py``) as a fifth input;
 * the seed's offline headline: reach of ``i2i2u+u2i`` against ``i2i2u`` at equal delivery
   precision (a threshold on the calibrated probability, chosen on validation, makes the
-  larger policy as precise as the smaller one there), read two ways: listeners per new song
-  (item side, bounded by the per-song cap) and distinct listeners who got any new song (user
-  side: what an online A/B counts when it says "users reached");
+  larger policy as precise as the smaller one there), read three ways: listeners per new
+  song (item side, bounded by the per-song cap), distinct listeners who got any new song
+  (user side: what an online A/B counts when it says "users reached"), and distinct
+  listeners per window of ``WINDOWS`` songs in upload order (an A/B sees the songs of its
+  window, not a whole cold catalogue, which reaches nearly everyone);
 * per-user ranking of the delivered candidates (Recall@20 over the cold items, ties and
   undelivered items in random order), to compare with the harness's full ranking.
 """
@@ -55,7 +57,7 @@ from streams.pipeline import (
 from streams.stores import EdgeStore, Point, VectorStore
 
 from .metrics import delivery_metrics, ranking_metrics, topk_random_ties
-from .split import Split
+from .split import Split, first_seen
 
 POLICIES = ("i2i2u", "i2i2u+u2i")
 
@@ -241,6 +243,23 @@ def delivery(c: Candidates, keep: np.ndarray, rel: np.ndarray,
     return delivery_metrics(mask, rel, attention)
 
 
+#: Songs per upload-order window for the windowed user-side reach.
+WINDOWS = (10, 50)
+
+
+def reached_per_window(c: Candidates, keep: np.ndarray, upload_rank: np.ndarray,
+                       size: int) -> float:
+    """Mean over consecutive windows of ``size`` new items (by ``upload_rank``, each
+    item's place in upload order) of the distinct users delivered any of them; a last,
+    partial window counts if it is at least half full."""
+    window = upload_rank[c.item[keep]] // size
+    pairs = np.unique(window * (int(c.user.max(initial=0)) + 1) + c.user[keep])
+    counts = np.bincount(pairs // (int(c.user.max(initial=0)) + 1),
+                         minlength=-(-len(upload_rank) // size))
+    full = len(upload_rank) // size + (len(upload_rank) % size >= size / 2)
+    return float(counts[:max(1, full)].mean())
+
+
 def per_user_recall(c: Candidates, keep: np.ndarray, order_by: np.ndarray, rel: np.ndarray,
                     users: np.ndarray, seed: int = 0) -> dict[str, float]:
     """Each user's delivered new items ranked by score (the rest tie below), as a ranking."""
@@ -329,11 +348,14 @@ def _measure(data: Dataset, split: Split, val: list[dict[str, Scored]],
     users = np.unique(split.train.user)
     users = users[rel[users].any(1)]
     n_val, n = len(split.val_items), len(split.cold_items)
+    upload_rank = np.argsort(np.argsort(first_seen(data)[split.cold_items], kind="stable"))
 
     def row(c: Candidates, order: np.ndarray, cap: int, t: float = -np.inf) -> dict:
         keep = deliver(c, order, n, cap, t)
-        return {**delivery(c, keep, rel, attention), **per_user_recall(c, keep, order, rel,
-                                                                       users)}
+        return {**delivery(c, keep, rel, attention),
+                **{window_key(w): reached_per_window(c, keep, upload_rank, w)
+                   for w in WINDOWS},
+                **per_user_recall(c, keep, order, rel, users)}
 
     def equal_precision_cut(cap: int, calib: Calibrator, vb: Candidates) -> float:
         """On validation: B as precise as A there."""
@@ -352,9 +374,9 @@ def _measure(data: Dataset, split: Split, val: list[dict[str, Scored]],
     rows["i2i2u+u2i:equal-precision:uncapped"] = row(
         cb, calib.p(cb.x), uncapped, equal_precision_cut(uncapped, calib, vb))
     report = ServedReport(rows, _lift(rows, ""), calib, cut, _lift(rows, ":uncapped"))
-    report.user_lifts = {"lift_users_reached_equal_precision": _lift(rows, "", by=USERS),
-                         "lift_users_reached_equal_precision_uncapped":
-                             _lift(rows, ":uncapped", by=USERS)}
+    report.user_lifts = {f"lift_{by}_equal_precision{suffix.replace(':', '_')}":
+                         _lift(rows, suffix, by=by)
+                         for by in USER_COUNTS for suffix in ("", ":uncapped")}
     if prior is not None:  # the same, calibrated with the prior as a fifth input
         vbp, cbp = with_prior(vb, prior[split.val_items]), with_prior(cb, prior[split.cold_items])
         report.prior_calibrator = Calibrator(coef=np.zeros(5)).fit(vbp.x, labels(vbp, rel_val))
@@ -366,13 +388,19 @@ def _measure(data: Dataset, split: Split, val: list[dict[str, Scored]],
         report.lift_with_prior = _lift(rows, "", "+prior")
         report.lift_with_prior_uncapped = _lift(rows, ":uncapped", "+prior")
         report.user_lifts |= {
-            "lift_users_reached_equal_precision_with_prior": _lift(rows, "", "+prior", USERS),
-            "lift_users_reached_equal_precision_with_prior_uncapped":
-                _lift(rows, ":uncapped", "+prior", USERS)}
+            f"lift_{by}_equal_precision_with_prior{suffix.replace(':', '_')}":
+                _lift(rows, suffix, "+prior", by) for by in USER_COUNTS
+            for suffix in ("", ":uncapped")}
     return report
 
 
-PER_ITEM, USERS = "users_reached_per_item", "users_reached"
+def window_key(size: int) -> str:
+    return f"users_reached_per_{size}_songs"
+
+
+PER_ITEM = "users_reached_per_item"
+#: The user-side counts of reach: all cold items at once, then per upload-order window.
+USER_COUNTS = ("users_reached", *(window_key(w) for w in WINDOWS))
 
 
 def _lift(rows: dict[str, dict[str, float]], suffix: str, variant: str = "",
@@ -435,12 +463,14 @@ def served_over_seeds(data: Dataset, seeds: Sequence[int], epochs: int | None = 
     return doc
 
 
-TABLE_METRICS = ("users_reached_per_item", "users_reached", "delivery_precision",
+TABLE_METRICS = ("users_reached_per_item", *USER_COUNTS, "delivery_precision",
                  "delivery_recall", "recall@20", "ndcg@20")
 #: Every reach comparison a report may carry, and how the table words it.
 LIFTS = tuple((f"lift_{count}_equal_precision{variant}", f"{what}, {how}")
               for count, what in (("reach", "listeners per new song"),
-                                  ("users_reached", "distinct listeners reached"))
+                                  ("users_reached", "distinct listeners reached"),
+                                  *((window_key(w), f"distinct listeners per {w} songs")
+                                    for w in WINDOWS))
               for variant, how in (("", "with the per-song cap"),
                                    ("_uncapped", "without the per-song cap"),
                                    ("_with_prior", "calibrated with the prior, with the cap"),

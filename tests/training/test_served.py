@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from coldstream_data.base import Dataset, Interactions
-from training.served import Candidates, deliver, served_metrics
+from training.served import Candidates, deliver, reached_per_window, served_metrics
 from training.split import Split, cold_item_split
 
 
@@ -34,6 +34,24 @@ def test_deliver_keeps_each_items_best_above_the_cut(cap: int, threshold: float)
     order_by = rng.integers(0, 10, n) / 10.0  # many ties: broken by user index
     got = deliver(c, order_by, 30, cap, threshold)
     assert np.array_equal(got, brute_force(c, order_by, cap, threshold))
+
+
+def test_reach_per_window_counts_distinct_listeners_within_upload_windows() -> None:
+    """Items 0-3 delivered to users {0,1}, {1,2}, {0}, {0}: one item a window is the
+    per-item reach, all in one window the distinct count, and upload order decides which
+    items share a window."""
+    c = Candidates(item=np.array([0, 0, 1, 1, 2, 3]), user=np.array([0, 1, 1, 2, 0, 0]),
+                   raw=np.zeros(6), x=np.zeros((6, 4)))
+    keep = np.ones(6, dtype=bool)
+    in_order = np.arange(4)
+    assert reached_per_window(c, keep, in_order, 1) == 1.5
+    assert reached_per_window(c, keep, in_order, 2) == 2.0  # {0,1,2} then {0}
+    assert reached_per_window(c, keep, in_order, 4) == 3.0
+    assert reached_per_window(c, keep, np.array([0, 2, 1, 3]), 2) == 2.5  # {0,1} then {0,1,2}
+    keep[1] = False  # an undelivered candidate reaches nobody
+    assert reached_per_window(c, keep, in_order, 4) == 3.0
+    keep[2] = False
+    assert reached_per_window(c, keep, in_order, 4) == 2.0
 
 
 def oracle_vectors(data: Dataset, split: Split) -> tuple[np.ndarray, ...]:
@@ -105,6 +123,7 @@ def test_served_path_with_an_oracle_beats_chance(tiny_world: Dataset, tiny_split
         assert row["users_reached_per_item"] <= row["users_reached"] <= users
     doc, rows = rep.as_dict(), rep.rows
     for suffix in ("", "_uncapped"):
-        a, b = (rows[f"{k}{suffix.replace('_', ':')}"]["users_reached"]
-                for k in ("i2i2u:raw", "i2i2u+u2i:equal-precision"))
-        assert doc[f"lift_users_reached_equal_precision{suffix}"] == pytest.approx(b / a - 1)
+        for count in ("users_reached", "users_reached_per_10_songs"):
+            a, b = (rows[f"{k}{suffix.replace('_', ':')}"][count]
+                    for k in ("i2i2u:raw", "i2i2u+u2i:equal-precision"))
+            assert doc[f"lift_{count}_equal_precision{suffix}"] == pytest.approx(b / a - 1)
