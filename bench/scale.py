@@ -231,6 +231,8 @@ def scrape(worker: WorkerProcess, names: dict[str, str], t0: float) -> dict[str,
             "swap_s": s.get(("coldstream_model_swap_seconds_sum", ()), 0.0),
             "swap_pause_s": s.get(("coldstream_model_swap_pause_seconds_sum", ()), 0.0),
             "swap_gave_way_s": s.get(("coldstream_model_swap_gave_way_seconds_total", ()), 0.0),
+            "store_flush": (s.get(("coldstream_store_flush_seconds_sum", ()), 0.0),
+                            s.get(("coldstream_store_flush_seconds_count", ()), 0.0)),
             **{f"gc{g}_s": s.get(("coldstream_gc_pause_seconds", (("generation", str(g)),)),
                                  0.0) for g in range(3)},
             **{f"{k}_mb": v for k, v in memory_mb(worker.process.pid).items()}}
@@ -437,7 +439,19 @@ def figures(soak: Soak, rates: tuple[float, float]) -> dict[str, Any]:
                         for t in {t for s in answered for t in s["lag"]}},
             "lag_end": answered[-1]["lag"], "soak_seconds": end,
             "stages": stage_times(first, last, span),
+            **store_flushes(first, last, span),
             "stall_sites": stall_sites(first, last)}
+
+
+def store_flushes(first: dict[str, Any], last: dict[str, Any], span: float
+                  ) -> dict[str, float]:
+    """The embedded store's flushes in the window: per second, and the mean time each held
+    the GIL (a flush stalls the event loop that long)."""
+    (s1, n1), (s0, n0) = last.get("store_flush", (0.0, 0.0)), first.get("store_flush",
+                                                                         (0.0, 0.0))
+    n = n1 - n0
+    return {"store_flushes_per_s": n / span, "store_flush_mean_ms": (s1 - s0) / n * 1e3
+            if n > 0 else 0.0}
 
 
 def stall_sites(first: dict[str, Any], last: dict[str, Any]) -> dict[str, Any]:
