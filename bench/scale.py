@@ -447,11 +447,11 @@ def store_flushes(first: dict[str, Any], last: dict[str, Any], span: float
                   ) -> dict[str, float]:
     """The embedded store's flushes in the window: per second, and the mean time each held
     the GIL (a flush stalls the event loop that long)."""
-    (s1, n1), (s0, n0) = last.get("store_flush", (0.0, 0.0)), first.get("store_flush",
-                                                                         (0.0, 0.0))
+    s0, n0 = first.get("store_flush", (0.0, 0.0))
+    s1, n1 = last.get("store_flush", (0.0, 0.0))
     n = n1 - n0
-    return {"store_flushes_per_s": n / span, "store_flush_mean_ms": (s1 - s0) / n * 1e3
-            if n > 0 else 0.0}
+    return {"store_flushes_per_s": n / span,
+            "store_flush_mean_ms": (s1 - s0) / n * 1e3 if n > 0 else 0.0}
 
 
 def stall_sites(first: dict[str, Any], last: dict[str, Any]) -> dict[str, Any]:

@@ -252,10 +252,10 @@ def reached_per_window(c: Candidates, keep: np.ndarray, upload_rank: np.ndarray,
     """Mean over consecutive windows of ``size`` new items (by ``upload_rank``, each
     item's place in upload order) of the distinct users delivered any of them; a last,
     partial window counts if it is at least half full."""
+    users = int(c.user.max(initial=0)) + 1
     window = upload_rank[c.item[keep]] // size
-    pairs = np.unique(window * (int(c.user.max(initial=0)) + 1) + c.user[keep])
-    counts = np.bincount(pairs // (int(c.user.max(initial=0)) + 1),
-                         minlength=-(-len(upload_rank) // size))
+    pairs = np.unique(window * users + c.user[keep])  # each (window, user) once
+    counts = np.bincount(pairs // users, minlength=-(-len(upload_rank) // size))
     full = len(upload_rank) // size + (len(upload_rank) % size >= size / 2)
     return float(counts[:max(1, full)].mean())
 
@@ -286,33 +286,24 @@ class ServedReport:
     """Everything :func:`served_metrics` measured on one split."""
 
     rows: dict[str, dict[str, float]]
-    lift_reach_equal_precision: float
     calibrator: Calibrator
     cut: float  # the calibrated-probability threshold chosen on validation
-    lift_uncapped: float = 0.0  # the same comparison without the per-song cap
-    #: With a prior (:func:`served_metrics`): its calibration and the two lifts with it.
+    #: Reach of i2i2u+u2i over i2i2u at equal precision, every count and variant
+    #: (:func:`_lifts`; ``LIFTS`` names them).
+    lifts: dict[str, float] = field(default_factory=dict)
+    #: With a prior (:func:`served_metrics`): its calibration (its lifts are in ``lifts``).
     prior_calibrator: Calibrator | None = None
-    lift_with_prior: float | None = None
-    lift_with_prior_uncapped: float | None = None
-    #: The same comparisons counted in distinct listeners reached (``LIFTS`` names them).
-    user_lifts: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         def described(c: Calibrator, features: list[str]) -> dict[str, Any]:
             return {"coef": [round(float(v), 4) for v in c.coef],
                     "intercept": round(c.intercept, 4), "features": features}
 
-        doc = {"rows": self.rows,
-               "lift_reach_equal_precision": self.lift_reach_equal_precision,
-               "equal_precision_cut": round(self.cut, 6),
-               "lift_reach_equal_precision_uncapped": self.lift_uncapped,
+        doc = {"rows": self.rows, "equal_precision_cut": round(self.cut, 6),
                "calibration": described(self.calibrator, list(BASE_EVIDENCE))}
         if self.prior_calibrator is not None:
             doc["calibration_with_prior"] = described(self.prior_calibrator, list(EVIDENCE))
-            doc["lift_reach_equal_precision_with_prior"] = self.lift_with_prior
-            doc["lift_reach_equal_precision_with_prior_uncapped"] = (
-                self.lift_with_prior_uncapped)
-        return doc | self.user_lifts
+        return doc | self.lifts
 
 
 def served_metrics(data: Dataset, split: Split, items: np.ndarray, users: np.ndarray,
@@ -373,10 +364,7 @@ def _measure(data: Dataset, split: Split, val: list[dict[str, Scored]],
     rows["i2i2u:raw:uncapped"] = row(ca, ca.raw, uncapped)
     rows["i2i2u+u2i:equal-precision:uncapped"] = row(
         cb, calib.p(cb.x), uncapped, equal_precision_cut(uncapped, calib, vb))
-    report = ServedReport(rows, _lift(rows, ""), calib, cut, _lift(rows, ":uncapped"))
-    report.user_lifts = {f"lift_{by}_equal_precision{suffix.replace(':', '_')}":
-                         _lift(rows, suffix, by=by)
-                         for by in USER_COUNTS for suffix in ("", ":uncapped")}
+    report = ServedReport(rows, calib, cut, _lifts(rows))
     if prior is not None:  # the same, calibrated with the prior as a fifth input
         vbp, cbp = with_prior(vb, prior[split.val_items]), with_prior(cb, prior[split.cold_items])
         report.prior_calibrator = Calibrator(coef=np.zeros(5)).fit(vbp.x, labels(vbp, rel_val))
@@ -385,12 +373,7 @@ def _measure(data: Dataset, split: Split, val: list[dict[str, Scored]],
         for name, limit in (("", cap), (":uncapped", uncapped)):
             rows[f"i2i2u+u2i:equal-precision+prior{name}"] = row(
                 cbp, p, limit, equal_precision_cut(limit, report.prior_calibrator, vbp))
-        report.lift_with_prior = _lift(rows, "", "+prior")
-        report.lift_with_prior_uncapped = _lift(rows, ":uncapped", "+prior")
-        report.user_lifts |= {
-            f"lift_{by}_equal_precision_with_prior{suffix.replace(':', '_')}":
-                _lift(rows, suffix, "+prior", by) for by in USER_COUNTS
-            for suffix in ("", ":uncapped")}
+        report.lifts |= _lifts(rows, "+prior")
     return report
 
 
@@ -398,14 +381,22 @@ def window_key(size: int) -> str:
     return f"users_reached_per_{size}_songs"
 
 
-PER_ITEM = "users_reached_per_item"
 #: The user-side counts of reach: all cold items at once, then per upload-order window.
 USER_COUNTS = ("users_reached", *(window_key(w) for w in WINDOWS))
+#: Each count of reach by the name its lift is reported under (listeners per item: "reach").
+REACH_COUNTS = {"reach": "users_reached_per_item", **{c: c for c in USER_COUNTS}}
 
 
-def _lift(rows: dict[str, dict[str, float]], suffix: str, variant: str = "",
-          by: str = PER_ITEM) -> float:
-    """B's reach over A's, minus one: ``by`` listeners per new item or distinct listeners."""
+def _lifts(rows: dict[str, dict[str, float]], variant: str = "") -> dict[str, float]:
+    """B's reach over A's, minus one, for every count, capped and uncapped; ``variant``
+    "+prior": B calibrated with the prior."""
+    tag = "_with_prior" if variant else ""
+    return {f"lift_{name}_equal_precision{tag}{suffix.replace(':', '_')}":
+            _lift(rows, suffix, variant, by)
+            for name, by in REACH_COUNTS.items() for suffix in ("", ":uncapped")}
+
+
+def _lift(rows: dict[str, dict[str, float]], suffix: str, variant: str, by: str) -> float:
     base = rows[f"i2i2u:raw{suffix}"][by]
     b = rows[f"i2i2u+u2i:equal-precision{variant}{suffix}"][by]
     return float(b / base - 1) if base else 0.0
@@ -467,10 +458,10 @@ TABLE_METRICS = ("users_reached_per_item", *USER_COUNTS, "delivery_precision",
                  "delivery_recall", "recall@20", "ndcg@20")
 #: Every reach comparison a report may carry, and how the table words it.
 LIFTS = tuple((f"lift_{count}_equal_precision{variant}", f"{what}, {how}")
-              for count, what in (("reach", "listeners per new song"),
-                                  ("users_reached", "distinct listeners reached"),
-                                  *((window_key(w), f"distinct listeners per {w} songs")
-                                    for w in WINDOWS))
+              for count, what in zip(REACH_COUNTS, ("listeners per new song",
+                                                    "distinct listeners reached",
+                                                    *(f"distinct listeners per {w} songs"
+                                                      for w in WINDOWS)), strict=True)
               for variant, how in (("", "with the per-song cap"),
                                    ("_uncapped", "without the per-song cap"),
                                    ("_with_prior", "calibrated with the prior, with the cap"),
