@@ -157,3 +157,58 @@ def test_a_forward_is_marked_only_while_its_song_is_unknown(
         assert np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-4)
     finally:
         worker.close()
+
+
+class HeldTopic(RecordingTopic):
+    """Records sends; the broker acknowledges none of them until :meth:`ack`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending: list[asyncio.Future] = []
+
+    async def send(self, key: bytes, value: bytes, headers: Any = None) -> asyncio.Future:
+        self.sent.append((key, value, dict(headers or {})))
+        self.pending.append(asyncio.get_running_loop().create_future())
+        return self.pending[-1]
+
+    def ack(self) -> None:
+        for fut in self.pending:
+            fut.set_result(None)
+
+
+def test_forwards_are_acknowledged_before_the_state_is_written_and_overlap_the_update(
+        model_registry: Registry, tmp_path: Path) -> None:
+    """The batch's forwards go out before the users' update and the update does not wait
+    for their acknowledgements; the state that records their events is written only after
+    the broker has acknowledged every forward (a kill -9 in between must replay them)."""
+    worker = Worker(model_registry, tmp_path)
+    worker.topics.interactions_by_song = forwards = HeldTopic()
+    agents, update = worker.agents, worker.agents.update_users
+    sent_before_update: list[int] = []
+
+    async def recorded_update(states: dict[str, dict[str, Any]]) -> dict[str, float]:
+        sent_before_update.append(len(forwards.sent))
+        return await update(states)
+
+    agents.update_users = recorded_update  # type: ignore[method-assign]
+
+    async def main() -> None:
+        await worker.agents.on_songs([new_song("jazz0")])
+        handler = asyncio.create_task(worker.agents.on_interactions(
+            [interaction("u0", "jazz0"), interaction("u1", "jazz0")]))
+        for _ in range(2000):  # the update runs in the work thread while the acks wait
+            if worker.has_user("u0") and worker.has_user("u1"):
+                break
+            await asyncio.sleep(0.005)
+        assert worker.has_user("u0") and worker.has_user("u1"), "the update waited for acks"
+        assert sent_before_update == [2], "the forwards were not sent before the update"
+        assert not handler.done()
+        assert "u0" not in worker.tables.user_state, "a state was written before its forward"
+        forwards.ack()
+        assert await handler == ["ok", "ok"]
+        assert {"u0", "u1"} <= set(worker.tables.user_state)
+
+    try:
+        asyncio.run(main())
+    finally:
+        worker.close()
