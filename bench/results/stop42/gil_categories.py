@@ -31,13 +31,14 @@ def thread_of(root: str) -> str:
 def main(path: str) -> None:
     counts: collections.Counter = collections.Counter()
     total = 0
-    for line in open(path):
-        stack, _, n = line.rstrip().rpartition(" ")
-        frames, samples = stack.split(";"), int(n)
-        total += samples
-        cat = next((name for name, pats in RULES
-                    if any(p in f for f in frames for p in pats)), "asyncio loop and other")
-        counts[(thread_of(frames[0]), cat)] += samples
+    with open(path) as lines:
+        for line in lines:
+            stack, _, n = line.rstrip().rpartition(" ")
+            frames, samples = stack.split(";"), int(n)
+            total += samples
+            cat = next((name for name, pats in RULES
+                        if any(p in f for f in frames for p in pats)), "asyncio loop and other")
+            counts[(thread_of(frames[0]), cat)] += samples
     print(f"{total} samples with the GIL held")
     for (thread, cat), n in sorted(counts.items(), key=lambda kv: -kv[1]):
         print(f"{n / total:6.1%}  {thread:13s}  {cat}")
