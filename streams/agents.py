@@ -260,18 +260,25 @@ class Agents:
             last[ev.user_id] = event
             forwards.append((ev.song_id, event.value))
             outcomes.append("ok")
+        boundaries = await self.update_users(pending) if pending else {}
+        # Listeners of a song this worker has no vector for: if the song is indexed before
+        # the forward reaches the engagement agent, that agent must refresh them (the song's
+        # arrival saw no listener to refresh). The update has just asked the store for every
+        # song of these users' histories, so the cache holds each one that is known (no
+        # second store call, no extra hop to the work thread: still under the gate).
+        cache = self.ctx.serving().cache
+        unknown = {song_id for song_id, _ in forwards if song_id not in cache}
         # Forwards are delivered before the state that records their events is written. The
         # other order lost a forward when a kill -9 fell after the state's changelog record
         # was acked and before the forward was: the re-read event was then a duplicate of the
         # state and its forward was never sent again (tests/streams/test_table_store.py, 1 of
         # 16 runs). Now such an event is re-applied and re-forwarded (idempotent downstream).
-        # They are sent before the users' update and their acknowledgements awaited after it,
-        # so the broker's round trip overlaps the update instead of holding the gate idle.
-        acked = await self.send_forwards(forwards)
-        try:
-            boundaries = await self.update_users(pending) if pending else {}
-        finally:
-            await acked
+        with self.ctx.metrics.stage("forward"):  # sent and acknowledged by the broker
+            sent = [await self.topics.interactions_by_song.send(
+                key=song_id.encode(), value=value,
+                headers=SONG_UNKNOWN if song_id in unknown else None)
+                for song_id, value in forwards]
+            await asyncio.gather(*sent)
         for user_id, state in pending.items():
             state["boundary"] = boundaries[user_id]
             with acting_for(last[user_id]):
@@ -280,28 +287,6 @@ class Agents:
                                                                     strict=True)
                         if outcome == "ok"])
         return outcomes
-
-    async def send_forwards(self, forwards: list[tuple[str, bytes]]) -> Awaitable[Any]:
-        """Send each interaction to its song's partition (the engagement agent); returns what
-        completes once the broker has acknowledged them all.
-
-        An interaction whose song has no vector here yet is marked: if the song is indexed
-        before the forward reaches the engagement agent, that agent must refresh the listener
-        (the song's arrival saw no listener to refresh). Asking the store now also puts every
-        known song of the batch into the cache for the users' update that follows.
-        """
-        start = time.perf_counter()
-        unknown = (await self.ctx.run(pipeline.unknown_songs, self.ctx.serving(),
-                                      {song_id for song_id, _ in forwards})
-                   if forwards else set())
-        sent = [await self.topics.interactions_by_song.send(
-            key=song_id.encode(), value=value,
-            headers=SONG_UNKNOWN if song_id in unknown else None)
-            for song_id, value in forwards]
-        acked = asyncio.gather(*sent)
-        stage = self.ctx.metrics.stage_seconds.labels(stage="forward")
-        acked.add_done_callback(lambda _: stage.observe(time.perf_counter() - start))
-        return acked
 
     def attribute(self, applied: list[tuple[Any, InteractionEvent]]) -> None:
         """Count each new interaction against the user's deliveries of its song (the
