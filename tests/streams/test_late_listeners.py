@@ -167,7 +167,7 @@ class HeldTopic(RecordingTopic):
         self.pending: list[asyncio.Future] = []
 
     async def send(self, key: bytes, value: bytes, headers: Any = None) -> asyncio.Future:
-        self.sent.append((key, value, dict(headers or {})))
+        await super().send(key, value, headers)  # recorded as the parent records it
         self.pending.append(asyncio.get_running_loop().create_future())
         return self.pending[-1]
 
