@@ -28,6 +28,16 @@ from .context import WorkerContext
 from .dlq import send_to_dlq
 from .errors import DecodeError, EventError
 from .events import CandidateEvent, InteractionEvent, SongEvent, decode, encode, now_ms
+from .forwards import (
+    FORWARDS,
+    Forward,
+    Partitioner,
+    forward_of,
+    group_by_partition,
+    pack_forwards,
+    producer_partitioner,
+    read_forwards,
+)
 from .state_format import pack_user_state, read_user_state
 from .swap import ModelSwapper, follow_current, follow_experiment, watch_announcements
 from .topics import Tables, Topics
@@ -53,8 +63,13 @@ async def dead_letter_event(ctx: WorkerContext, topics: Topics, event: Any,
 
 
 async def guarded_batch(ctx: WorkerContext, topics: Topics, events: list[Any],
-                        decoder: Decoder, handler: BatchHandler, gated: bool = True) -> None:
+                        decoder: Decoder, handler: BatchHandler, gated: bool = True,
+                        carried: Callable[[Any], int] | None = None) -> None:
     """Decode each event (bad ones to the DLQ), then handle the valid ones together.
+
+    ``carried`` says how many events a decoded record stands for (the by-song forwards carry
+    many interactions each): outcomes are counted per event carried, so the counts keep
+    meaning interactions. A record dead-lettered whole counts once.
 
     ``gated=False`` for a handler that touches neither the model nor the store (delivery),
     or that takes the gate itself for only the part that does (songs): it need not wait
@@ -76,9 +91,10 @@ async def guarded_batch(ctx: WorkerContext, topics: Topics, events: list[Any],
         for event, _ in valid:
             await dead_letter_event(ctx, topics, event, exc)
         return
-    counted = Counter((event.message.topic, outcome)
-                      for (event, _), outcome in zip(valid, outcomes, strict=True)
-                      if outcome is not None)
+    counted: Counter[tuple[str, str]] = Counter()
+    for (event, decoded), outcome in zip(valid, outcomes, strict=True):
+        if outcome is not None:
+            counted[event.message.topic, outcome] += carried(decoded) if carried else 1
     for (topic, outcome), n in counted.items():  # one counter update per outcome, not event
         ctx.metrics.events.labels(topic=topic, outcome=outcome).inc(n)
 
@@ -90,6 +106,12 @@ def decoder_for(model: type) -> Decoder:
             return decode(event.value, model, max_bytes=ctx.settings.max_event_bytes)
 
     return decode_timed
+
+
+def decode_forwards(ctx: WorkerContext, event: Any) -> list[Forward]:
+    """A by-song record's forward rows (either form: streams.forwards), timed as ``decode``."""
+    with ctx.metrics.stage("decode"):
+        return read_forwards(event.value, event.headers, ctx.settings.max_event_bytes)
 
 
 def decode_refresh(ctx: WorkerContext, event: Any) -> str:
@@ -118,10 +140,6 @@ def acting_for(event: Any) -> Iterator[None]:
         faust_streams._current_event.reset(token)
 
 
-#: Header of a forwarded interaction whose song had no vector when its user was updated.
-SONG_UNKNOWN_KEY = "coldstream-song-unknown"
-SONG_UNKNOWN = {SONG_UNKNOWN_KEY: b"1"}
-
 # ---------------------------------------------------------------------------------------------
 # Handlers
 # ---------------------------------------------------------------------------------------------
@@ -140,11 +158,12 @@ class Agents:
     """The worker's handlers, with their dependencies explicit (no closure over them)."""
 
     def __init__(self, ctx: WorkerContext, swapper: ModelSwapper, topics: Topics,
-                 tables: Tables) -> None:
+                 tables: Tables, forward_partitions: Partitioner) -> None:
         self.ctx = ctx
         self.swapper = swapper
         self.topics = topics
         self.tables = tables
+        self.forward_partitions = forward_partitions
 
     async def update_users(self, states: dict[str, dict[str, Any]]) -> dict[str, float]:
         """Recompute users in every serving version's space (an A/B version arm keeps all
@@ -258,27 +277,23 @@ class Agents:
             pending[ev.user_id] = pipeline.apply_interaction(state, ev, msg.partition,
                                                              msg.offset, self.ctx.cfg)
             last[ev.user_id] = event
-            forwards.append((ev.song_id, event.value))
+            forwards.append(ev)
             outcomes.append("ok")
         boundaries = await self.update_users(pending) if pending else {}
-        # Listeners of a song this worker has no vector for: if the song is indexed before
-        # the forward reaches the engagement agent, that agent must refresh them (the song's
-        # arrival saw no listener to refresh). The update has just asked the store for every
-        # song of these users' histories, so the cache holds each one that is known (no
+        # Listeners of a song this worker has no vector for are marked: if the song is indexed
+        # before the forward reaches the engagement agent, that agent must refresh them (the
+        # song's arrival saw no listener to refresh). The update has just asked the store for
+        # every song of these users' histories, so the cache holds each one that is known (no
         # second store call, no extra hop to the work thread: still under the gate).
         cache = self.ctx.serving().cache
-        unknown = {song_id for song_id, _ in forwards if song_id not in cache}
+        rows = [forward_of(ev, ev.song_id not in cache) for ev in forwards]
         # Forwards are delivered before the state that records their events is written. The
         # other order lost a forward when a kill -9 fell after the state's changelog record
         # was acked and before the forward was: the re-read event was then a duplicate of the
         # state and its forward was never sent again (tests/streams/test_table_store.py, 1 of
         # 16 runs). Now such an event is re-applied and re-forwarded (idempotent downstream).
         with self.ctx.metrics.stage("forward"):  # sent and acknowledged by the broker
-            sent = [await self.topics.interactions_by_song.send(
-                key=song_id.encode(), value=value,
-                headers=SONG_UNKNOWN if song_id in unknown else None)
-                for song_id, value in forwards]
-            await asyncio.gather(*sent)
+            await self.send_forwards(rows)
         for user_id, state in pending.items():
             state["boundary"] = boundaries[user_id]
             with acting_for(last[user_id]):
@@ -287,6 +302,17 @@ class Agents:
                                                                     strict=True)
                         if outcome == "ok"])
         return outcomes
+
+    async def send_forwards(self, rows: list[Forward]) -> None:
+        """One record per destination partition (the one a keyed send would pick), then wait
+        until the broker has acknowledged all of them."""
+        if not rows:
+            return
+        partitions = await self.forward_partitions([r.song_id.encode() for r in rows])
+        sent = [await self.topics.interactions_by_song.send(
+                    key=None, value=pack_forwards(part), partition=partition, headers=FORWARDS)
+                for partition, part in group_by_partition(rows, partitions)]
+        await asyncio.gather(*sent)
 
     def attribute(self, applied: list[tuple[Any, InteractionEvent]]) -> None:
         """Count each new interaction against the user's deliveries of its song (the
@@ -360,26 +386,28 @@ class Agents:
             m.deliveries.labels(version=cand.model_version, path=cand.path,
                                 arm=cand.arm or "").inc()
 
-    async def on_engagements(self, batch: list[tuple[Any, InteractionEvent]]) -> list[str]:
+    async def on_engagements(self, batch: list[tuple[Any, list[Forward]]]) -> list[str]:
         """Newest listeners per song; one payload write per changed song in the batch.
 
-        A listener whose vector was computed before the song was known is refreshed here if
-        the song has been indexed since (else the song's arrival refreshes them).
+        Each record carries a partition's share of an interactions batch. A listener whose
+        vector was computed before the song was known is refreshed here if the song has been
+        indexed since (else the song's arrival refreshes them).
         """
         table = self.tables.song_engagers
         changed: dict[str, list[list[Any]]] = {}
         last: dict[str, Any] = {}
         late: dict[str, set[str]] = {}
-        for event, ev in batch:
-            if event.headers and SONG_UNKNOWN_KEY in event.headers:
-                late.setdefault(ev.song_id, set()).add(ev.user_id)
-            before = changed.get(ev.song_id)
-            if before is None:
-                before = table.get(ev.song_id) or []
-            after = pipeline.update_engagers(before, ev, self.ctx.cfg.engagers_per_song)
-            if after != before:
-                changed[ev.song_id] = after
-                last[ev.song_id] = event
+        for event, rows in batch:
+            for ev in rows:
+                if ev.song_unknown:
+                    late.setdefault(ev.song_id, set()).add(ev.user_id)
+                before = changed.get(ev.song_id)
+                if before is None:
+                    before = table.get(ev.song_id) or []
+                after = pipeline.update_engagers(before, ev, self.ctx.cfg.engagers_per_song)
+                if after != before:
+                    changed[ev.song_id] = after
+                    last[ev.song_id] = event
         if changed:
             self.swapper.note_songs(changed)  # a swap's switch copies their new listeners
             for sv, _arms in self.ctx.servings():
@@ -424,7 +452,8 @@ class Agents:
 
 def batch_agent(app: faust.App, ctx: WorkerContext, topics: Topics, topic: Any, name: str,
                 decoder: Decoder, handler: BatchHandler, window_s: float | None = None,
-                gated: bool = True, max_events: int | None = None) -> None:
+                gated: bool = True, max_events: int | None = None,
+                carried: Callable[[Any], int] | None = None) -> None:
     """Events acknowledged only after the whole batch's effects are written."""
     s = ctx.settings
     window = window_s or s.batch_window_s
@@ -432,7 +461,7 @@ def batch_agent(app: faust.App, ctx: WorkerContext, topics: Topics, topic: Any, 
 
     async def agent(stream: Any) -> None:
         async for events in stream.take_events(most, window):
-            await guarded_batch(ctx, topics, events, decoder, handler, gated)
+            await guarded_batch(ctx, topics, events, decoder, handler, gated, carried)
 
     agent.__name__ = agent.__qualname__ = name
     app.agent(topic, name=f"coldstream.{name}")(agent)
@@ -443,15 +472,16 @@ def register_agents(app: faust.App, ctx: WorkerContext, topics: Topics,
     """The five stream agents, the model-version watcher and its fallback timer (which also
     starts and ends an A/B test's version arms)."""
     swapper = ModelSwapper(ctx, tables.user_state)
-    agents = Agents(ctx, swapper, topics, tables)
+    agents = Agents(ctx, swapper, topics, tables, producer_partitioner(
+        app, topics.interactions_by_song.get_topic_name()))
     interaction = decoder_for(InteractionEvent)
     batch_agent(app, ctx, topics, topics.songs, "songs", decoder_for(SongEvent),
                 agents.on_songs, window_s=ctx.settings.songs_batch_window_s,
                 max_events=ctx.settings.songs_batch_max, gated=False)  # gates its own part
     batch_agent(app, ctx, topics, topics.interactions, "interactions", interaction,
                 agents.on_interactions)
-    batch_agent(app, ctx, topics, topics.interactions_by_song, "engagement", interaction,
-                agents.on_engagements)
+    batch_agent(app, ctx, topics, topics.interactions_by_song, "engagement", decode_forwards,
+                agents.on_engagements, carried=len)
     batch_agent(app, ctx, topics, topics.user_refresh, "user_refresh", decode_refresh,
                 agents.on_refresh)
     batch_agent(app, ctx, topics, topics.candidates_proposed, "delivery",

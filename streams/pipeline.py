@@ -13,7 +13,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import orjson
@@ -552,7 +552,18 @@ def users_update(store: VectorStore, cols: Collections, model: LoadedModel,
     return {u: float(bounds[i]) for i, u in enumerate(users)}
 
 
-def update_engagers(engagers: list[list[Any]], event: InteractionEvent,
+class Engagement(Protocol):
+    """What the listener list reads of an interaction (an event or a by-song forward row)."""
+
+    @property
+    def user_id(self) -> str: ...
+    @property
+    def action(self) -> str: ...
+    @property
+    def ts(self) -> int: ...
+
+
+def update_engagers(engagers: list[list[Any]], event: Engagement,
                     limit: int) -> list[list[Any]]:
     """Newest positive listeners of a song; a skip withdraws the listener's tie."""
     kept = [e for e in engagers if e[0] != event.user_id]

@@ -23,6 +23,7 @@ from encoders.artifacts import Registry
 from streams.agents import Agents
 from streams.context import WorkerContext
 from streams.events import InteractionEvent, SongEvent
+from streams.forwards import Forward, read_forwards
 from streams.metrics import Metrics
 from streams.pipeline import user_point_id
 from streams.settings import load_settings
@@ -50,10 +51,13 @@ class Event:
 
 class RecordingTopic:
     def __init__(self) -> None:
-        self.sent: list[tuple[bytes, bytes, dict[str, bytes]]] = []
+        self.sent: list[tuple[bytes | None, bytes, dict[str, bytes]]] = []
+        self.partitions: list[int | None] = []
 
-    async def send(self, key: bytes, value: bytes, headers: Any = None) -> asyncio.Future:
+    async def send(self, key: bytes | None, value: bytes, headers: Any = None,
+                   partition: int | None = None) -> asyncio.Future:
         self.sent.append((key, value, dict(headers or {})))
+        self.partitions.append(partition)
         done: asyncio.Future = asyncio.get_running_loop().create_future()
         done.set_result(None)
         return done
@@ -72,6 +76,10 @@ def new_song(song: str) -> tuple[Event, SongEvent]:
     return Event(orjson.dumps(ev.model_dump())), ev
 
 
+async def one_partition(keys: list[bytes]) -> list[int]:
+    return [0] * len(keys)
+
+
 class Worker:
     """One worker's handlers with in-memory topics and tables."""
 
@@ -82,11 +90,11 @@ class Worker:
         self.topics = Topics(**{f.name: RecordingTopic() for f in fields(Topics)})
         self.tables = Tables(user_state={}, song_engagers={}, online_state={})
         self.agents = Agents(self.ctx, ModelSwapper(self.ctx, self.tables.user_state),
-                             self.topics, self.tables)
+                             self.topics, self.tables, one_partition)
 
-    def forwarded(self) -> list[tuple[Event, InteractionEvent]]:
+    def forwarded(self) -> list[tuple[Event, list[Forward]]]:
         """The by-song forwards sent so far, as the engagement agent would read them."""
-        return [(Event(value, headers), InteractionEvent.model_validate_json(value))
+        return [(Event(value, headers), read_forwards(value, headers, 256_000))
                 for _key, value, headers in self.topics.interactions_by_song.sent]
 
     def refreshes(self) -> list[tuple[Event, str]]:
@@ -150,7 +158,7 @@ def test_a_forward_is_marked_only_while_its_song_is_unknown(
 
     try:
         asyncio.run(main())
-        marks = [bool(h) for _k, _v, h in worker.topics.interactions_by_song.sent]
+        marks = [row.song_unknown for _e, rows in worker.forwarded() for row in rows]
         assert marks == [True, False]
         vector = np.asarray(worker.ctx.cache.get_many(
             worker.ctx.store, worker.ctx.serving().cols.songs, ["jazz0"])["jazz0"])
@@ -166,8 +174,9 @@ class HeldTopic(RecordingTopic):
         super().__init__()
         self.pending: list[asyncio.Future] = []
 
-    async def send(self, key: bytes, value: bytes, headers: Any = None) -> asyncio.Future:
-        await super().send(key, value, headers)  # recorded as the parent records it
+    async def send(self, key: bytes | None, value: bytes, headers: Any = None,
+                   partition: int | None = None) -> asyncio.Future:
+        await super().send(key, value, headers, partition)  # recorded as the parent does
         self.pending.append(asyncio.get_running_loop().create_future())
         return self.pending[-1]
 
@@ -188,12 +197,12 @@ def test_no_user_state_is_written_before_its_forwards_are_acknowledged(
         await worker.agents.on_songs([new_song("jazz0")])
         handler = asyncio.create_task(worker.agents.on_interactions(
             [interaction("u0", "jazz0"), interaction("u1", "jazz0")]))
-        for _ in range(2000):  # until both forwards are out and waiting for the broker
-            if len(forwards.sent) == 2:
+        for _ in range(2000):  # until the forwards are out and waiting for the broker
+            if forwards.sent:
                 break
             await asyncio.sleep(0.005)
         await asyncio.sleep(0.05)
-        assert len(forwards.sent) == 2 and not handler.done()
+        assert len(forwards.sent) == 1 and not handler.done()  # one song: one record
         assert "u0" not in worker.tables.user_state, "a state was written before its forward"
         assert "u1" not in worker.tables.user_state
         forwards.ack()
@@ -202,5 +211,38 @@ def test_no_user_state_is_written_before_its_forwards_are_acknowledged(
 
     try:
         asyncio.run(main())
+    finally:
+        worker.close()
+
+
+def test_a_batch_is_forwarded_as_one_record_per_partition_without_its_duplicates(
+        model_registry: Registry, tmp_path: Path) -> None:
+    """Six interactions over three songs on two partitions: two records, every applied
+    interaction in exactly one of them, on its song's partition; a replayed event is not
+    forwarded again, and the engagement step reads the records back into listener lists."""
+    worker = Worker(model_registry, tmp_path)
+    song_partition = {"jazz0": 0, "jazz1": 1, "jazz2": 0}
+
+    async def two_partitions(keys: list[bytes]) -> list[int]:
+        return [song_partition[k.decode()] for k in keys]
+
+    worker.agents.forward_partitions = two_partitions
+    batch = [interaction(u, s) for u in ("u0", "u1") for s in song_partition]
+
+    async def main() -> None:
+        assert await worker.agents.on_interactions(batch) == ["ok"] * 6
+        assert await worker.agents.on_interactions(batch[:1]) == ["duplicate"]
+        await worker.agents.on_engagements(worker.forwarded())
+
+    try:
+        asyncio.run(main())
+        forwards = worker.topics.interactions_by_song
+        assert sorted(forwards.partitions) == [0, 1]
+        rows = {p: [(r.user_id, r.song_id) for r in read_forwards(v, h, 256_000)]
+                for p, (_k, v, h) in zip(forwards.partitions, forwards.sent, strict=True)}
+        assert sorted(rows[0] + rows[1]) == sorted((e.user_id, e.song_id) for _, e in batch)
+        assert all(song_partition[s] == p for p, pairs in rows.items() for _u, s in pairs)
+        assert {s: [e[0] for e in worker.tables.song_engagers[s]] for s in song_partition} == {
+            s: ["u0", "u1"] for s in song_partition}
     finally:
         worker.close()

@@ -15,6 +15,7 @@ from encoders.artifacts import Registry
 from streams.broker import EmbeddedBroker
 from streams.client import consume, json_records, produce
 from streams.events import CandidateEvent, DeadLetter
+from streams.forwards import read_forwards
 from streams.ids import user_point_id
 from streams.pipeline import Collections
 from streams.stores import EdgeStore
@@ -144,16 +145,25 @@ def test_interactions_before_their_songs_still_build_user_vectors(
     version = model_registry.current() or ""
     try:
         send(bs, f"{p}.interactions", [interaction("u0", f"jazz{i}", "collect", i)
-                                       for i in range(3)])
-        worker.wait_metric("coldstream_events_total", 3, topic=f"{p}.interactions.by_song",
+                                       for i in range(8)])
+        worker.wait_metric("coldstream_events_total", 8, topic=f"{p}.interactions.by_song",
                            outcome="ok")
-        # the forwards say their song was unknown, and the header survives the broker
-        async def forwards() -> list[dict]:
-            return [dict(r.headers) async for r in consume(
-                bs, f"{p}.interactions.by_song", idle_timeout=2, max_messages=3)]
 
-        assert asyncio.run(forwards()) == [{"coldstream-song-unknown": b"1"}] * 3
-        send(bs, f"{p}.songs.new", [song(f"jazz{i}", "jazz", i) for i in range(3)])
+        async def partitions_of(topic: str) -> list[tuple[int, dict, bytes]]:
+            return [(r.partition, dict(r.headers), r.value)
+                    async for r in consume(bs, topic, idle_timeout=2)]
+
+        # the forwards say their song was unknown, and every song's forward went to the
+        # partition a keyed send of that song goes to (where its songs.new record lands)
+        forwarded = {row.song_id: (partition, row.song_unknown)
+                     for partition, headers, value in asyncio.run(
+                         partitions_of(f"{p}.interactions.by_song"))
+                     for row in read_forwards(value, headers, 256_000)}
+        send(bs, f"{p}.songs.new", [song(f"jazz{i}", "jazz", i) for i in range(8)])
+        keyed = {orjson.loads(value)["song_id"]: (partition, True)
+                 for partition, _h, value in asyncio.run(partitions_of(f"{p}.songs.new"))}
+        assert forwarded == keyed and len(keyed) == 8
+        assert len({partition for partition, _ in keyed.values()}) > 1, "one partition only"
         worker.wait_metric("coldstream_user_updates_total", 2, timeout=60)
         time.sleep(1.5)
     finally:
