@@ -20,10 +20,11 @@ import orjson
 import pytest
 
 from encoders.artifacts import Registry
+from streams import pipeline
 from streams.agents import Agents
 from streams.context import WorkerContext
 from streams.events import InteractionEvent, SongEvent
-from streams.forwards import Forward, read_forwards
+from streams.forwards import FORWARDS, Forward, pack_forwards, read_forwards
 from streams.metrics import Metrics
 from streams.pipeline import user_point_id
 from streams.settings import load_settings
@@ -244,5 +245,50 @@ def test_a_batch_is_forwarded_as_one_record_per_partition_without_its_duplicates
         assert all(song_partition[s] == p for p, pairs in rows.items() for _u, s in pairs)
         assert {s: [e[0] for e in worker.tables.song_engagers[s]] for s in song_partition} == {
             s: ["u0", "u1"] for s in song_partition}
+    finally:
+        worker.close()
+
+
+def test_a_large_take_of_forwards_lets_the_event_loop_run_between_slices(
+        model_registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A take of by-song records can carry thousands of rows: the engagement step must hand
+    the loop back between slices of them, not hold it for the whole take. A ticker task
+    notes how many rows had been handled at each of its turns: no two turns may be more than
+    a slice apart."""
+    worker = Worker(model_registry, tmp_path)
+    rows = [Forward(f"u{i}", f"song{i % 500}", "play", NOW - i, False) for i in range(2000)]
+    record = Event(pack_forwards(rows), dict(FORWARDS))
+    handled = 0
+    update = pipeline.update_engagers
+
+    def counted(*args: Any) -> Any:
+        nonlocal handled
+        handled += 1
+        return update(*args)
+
+    monkeypatch.setattr(pipeline, "update_engagers", counted)
+
+    async def main() -> list[int]:
+        seen: list[int] = []
+        done = False
+
+        async def ticker() -> None:
+            while not done:
+                seen.append(handled)
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(ticker())
+        await asyncio.sleep(0)
+        assert await worker.agents.on_engagements([(record, rows)]) == ["ok"]
+        done = True
+        await task
+        return seen
+
+    try:
+        seen = asyncio.run(main())
+        assert handled == 2000 and seen[-1] == 2000
+        gaps = [b - a for a, b in itertools.pairwise(seen)]
+        assert max(gaps) <= 200, f"the loop waited for {max(gaps)} rows at once"
+        assert len(worker.tables.song_engagers) == 500
     finally:
         worker.close()
