@@ -28,6 +28,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -189,6 +190,18 @@ class Soak:
     scrapes: list[dict[str, Any]] = field(default_factory=list)
     window: tuple[float, float] = (0.0, 0.0)
     idle_probe_ms: float | None = None  # the same probe in an idle process, same minutes
+    t0: float = 0.0  # perf_counter when the soak began (``sent``/``got`` share that clock)
+
+    def latencies(self) -> list[tuple[float, float]]:
+        """(seconds since the soak began when sent, ms to the first candidate), in send
+        order: a slow song is placed in time next to the lag curve and the merges."""
+        return sorted((self.sent[k] - self.t0, (self.got[k] - self.sent[k]) * 1e3)
+                      for k in self.got)
+
+    def merge_times(self) -> list[float]:
+        """Seconds since the soak began of the scrapes that first saw each new merge."""
+        seen = [s for s in self.scrapes if s.get("ok", bool(s["lag"]))]
+        return [b["t"] for a, b in pairwise(seen) if b["merges"] > a["merges"]]
 
 
 def seconds_and_counts(s: dict[tuple[str, tuple], float], seconds: str, counts: str,
@@ -198,8 +211,28 @@ def seconds_and_counts(s: dict[tuple[str, tuple], float], seconds: str, counts: 
             for (name, labels), v in s.items() if name == seconds}
 
 
+def cpu_seconds(worker_pid: int) -> dict[str, float]:
+    """CPU seconds so far of the worker, the embedded broker (a child of this process named
+    tansu) and this process (the offered load and the scrapes): on two cores, which of them
+    grows is what a slowing soak is short of."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {"bench": sum(os.times()[:2])}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            head, _, rest = stat.read_text().rpartition(")")
+            fields = rest.split()  # fields[0] is the state: field 3 of proc(5)
+            pid, comm, ppid = int(stat.parent.name), head.partition("(")[2], int(fields[1])
+            used = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+            if pid == worker_pid:
+                out["worker"] = used
+            elif ppid == os.getpid() and comm == "tansu":
+                out["broker"] = used
+    return out
+
+
 def scrape(worker: WorkerProcess, names: dict[str, str], t0: float) -> dict[str, Any]:
-    """One reading of the worker's metrics and RSS, at seconds ``t`` since the soak began."""
+    """One reading of the worker's metrics, RSS and CPU time, at seconds ``t`` since the soak
+    began."""
     s = worker.samples()
     lag: dict[str, float] = {}
     events: dict[str, float] = {}
@@ -235,7 +268,8 @@ def scrape(worker: WorkerProcess, names: dict[str, str], t0: float) -> dict[str,
                             s.get(("coldstream_store_flush_seconds_count", ()), 0.0)),
             **{f"gc{g}_s": s.get(("coldstream_gc_pause_seconds", (("generation", str(g)),)),
                                  0.0) for g in range(3)},
-            **{f"{k}_mb": v for k, v in memory_mb(worker.process.pid).items()}}
+            **{f"{k}_mb": v for k, v in memory_mb(worker.process.pid).items()},
+            "cpu_s": cpu_seconds(worker.process.pid)}
 
 
 async def offer_interactions(producer: AIOKafkaProducer, topic: str, world: World,
@@ -315,7 +349,7 @@ async def soak_run(bs: str, worker: WorkerProcess, names: dict[str, str], world:
     stop, enough = asyncio.Event(), asyncio.Event()
     noise = subprocess.Popen([sys.executable, "-c", NOISE_PROBE, str(seconds)],
                              stdout=subprocess.PIPE)
-    t0 = time.perf_counter()
+    t0 = soak.t0 = time.perf_counter()
     tasks = [asyncio.create_task(first_candidates(consumer, soak, stop)),
              asyncio.create_task(scrape_every(worker, names, soak, t0, stop, until, enough))]
     try:
@@ -378,29 +412,47 @@ def search_after(data_dir: Path, work: Path, collection: str, dim: int, n_querie
 
 
 def plot_lag(soaks: list[Soak], path: Path, title: str) -> None:
-    """Lag per topic over time, the phases one after the other (dashed: offering stops)."""
+    """Lag per topic over time, the phases one after the other (dashed: offering stops), and
+    below it each new song's time to its first candidate (dotted: a segment merge began)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    points, offset, stops = [], 0.0, []
+    fig, (ax, lat, cpu) = plt.subplots(3, 1, figsize=(10, 9), sharex=True,
+                                       gridspec_kw={"height_ratios": [3, 2, 2]})
+    points, offset, stops, songs, merges, used = [], 0.0, [], [], [], []
     for soak in soaks:
         points += [(offset + s["t"], s["lag"]) for s in soak.scrapes
                    if s.get("ok", bool(s["lag"]))]
+        used += [(offset + b["t"], cores(a, b)) for a, b in pairwise(soak.scrapes)]
+        songs += [(offset + t, ms_) for t, ms_ in soak.latencies()]
+        merges += [offset + t for t in soak.merge_times()]
         stops.append(offset + soak.window[1])
         offset += soak.scrapes[-1]["t"] if soak.scrapes else 0.0
     for topic in sorted({t for _, lag in points for t in lag}):
         ax.plot([t for t, _ in points], [lag.get(topic, 0) for _, lag in points], label=topic)
     for x in stops:
-        ax.axvline(x, color="grey", linestyle="--")
-    ax.set_xlabel("seconds since the soak began (dashed: offering stops)")
+        for panel in (ax, lat, cpu):
+            panel.axvline(x, color="grey", linestyle="--")
+    for x in merges:
+        lat.axvline(x, color="tab:red", linestyle=":", linewidth=1)
     ax.set_yscale("symlog", linthresh=10)  # a backlog of 200k next to one of 100
     ax.set_ylim(bottom=0)
     ax.set_ylabel("consumer lag (messages, symlog)")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
+    lat.scatter([t for t, _ in songs], [v for _, v in songs], s=6)
+    lat.axhline(500, color="tab:green", linewidth=1)  # the issue's p99 goal
+    lat.set_yscale("log")
+    lat.set_ylabel("new song -> first\ncandidate (ms)")
+    for name in sorted({n for _, c in used for n in c}):
+        cpu.plot([t for t, c in used if name in c], [c[name] for _, c in used if name in c],
+                 label=name)
+    cpu.set_ylabel("cores used")
+    cpu.set_ylim(bottom=0)
+    cpu.legend(fontsize=8)
+    cpu.set_xlabel("seconds since the soak began (dashed: offering stops; dotted: a merge)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
@@ -423,6 +475,9 @@ def figures(soak: Soak, rates: tuple[float, float]) -> dict[str, Any]:
             "new_songs_per_s_achieved": (last["songs_indexed"] - first["songs_indexed"]) / span,
             "new_songs_sent": len(soak.sent), "new_songs_with_candidates": len(soak.got),
             "new_song_p50_ms": p["p50_ms"], "new_song_p99_ms": p["p99_ms"],
+            "slowest_new_songs": [{"sent_s": round(t, 1), "ms": round(v, 1)} for t, v in
+                                  sorted(soak.latencies(), key=lambda tv: -tv[1])[:10]],
+            "merge_times_s": [round(t, 1) for t in soak.merge_times()],
             "rss_gb": max(s["rss_mb"] for s in soak.scrapes) / 1024,
             "rss_anon_gb": max(s.get("anon_mb", 0.0) for s in soak.scrapes) / 1024,
             "rss_file_gb": max(s.get("file_mb", 0.0) for s in soak.scrapes) / 1024,
@@ -432,6 +487,7 @@ def figures(soak: Soak, rates: tuple[float, float]) -> dict[str, Any]:
             "max_gc_gen2_pause_ms": max(s.get("gc2_s", 0.0) for s in inside) * 1e3,
             "max_gc_gen01_pause_ms": max(max(s.get("gc0_s", 0.0), s.get("gc1_s", 0.0))
                                          for s in inside) * 1e3,
+            "cores": cores(first, last),
             "merges_during_soak": last["merges"] - first["merges"],
             "merges_total": answered[-1]["merges"],
             "scrapes_unanswered": len(soak.scrapes) - len(answered),
@@ -441,6 +497,13 @@ def figures(soak: Soak, rates: tuple[float, float]) -> dict[str, Any]:
             "stages": stage_times(first, last, span),
             **store_flushes(first, last, span),
             "stall_sites": stall_sites(first, last)}
+
+
+def cores(first: dict[str, Any], last: dict[str, Any]) -> dict[str, float]:
+    """Cores each process used on average between two scrapes (worker, broker, bench)."""
+    span = max(last["t"] - first["t"], 1e-9)
+    a, b = first.get("cpu_s", {}), last.get("cpu_s", {})
+    return {name: round((b[name] - a[name]) / span, 3) for name in b if name in a}
 
 
 def store_flushes(first: dict[str, Any], last: dict[str, Any], span: float

@@ -153,6 +153,11 @@ def test_scale_quick(model_registry: Registry, tmp_path: Path) -> None:
     assert data["at_issue_rate"]["interactions_per_s_offered"] == scale.SIZES["quick"][
         "issue_rate"]
     assert (tmp_path / "scale_lag.png").stat().st_size > 0
+    slowest = [s["ms"] for s in data["slowest_new_songs"]]
+    assert slowest and slowest == sorted(slowest, reverse=True)
+    assert slowest[0] >= data["new_song_p99_ms"] >= data["new_song_p50_ms"]
+    assert 0 < data["cores"]["worker"] <= os.cpu_count()  # the worker's own CPU time moved
+    assert {"broker", "bench"} <= set(data["cores"])
     assert data["extra"]["scrapes"], "the worker was never scraped"
     # stalls traced by site, and the worker's stall lines, kept though its log goes with tmp
     assert isinstance(data["stall_sites"], dict) and isinstance(data["extra"]["stall_log"], list)
@@ -160,6 +165,20 @@ def test_scale_quick(model_registry: Registry, tmp_path: Path) -> None:
     # the worker applied its GC policy when it became ready (unless the caller passed off)
     frozen = max(s["gc_frozen"] for s in data["extra"]["scrapes"])
     assert (frozen > 0) == (os.environ.get("COLDSTREAM_GC_FREEZE", "start") != "off")
+
+
+def test_soak_places_songs_and_merges_in_time() -> None:
+    """Latencies are placed at their send time since the soak began, in send order, and a
+    merge at the first scrape whose counter moved (an unanswered scrape is not a reading)."""
+    soak = scale.Soak(t0=100.0, sent={"a": 101.0, "b": 100.5, "c": 102.0},
+                      got={"a": 101.25, "b": 102.5})  # c never got a candidate
+    assert soak.latencies() == [(0.5, 2000.0), (1.0, 250.0)]
+    soak.scrapes = [{"t": 0.0, "ok": True, "merges": 2, "lag": {}},
+                    {"t": 2.0, "ok": True, "merges": 3, "lag": {}},
+                    {"t": 4.0, "ok": False, "merges": 0, "lag": {}},
+                    {"t": 6.0, "ok": True, "merges": 3, "lag": {}},
+                    {"t": 8.0, "ok": True, "merges": 5, "lag": {}}]
+    assert soak.merge_times() == [2.0, 8.0]
 
 
 def test_swap_soak_quick(model_registry: Registry) -> None:
