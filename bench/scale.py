@@ -335,15 +335,16 @@ async def scrape_every(worker: WorkerProcess, names: dict[str, str], soak: Soak,
 async def soak_run(bs: str, worker: WorkerProcess, names: dict[str, str], world: World,
                    rates: tuple[float, float], seconds: float, wavs: list[str],
                    settle_s: float = 10.0, first: int = 0,
-                   until: Callable[[Soak], bool] | None = None) -> Soak:
+                   until: Callable[[Soak], bool] | None = None, linger_ms: int = 5) -> Soak:
     """Offer both streams for ``seconds``, or less once a scrape finds ``until(soak)`` true,
     then let the worker drain for ``settle_s`` (candidates of the last songs, the lag curve
-    going down) while scraping."""
+    going down) while scraping. ``linger_ms``: the offering producer's linger, so how many
+    records each stored batch holds (see :data:`SIZES`)."""
     soak = Soak()
     consumer = AIOKafkaConsumer(names["candidates"], bootstrap_servers=bs, group_id=None,
                                 enable_auto_commit=False, auto_offset_reset="latest",
                                 fetch_max_wait_ms=10)
-    producer = AIOKafkaProducer(bootstrap_servers=bs, acks=1, linger_ms=5)
+    producer = AIOKafkaProducer(bootstrap_servers=bs, acks=1, linger_ms=linger_ms)
     await consumer.start()
     await producer.start()
     stop, enough = asyncio.Event(), asyncio.Event()
@@ -556,12 +557,17 @@ def wait_merges(worker: WorkerProcess, names: dict[str, str], at_least: int,
 #: ``rate``: the soak's interactions/s, one the worker sustains (ingest is issue 14's: ~1k/s
 #: at best); then ``issue_rate`` (the issue's 5,000/s) is offered for ``issue_seconds`` to
 #: report offered vs achieved at that rate (its backlog no longer matters by then).
+#: ``producer_linger_ms``: the offering producer batches as a busy client does. Tansu 0.6
+#: lists every batch a partition holds on each fetch, so at 5 ms (a batch of one or two
+#: records per partition) the broker's CPU grew from 0.2 to 1 core within 100 s at 1M and
+#: took the new songs' p99 to 0.7-1.1 s; at 50 ms it used 0.33 cores (docs/benchmarks.md,
+#: stop 44). The wait counts against the new songs' latency: they share this producer.
 SIZES = {"quick": {"n_songs": 2_000, "n_users": 2_000, "rate": 200.0, "songs_rate": 2.0,
                    "seconds": 10.0, "issue_rate": 1_000.0, "issue_seconds": 4.0,
-                   "merge_rows": 1_000},
+                   "merge_rows": 1_000, "producer_linger_ms": 50},
          "full": {"n_songs": 1_000_000, "n_users": 1_000_000, "rate": 800.0,
                   "songs_rate": 10.0, "seconds": 300.0, "issue_rate": 5_000.0,
-                  "issue_seconds": 60.0, "merge_rows": 20_000}}
+                  "issue_seconds": 60.0, "merge_rows": 20_000, "producer_linger_ms": 50}}
 
 
 def run(mode: Mode, models: Path = DEFAULT_MODELS, out: Path = Path("bench/results"),
@@ -634,10 +640,11 @@ def soak_with_worker(rep: Report, bs: str, models: Path, tmp: Path, names: dict[
         t = time.perf_counter()
         os.sync()
         rep.extra["sync_before_soak_s"] = time.perf_counter() - t
-        soak = asyncio.run(soak_run(bs, worker, names, world, rates, size["seconds"], wavs))
+        soak = asyncio.run(soak_run(bs, worker, names, world, rates, size["seconds"], wavs,
+                                    linger_ms=size["producer_linger_ms"]))
         at_issue = asyncio.run(soak_run(bs, worker, names, world, (size["issue_rate"], rates[1]),
                                         size["issue_seconds"], wavs, settle_s=2.0,
-                                        first=10**7))
+                                        first=10**7, linger_ms=size["producer_linger_ms"]))
         return soak, at_issue
     finally:
         worker.stop(timeout=120)
