@@ -45,7 +45,7 @@ from streams.process import WorkerProcess
 from streams.stores import EdgeStore, Point, SegmentedStore
 from streams.stores.sealed import DEFAULT_CODES
 
-from . import live
+from . import ingest, live
 from .common import Mode, Report, ms, ratio
 from .memory_cap import MemoryCap
 from .models import DEFAULT_MODELS, loaded
@@ -200,8 +200,13 @@ class Soak:
 
     def merge_times(self) -> list[float]:
         """Seconds since the soak began of the scrapes that first saw each new merge."""
-        seen = [s for s in self.scrapes if s.get("ok", bool(s["lag"]))]
+        seen = answered(self.scrapes)
         return [b["t"] for a, b in pairwise(seen) if b["merges"] > a["merges"]]
+
+
+def answered(scrapes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The scrapes the worker answered (an unanswered one holds no reading)."""
+    return [s for s in scrapes if s.get("ok", bool(s["lag"]))]
 
 
 def seconds_and_counts(s: dict[tuple[str, tuple], float], seconds: str, counts: str,
@@ -212,22 +217,25 @@ def seconds_and_counts(s: dict[tuple[str, tuple], float], seconds: str, counts: 
 
 
 def cpu_seconds(worker_pid: int) -> dict[str, float]:
-    """CPU seconds so far of the worker, the embedded broker (a child of this process named
+    """CPU seconds so far of the worker, the embedded broker (this process's child named
     tansu) and this process (the offered load and the scrapes): on two cores, which of them
     grows is what a slowing soak is short of."""
-    tick = os.sysconf("SC_CLK_TCK")
     out = {"bench": sum(os.times()[:2])}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            head, _, rest = stat.read_text().rpartition(")")
-            fields = rest.split()  # fields[0] is the state: field 3 of proc(5)
-            pid, comm, ppid = int(stat.parent.name), head.partition("(")[2], int(fields[1])
-            used = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
-            if pid == worker_pid:
-                out["worker"] = used
-            elif ppid == os.getpid() and comm == "tansu":
-                out["broker"] = used
+    for name, pid in (("worker", worker_pid), ("broker", child_named("tansu"))):
+        if pid is not None:
+            with contextlib.suppress(OSError):  # it ended between the lookup and the read
+                out[name] = ingest.cpu_seconds(pid)
     return out
+
+
+def child_named(comm: str) -> int | None:
+    """The pid of this process's child whose command name is ``comm``, or None."""
+    for children in Path("/proc/self/task").glob("*/children"):
+        for pid in children.read_text().split():
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{pid}/comm").read_text().strip() == comm:
+                    return int(pid)
+    return None
 
 
 def scrape(worker: WorkerProcess, names: dict[str, str], t0: float) -> dict[str, Any]:
@@ -424,8 +432,7 @@ def plot_lag(soaks: list[Soak], path: Path, title: str) -> None:
                                        gridspec_kw={"height_ratios": [3, 2, 2]})
     points, offset, stops, songs, merges, used = [], 0.0, [], [], [], []
     for soak in soaks:
-        points += [(offset + s["t"], s["lag"]) for s in soak.scrapes
-                   if s.get("ok", bool(s["lag"]))]
+        points += [(offset + s["t"], s["lag"]) for s in answered(soak.scrapes)]
         used += [(offset + b["t"], cores(a, b)) for a, b in pairwise(soak.scrapes)]
         songs += [(offset + t, ms_) for t, ms_ in soak.latencies()]
         merges += [offset + t for t in soak.merge_times()]
@@ -463,8 +470,8 @@ def plot_lag(soaks: list[Soak], path: Path, title: str) -> None:
 def figures(soak: Soak, rates: tuple[float, float]) -> dict[str, Any]:
     """The issue's keys that come from the soak (the search ones come from search_after)."""
     end = soak.window[1]
-    answered = [s for s in soak.scrapes if s.get("ok", bool(s["lag"]))]
-    inside = [s for s in answered if s["t"] <= end + 0.5]
+    replies = answered(soak.scrapes)
+    inside = [s for s in replies if s["t"] <= end + 0.5]
     first, last = inside[0], inside[-1]
     span = max(last["t"] - first["t"], 1e-9)
     lat = [soak.got[k] - soak.sent[k] for k in soak.got]
@@ -490,11 +497,11 @@ def figures(soak: Soak, rates: tuple[float, float]) -> dict[str, Any]:
                                          for s in inside) * 1e3,
             "cores": cores(first, last),
             "merges_during_soak": last["merges"] - first["merges"],
-            "merges_total": answered[-1]["merges"],
-            "scrapes_unanswered": len(soak.scrapes) - len(answered),
-            "lag_max": {t: max(s["lag"].get(t, 0) for s in answered)
-                        for t in {t for s in answered for t in s["lag"]}},
-            "lag_end": answered[-1]["lag"], "soak_seconds": end,
+            "merges_total": replies[-1]["merges"],
+            "scrapes_unanswered": len(soak.scrapes) - len(replies),
+            "lag_max": {t: max(s["lag"].get(t, 0) for s in replies)
+                        for t in {t for s in replies for t in s["lag"]}},
+            "lag_end": replies[-1]["lag"], "soak_seconds": end,
             "stages": stage_times(first, last, span),
             **store_flushes(first, last, span),
             "stall_sites": stall_sites(first, last)}
