@@ -161,18 +161,6 @@ async def flush_producer(producer: Any) -> None:
 #: are about 25 ms of loop time there.
 ENGAGEMENT_ROWS_PER_YIELD = 128
 
-#: Interactions (and then users, and attributed events) the interactions step handles on the
-#: event loop between two yields to it. A batch holds up to ``interactions_batch_max`` events,
-#: and reading, applying and packing each user's state is Python work on the loop: a whole
-#: batch in one go stalled the loop for 40-100 ms at 1M listeners (stops 41 and 44).
-INTERACTIONS_PER_YIELD = 128
-
-
-async def yield_every(count: int, every: int) -> None:
-    """Hand the event loop back once every ``every`` items of a long loop over a batch."""
-    if count % every == 0:
-        await asyncio.sleep(0)
-
 
 class Agents:
     """The worker's handlers, with their dependencies explicit (no closure over them)."""
@@ -287,8 +275,7 @@ class Agents:
         pending: dict[str, dict[str, Any]] = {}
         last: dict[str, Any] = {}
         outcomes, forwards = [], []
-        for i, (event, ev) in enumerate(batch, start=1):
-            await yield_every(i, INTERACTIONS_PER_YIELD)  # only gated handlers write user_state
+        for event, ev in batch:
             msg = event.message
             state = (pending.get(ev.user_id) or read_user_state(table.get(ev.user_id))
                      or pipeline.new_user_state())
@@ -315,17 +302,13 @@ class Agents:
         # 16 runs). Now such an event is re-applied and re-forwarded (idempotent downstream).
         with self.ctx.metrics.stage("forward"):  # sent and acknowledged by the broker
             await self.send_forwards(rows)
-        for i, (user_id, state) in enumerate(pending.items(), start=1):
-            await yield_every(i, INTERACTIONS_PER_YIELD)
+        for user_id, state in pending.items():
             state["boundary"] = boundaries[user_id]
             with acting_for(last[user_id]):
                 table[user_id] = pack_user_state(state)
-        applied = [(event, ev) for (event, ev), outcome in zip(batch, outcomes, strict=True)
-                   if outcome == "ok"]
-        for start in range(0, len(applied), INTERACTIONS_PER_YIELD):
-            if start:
-                await asyncio.sleep(0)
-            self.attribute(applied[start:start + INTERACTIONS_PER_YIELD])
+        self.attribute([(event, ev) for (event, ev), outcome in zip(batch, outcomes,
+                                                                    strict=True)
+                        if outcome == "ok"])
         return outcomes
 
     async def send_forwards(self, rows: list[Forward]) -> None:
@@ -341,11 +324,7 @@ class Agents:
 
     def attribute(self, applied: list[tuple[Any, InteractionEvent]]) -> None:
         """Count each new interaction against the user's deliveries of its song (the
-        interactions' duplicates were dropped above, so a replay counts nothing twice).
-
-        One slice of a batch, read, changed and written without a yield: the delivery
-        handler writes the same online states ungated, so a yield between a read and its
-        write would drop a delivery made in between."""
+        interactions' duplicates were dropped above, so a replay counts nothing twice)."""
         table, m = self.tables.online_state, self.ctx.metrics
         window_ms = int(self.ctx.settings.attribution_window_s * 1000)
         changed: dict[str, dict[str, Any]] = {}
@@ -430,7 +409,8 @@ class Agents:
         for event, rows in batch:
             for ev in rows:
                 handled += 1
-                await yield_every(handled, ENGAGEMENT_ROWS_PER_YIELD)  # slices of a big take
+                if handled % ENGAGEMENT_ROWS_PER_YIELD == 0:
+                    await asyncio.sleep(0)  # let the loop run between slices of a big take
                 if ev.song_unknown:
                     late.setdefault(ev.song_id, set()).add(ev.user_id)
                 before = changed.get(ev.song_id)
@@ -447,7 +427,8 @@ class Agents:
             for i, (song_id, engagers) in enumerate(changed.items(), start=1):
                 with acting_for(last[song_id]):
                     table[song_id] = engagers
-                await yield_every(i, ENGAGEMENT_ROWS_PER_YIELD)
+                if i % ENGAGEMENT_ROWS_PER_YIELD == 0:
+                    await asyncio.sleep(0)
         if late:
             still = await self.ctx.run(pipeline.unknown_songs, self.ctx.serving(), late)
             users = sorted({u for song_id, us in late.items() if song_id not in still

@@ -20,11 +20,10 @@ import orjson
 import pytest
 
 from encoders.artifacts import Registry
-from streams import agents as agents_module
-from streams import attribution, pipeline
+from streams import pipeline
 from streams.agents import Agents
 from streams.context import WorkerContext
-from streams.events import CandidateEvent, InteractionEvent, SongEvent
+from streams.events import InteractionEvent, SongEvent
 from streams.forwards import FORWARDS, Forward, pack_forwards, read_forwards
 from streams.metrics import Metrics
 from streams.pipeline import user_point_id
@@ -291,114 +290,5 @@ def test_a_large_take_of_forwards_lets_the_event_loop_run_between_slices(
         gaps = [b - a for a, b in itertools.pairwise(seen)]
         assert max(gaps) <= 200, f"the loop waited for {max(gaps)} rows at once"
         assert len(worker.tables.song_engagers) == 500
-    finally:
-        worker.close()
-
-
-def delivered(song: str, user: str) -> CandidateEvent:
-    cid = f"c-{song}-{user}"
-    return CandidateEvent(schema_version=1, event_id=cid, candidate_id=cid, song_id=song,
-                          user_id=user, score=0.5, boundary=0.1, path="u2i",
-                          seed_song_ids=[], model_version="v1", created_at=NOW - 5000,
-                          explanation="x", arm=None, event_ts=NOW - 5000)
-
-
-def test_a_large_interactions_batch_lets_the_event_loop_run_between_slices(
-        model_registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Reading and applying the users' states, packing them and attributing the events are
-    Python work on the loop for every event of a batch: each must hand the loop back between
-    slices, not hold it for the whole batch. A ticker notes the three counts at each turn."""
-    worker = Worker(model_registry, tmp_path)
-    batch = [interaction(f"u{i % 1500}", f"song{i % 299}") for i in range(2000)]
-    counts = {"applied": 0, "packed": 0, "attributed": 0}
-
-    def counting(name: str, real: Any) -> Any:
-        def counted(*args: Any) -> Any:
-            counts[name] += 1
-            return real(*args)
-        return counted
-
-    monkeypatch.setattr(pipeline, "apply_interaction",
-                        counting("applied", pipeline.apply_interaction))
-    monkeypatch.setattr(agents_module, "pack_user_state",
-                        counting("packed", agents_module.pack_user_state))
-    monkeypatch.setattr(attribution, "attribute", counting("attributed", attribution.attribute))
-    for user in {ev.user_id for _e, ev in batch}:  # attribution reads only users with a state
-        worker.tables.online_state[user] = attribution.new_online_state()
-
-    async def main() -> list[dict[str, int]]:
-        seen: list[dict[str, int]] = []
-        done = False
-
-        async def ticker() -> None:
-            while not done:
-                seen.append(dict(counts))
-                await asyncio.sleep(0)
-
-        task = asyncio.create_task(ticker())
-        await asyncio.sleep(0)
-        assert await worker.agents.on_interactions(batch) == ["ok"] * 2000
-        seen.append(dict(counts))  # the slice after the ticker's last turn counts too
-        done = True
-        await task
-        return seen
-
-    try:
-        seen = asyncio.run(main())
-        assert counts == {"applied": 2000, "packed": 1500, "attributed": 2000}
-        for name, total in counts.items():
-            steps = [b[name] - a[name] for a, b in itertools.pairwise(seen)]
-            assert max(steps) <= 200, f"the loop waited for {max(steps)} {name} at once"
-        assert len(worker.tables.user_state) == 1500
-    finally:
-        worker.close()
-
-
-def test_a_delivery_made_between_attribution_slices_is_kept(
-        model_registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The delivery handler writes online states without the gate, so it can run while an
-    interactions batch yields. A user's state read before such a delivery must not be
-    written back over it: the user of the batch's first event gets a delivery right after
-    the first attribution slice, and keeps both it and the attributed play."""
-    worker = Worker(model_registry, tmp_path)
-    users = [f"u{i}" for i in range(600)]
-    batch = [interaction(user, "song0") for user in users]
-    for user in users:  # each was delivered song0 before collecting it
-        worker.tables.online_state[user], _ = attribution.deliver(
-            attribution.new_online_state(), [delivered("song0", user)], 0, 86_400_000)
-    attributed = 0
-    attribute = attribution.attribute
-
-    def counted(*args: Any) -> Any:
-        nonlocal attributed
-        attributed += 1
-        return attribute(*args)
-
-    monkeypatch.setattr(attribution, "attribute", counted)
-
-    async def main() -> None:
-        done = False
-
-        async def deliver_between_slices() -> None:
-            while not done and attributed == 0:
-                await asyncio.sleep(0)
-            assert not done, "attribution never yielded"
-            proposal = delivered("song9", users[0])
-            assert await worker.agents.on_proposals([(Event(b"{}"), proposal)]) == [
-                "delivered"]
-
-        task = asyncio.create_task(deliver_between_slices())
-        await asyncio.sleep(0)
-        assert await worker.agents.on_interactions(batch) == ["ok"] * 600
-        done = True
-        await task
-
-    try:
-        asyncio.run(main())
-        state = worker.tables.online_state[users[0]]
-        assert {d["song"]: d["done"] for d in state["deliveries"]} == {
-            "song0": ["collect"], "song9": []}
-        last = worker.tables.online_state[users[-1]]
-        assert [d["done"] for d in last["deliveries"]] == [["collect"]]
     finally:
         worker.close()
