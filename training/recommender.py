@@ -252,10 +252,13 @@ class PathFusion(PopularityPrior):
         ui = _user_items(train_data)
         self.likes = [ui.indices[ui.indptr[u]: ui.indptr[u + 1]] for u in range(ui.shape[0])]
         if validation is not None:
-            pick_on_validation(validation, self.score, product(self.BETAS, self.LAMBDAS),
-                               self.set_weights)
+            pick_on_validation(validation, self.score, self.grid(), self.set_weights)
 
-    def set_weights(self, weights: tuple[float, float]) -> None:
+    def grid(self) -> Iterable[tuple[float, ...]]:
+        """Every weight combination validation tries, the neutral one first."""
+        return product(self.BETAS, self.LAMBDAS)
+
+    def set_weights(self, weights: tuple[float, ...]) -> None:
         self.beta, self.lam = weights
 
     @property
@@ -264,13 +267,67 @@ class PathFusion(PopularityPrior):
 
     def i2i2u(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Mean of the top-k cosines between each item and the user's liked items."""
+        return self.similarity("model", self.unit, users, items)
+
+    def similarity(self, space: str, unit: np.ndarray, users: np.ndarray, items: np.ndarray
+                   ) -> np.ndarray:
+        """:func:`~training.baselines.top_k_mean_similarity` in ``unit``'s space, kept for
+        the last (users, items) per space: a validation grid scores the same pairs for
+        every weight it tries."""
         from .baselines import top_k_mean_similarity
 
-        return top_k_mean_similarity(self.unit, self.likes, users, items, self.k)
+        key = (users.tobytes(), items.tobytes())
+        memo = self.__dict__.setdefault("_memo", {})
+        if space not in memo or memo[space][0] != key:
+            memo[space] = (key, top_k_mean_similarity(unit, self.likes, users, items, self.k))
+        return memo[space][1]
 
     def score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         out = super().score(users, items)
         return out + self.beta * self.i2i2u(users, items) if self.beta else out
+
+
+class TextPathFusion(PathFusion):
+    """:class:`PathFusion` plus I2I2U in the frozen text space, weighed on validation.
+
+    Why: on a large, sparse catalogue (dslabs movielens) the learned song space keeps a third
+    of the content similarity the frozen MiniLM vectors had, and MiniLM kNN beats the model
+    (docs/evaluation.md). The same top-``k`` rule over the MiniLM vectors the model is
+    trained from (what a worker's text tower already computes per new song) is a third path:
+    ``score = paths + delta * text_i2i2u``, with ``beta``, ``lam`` and ``delta`` picked
+    together on validation NDCG@20 (``delta = 0`` keeps :class:`PathFusion`). Harness
+    scoring: the worker searches only the model's own space.
+    """
+
+    DELTAS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+
+    def __init__(self, model: TrainedRecommender, k: int = 10) -> None:
+        super().__init__(model, k)
+        self.name, self.delta = model.name + "+paths+text", 0.0
+
+    def fit(self, train_data: Dataset, validation: ValidationView | None = None) -> None:
+        from .baselines import MiniLMEncoder
+        from .coldstart import CACHE
+
+        self.text = _unit(np.asarray(MiniLMEncoder(cache_dir=CACHE).encode(train_data),
+                                     dtype=np.float32))
+        super().fit(train_data, validation)
+
+    def grid(self) -> Iterable[tuple[float, ...]]:
+        return product(self.BETAS, self.LAMBDAS, self.DELTAS)
+
+    def set_weights(self, weights: tuple[float, ...]) -> None:
+        self.beta, self.lam, self.delta = weights
+
+    @property
+    def chosen(self) -> str:
+        return f"{super().chosen},delta={self.delta}"
+
+    def score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        out = super().score(users, items)
+        if not self.delta:
+            return out
+        return out + self.delta * self.similarity("text", self.text, users, items)
 
 
 class TeacherFusion(PathFusion):
@@ -347,15 +404,19 @@ def make_variant(variant: str, epochs: int | None = None, seed: int = 0,
     with ``tune`` a :class:`Tuned` over :data:`MODEL_GRID` (selected on validation);
     ``<variant>+prior`` adds :class:`PopularityPrior`, ``<variant>+paths``
     :class:`PathFusion` (I2I2U kNN and the prior, both weighed on validation),
-    ``<variant>+paths+teacher`` :class:`TeacherFusion` (and a collaborative-teacher head);
-    ``<variant>+ensN`` an :class:`EnsembleRecommender` of N inits (seeds ``seed + 1000 k``).
+    ``<variant>+paths+text`` :class:`TextPathFusion` (I2I2U also over the frozen MiniLM
+    vectors), ``<variant>+paths+teacher`` :class:`TeacherFusion` (and a collaborative-teacher
+    head); ``<variant>+ensN`` an :class:`EnsembleRecommender` of N inits (seeds ``seed + 1000
+    k``). ``tune`` reaches the trained model inside every wrapper.
     ``audio_graph``: a published audio tower kept frozen (``TrainConfig.audio_graph``)."""
     def inner(name: str, s: int = seed) -> Any:
-        return make_variant(name, epochs, s, progress, align_epochs, audio_graph=audio_graph)
+        return make_variant(name, epochs, s, progress, align_epochs, tune, audio_graph)
 
     teacher = re.fullmatch(r"(.+)\+paths\+teacher(\d*)", variant)  # "+teacher3": 3 heads
     if teacher:
         return TeacherFusion(inner(teacher[1]), heads=int(teacher[2] or 1))
+    if variant.endswith("+paths+text"):
+        return TextPathFusion(inner(variant.removesuffix("+paths+text")))
     if variant.endswith("+paths"):
         return PathFusion(inner(variant.removesuffix("+paths")))
     if variant.endswith("+prior"):

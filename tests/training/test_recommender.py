@@ -14,11 +14,12 @@ from training.recommender import (
     EnsembleRecommender,
     PathFusion,
     PopularityPrior,
+    TextPathFusion,
     TrainedRecommender,
     make_variant,
     popularity_rate,
 )
-from training.selection import val_metrics, validation_view
+from training.selection import Tuned, val_metrics, validation_view
 from training.split import cold_item_split
 from training.tasks import TrainConfig
 
@@ -37,6 +38,38 @@ def test_i2i2u_term_equals_content_knn_over_the_same_vectors() -> None:
     np.testing.assert_allclose(got, knn.score(users, items), atol=1e-6)
     assert not got[0].any()  # a user with no likes gets no I2I2U evidence
     assert np.isclose(got[1, likes[1][0]], 1.0)  # one like: its own cosine, 1
+
+
+def test_text_path_adds_minilm_knn_weighed_by_delta() -> None:
+    """The third path is content kNN over the frozen text vectors, on top of the two paths."""
+    rng = np.random.default_rng(3)
+    model, text = rng.normal(size=(30, 6)), rng.normal(size=(30, 12))
+    likes = [rng.choice(30, n, replace=False) for n in (2, 5, 11)]
+    zero = SimpleNamespace(name="m", score=lambda u, i: np.zeros((len(u), len(i))))
+    fused = TextPathFusion(zero, k=4)  # type: ignore[arg-type]
+    fused.unit = model / np.linalg.norm(model, axis=1, keepdims=True)
+    fused.text = text / np.linalg.norm(text, axis=1, keepdims=True)
+    fused.likes = likes
+    fused.prior = np.zeros(30, dtype=np.float32)
+    knn = ContentKNN(SimpleNamespace(name="t"), k=4)  # type: ignore[arg-type]
+    knn.vectors, knn.likes = fused.text, likes
+    users, items = np.arange(3), np.arange(10, 30)
+    fused.set_weights((0.5, 0.0, 2.0))
+    expected = 0.5 * fused.i2i2u(users, items) + 2.0 * knn.score(users, items)
+    np.testing.assert_allclose(fused.score(users, items), expected, atol=1e-5)
+    assert fused.name == "m+paths+text" and fused.chosen.endswith("delta=2.0")
+    other = np.arange(0, 10)  # the memo is per (users, items): another slice is recomputed
+    np.testing.assert_allclose(fused.similarity("text", fused.text, users, other),
+                               knn.score(users, other), atol=1e-6)
+    fused.set_weights((0.0, 0.0, 0.0))  # delta 0: PathFusion's score, nothing from text
+    assert not fused.score(users, items).any()
+    assert next(iter(fused.grid())) == (0.0, 0.0, 0.0)  # the neutral option is tried first
+
+
+def test_tune_reaches_the_model_inside_the_fused_variants() -> None:
+    fused = make_variant("full+paths+text", tune=True)
+    assert isinstance(fused, TextPathFusion) and isinstance(fused.model, Tuned)
+    assert not isinstance(make_variant("full+paths+text").model, Tuned)
 
 
 class _Fixed(TrainedRecommender):

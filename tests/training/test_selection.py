@@ -18,6 +18,7 @@ from training.recommender import (
     PathFusion,
     PopularityPrior,
     TeacherFusion,
+    TextPathFusion,
     make_variant,
 )
 from training.selection import Tuned, ValidationView, val_metrics, validation_view
@@ -79,13 +80,14 @@ def test_choices_do_not_move_when_the_cold_test_changes(tiny_world: Dataset) -> 
                       ["lr=1e-3", "lr=1e-2"])
         rec = PopularityPrior(GatedRecommender(CFG, name="m"))
         fused = TeacherFusion(GatedRecommender(CFG, name="f"), head=base, heads=2)
+        text = TextPathFusion(GatedRecommender(CFG, name="t"))
         cold = evaluate(tiny_world, s, tuned, segments=("cold",))["segments"]["cold"]
-        evaluate(tiny_world, s, rec, segments=("cold",))
-        evaluate(tiny_world, s, fused, segments=("cold",))
+        for model in (rec, fused, text):
+            evaluate(tiny_world, s, model, segments=("cold",))
         runs.append((tuned.chosen, {k: v for k, v in tuned.val.items() if "fit_s" not in k},
                      tuned.model.best_epoch, rec.result.best_epoch, rec.lam, rec.target,
                      [h.get("val_ndcg@20") for h in rec.result.history], fused.chosen,
-                     cold["recall@20"]))
+                     text.chosen, cold["recall@20"]))
     *choices0, r0 = runs[0]
     *choices1, r1 = runs[1]
     assert choices0 == choices1
@@ -95,6 +97,8 @@ def test_choices_do_not_move_when_the_cold_test_changes(tiny_world: Dataset) -> 
     assert float(picked["beta"]) in PathFusion.BETAS
     assert float(picked["lam"]) in PopularityPrior.LAMBDAS
     assert float(picked["gamma"]) in TeacherFusion.GAMMAS
+    assert float(dict(x.split("=") for x in choices0[8].split(","))["delta"]) in \
+        TextPathFusion.DELTAS
     assert r0 != r1  # the cold test did change, and only the reported figure moved
     assert [h.cfg.seed for h in fused.heads] == [0, 1000]  # two teachers, averaged
     users, items = np.arange(5), split.cold_items[:7]
