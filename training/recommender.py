@@ -237,6 +237,7 @@ class PathFusion(PopularityPrior):
     """
 
     BETAS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+    MEMO_BATCHES = 16  # of I2I2U matrices kept: a validation view's batches, both spaces
 
     def __init__(self, model: TrainedRecommender, k: int = 10) -> None:
         super().__init__(model)
@@ -272,15 +273,17 @@ class PathFusion(PopularityPrior):
     def similarity(self, space: str, unit: np.ndarray, users: np.ndarray, items: np.ndarray
                    ) -> np.ndarray:
         """:func:`~training.baselines.top_k_mean_similarity` in ``unit``'s space, kept for
-        the last (users, items) per space: a validation grid scores the same pairs for
-        every weight it tries."""
+        the last few (users, items) batches per space: a validation grid scores the same
+        batches for every weight it tries."""
         from .baselines import top_k_mean_similarity
 
-        key = (users.tobytes(), items.tobytes())
+        key = (space, users.tobytes(), items.tobytes())
         memo = self.__dict__.setdefault("_memo", {})
-        if space not in memo or memo[space][0] != key:
-            memo[space] = (key, top_k_mean_similarity(unit, self.likes, users, items, self.k))
-        return memo[space][1]
+        if key not in memo:
+            if len(memo) >= self.MEMO_BATCHES:
+                del memo[next(iter(memo))]  # the oldest batch
+            memo[key] = top_k_mean_similarity(unit, self.likes, users, items, self.k)
+        return memo[key]
 
     def score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         out = super().score(users, items)
