@@ -249,7 +249,7 @@ class PathFusion(PopularityPrior):
 
         self.model.fit(train_data, validation)
         self.fit_prior(train_data, validation)
-        self.unit = _unit(self.model.items)
+        self.unit, self._memo = _unit(self.model.items), {}  # a new fit: no old I2I2U batch
         ui = _user_items(train_data)
         self.likes = [ui.indices[ui.indptr[u]: ui.indptr[u + 1]] for u in range(ui.shape[0])]
         if validation is not None:
@@ -278,7 +278,7 @@ class PathFusion(PopularityPrior):
         from .baselines import top_k_mean_similarity
 
         key = (space, users.tobytes(), items.tobytes())
-        memo = self.__dict__.setdefault("_memo", {})
+        memo = self.__dict__.setdefault("_memo", {})  # set by fit; a test may skip fit
         if key not in memo:
             if len(memo) >= self.MEMO_BATCHES:
                 del memo[next(iter(memo))]  # the oldest batch
