@@ -1,7 +1,7 @@
 """Stop 46: does a wider grid for the prior's weight help `full+paths`?
 
 Validation put the prior's weight `lam` at the top of its grid (0.4) on every dslabs seed
-and on most ml-100k seeds. Per seed, one fit of `full+paths` (the model, the prior, the
+and on one ml-100k seed. Per seed, one fit of `full+paths` (the model, the prior, the
 I2I2U weight `beta`): its weights picked on validation from the published grid
 (lam <= 0.4; this reproduces the published row) and, from the same fit, picked again on
 validation from a wider grid (lam up to 3.2). Each pick is measured once on the cold test;
