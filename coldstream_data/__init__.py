@@ -11,7 +11,7 @@ __all__ = ["ACTIONS", "ACTION_CODE", "Dataset", "Interactions", "SOURCES", "load
            "make_catalogue"]
 
 SOURCES = (
-    "ml-100k", "dslabs-movielens", "world:<tiny|demo|large>[:seed]", "immich-music",
+    "ml-100k", "dslabs-movielens", "world:<tiny|demo|large|sim-large>[:seed]", "immich-music",
     "singularity-music", "lastfm-1k:<path>", "music4all:<path>", "<folder in own format>",
 )
 

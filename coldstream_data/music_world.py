@@ -136,6 +136,11 @@ SIZES: dict[str, WorldConfig] = {
     "tiny": WorldConfig(n_songs=300, n_users=120, n_interactions=6000, n_genres=6, days=60),
     "demo": WorldConfig(n_songs=3000, n_users=1000, n_interactions=60_000),
     "large": WorldConfig(n_songs=100_000, n_users=10_000, n_interactions=1_200_000, days=365),
+    # `coldstream simulate --world large`'s world (streams.simulate.LARGE: the tiny world's
+    # other settings, three times the demo's songs, users and history), so that the offline
+    # served harness can be run on the world where the online A/B is measured
+    "sim-large": WorldConfig(n_songs=9000, n_users=3000, n_interactions=180_000, n_genres=12,
+                             days=60),
 }
 
 

@@ -71,14 +71,21 @@ class World:
     source: Any = None  # the generated world (coldstream_data Dataset, with its ground truth)
 
 
+def world_settings(cfg: SimConfig) -> Any:
+    """The generated world's settings: the tiny world's, sized by ``cfg`` (the large one is
+    also the offline harness's ``world:sim-large``)."""
+    from coldstream_data.music_world import world_config
+
+    return world_config("tiny", n_songs=cfg.n_songs, n_users=cfg.n_users,
+                        n_interactions=cfg.n_interactions, n_genres=cfg.n_genres, seed=cfg.seed)
+
+
 def build_world(cfg: SimConfig, now_ms: int) -> World:
     """The world's history up to the first simulated day, and its newest songs held out."""
     from coldstream_data.music_world import generate_world
     from coldstream_data.replay import replay
 
-    world = generate_world("tiny", n_songs=cfg.n_songs, n_users=cfg.n_users,
-                           n_interactions=cfg.n_interactions, n_genres=cfg.n_genres,
-                           seed=cfg.seed)
+    world = generate_world(world_settings(cfg))
     start = (now_ms - (cfg.days + 1) * DAY_MS) // DAY_MS * DAY_MS
     records = list(replay(world, end_at_ms=start - 3_600_000))
     songs = [r[2] for r in records if r[0] == "songs.new"]

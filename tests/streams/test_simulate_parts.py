@@ -16,7 +16,15 @@ from streams.errors import ColdstreamError
 from streams.listeners import Answer, Exposure, Listeners, rank
 from streams.online_stats import ArmData, compare
 from streams.settings import Settings
-from streams.simulate import SimConfig, build_world, history_dataset, raw_margin, u2i_margin_bands
+from streams.simulate import (
+    LARGE,
+    SimConfig,
+    build_world,
+    history_dataset,
+    raw_margin,
+    u2i_margin_bands,
+    world_settings,
+)
 
 
 def c(user: str, song: str, score: float, arm: str = "B") -> dict:
@@ -112,6 +120,15 @@ def test_a_trained_model_learns_from_the_history_without_the_held_out_songs() ->
     replayed = {(e["user_id"], e["song_id"]) for e in world.history_interactions}
     assert len(data.interactions) == len(world.history_interactions) and trained_on == replayed
     assert data.truth == {}  # the listeners' ground truth is not training data
+
+
+def test_the_offline_harness_can_load_the_large_simulated_world() -> None:
+    """``world:sim-large`` is the world ``coldstream simulate --world large`` runs its A/B on,
+    so the offline served harness and the online loop are measured on one world."""
+    from coldstream_data.music_world import world_config
+
+    assert world_settings(LARGE) == world_config("sim-large")
+    assert world_settings(LARGE) != world_config("sim-large", n_users=LARGE.n_users + 1)
 
 
 def test_the_raw_u2i_margin_is_recovered_from_a_calibrated_score() -> None:
