@@ -18,6 +18,8 @@ app = typer.Typer(help="Datasets, replay and the cold-start benchmark.", no_args
 console = Console()
 
 ALL_BASELINES = "random,popularity,tag-popularity,item-knn-cf,tag-knn,tfidf-knn,minilm-knn"
+JOBS_HELP = ("Seeds run at once, each in a process of its own with cores/jobs torch threads "
+             "(same figures; 2 on 2 cores: 1.35x faster on ml-100k)")
 #: ``--registry`` of the train and models commands.
 RegistryOpt = Annotated[Path | None, typer.Option(
     "--registry", help="Model registry folder (default COLDSTREAM_MODEL_DIR or "
@@ -327,8 +329,11 @@ def ablate(
         help="Grid-search every learned baseline and variant on validation (3 candidates "
         "each; default: one configuration each, early-stopped on validation)")] = False,
     out: Annotated[Path, typer.Option(help="Folder for JSON + Markdown")] = Path("reports"),
+    jobs: Annotated[int, typer.Option(help=JOBS_HELP)] = 1,
 ) -> None:
     """The ablation table: trained variants and baselines, mean ± sd over seeds."""
+    from functools import partial
+
     from coldstream_data import load_source
 
     from . import report
@@ -337,14 +342,14 @@ def ablate(
     from .recommender import make_variant
 
     data = load_source(dataset)
-    makers = [(b.strip(), lambda s, b=b.strip(): make_baseline(b, seed=s, tune=tune))
+    # partials, not lambdas: with --jobs they are sent to other processes
+    makers = [partial(make_baseline, b.strip(), tune=tune)
               for b in baselines.split(",") if b.strip()]
-    makers += [(v.strip(), lambda s, v=v.strip(): make_variant(v, epochs=epochs, seed=s,
-                                                               tune=tune))
+    makers += [partial(make_variant, v.strip(), epochs, tune=tune)
                for v in variants.split(",") if v.strip()]
     results = []
-    for _, make in makers:
-        rep = over_seeds(data, make, list(range(seed, seed + seeds)))
+    for make in makers:
+        rep = over_seeds(data, make, list(range(seed, seed + seeds)), jobs=jobs)
         for r in ([rep["base"]] if "base" in rep else []) + [rep]:
             console.print(seed_line(r), markup=False, soft_wrap=True)
             results.append(r)
@@ -363,6 +368,7 @@ def served(
     seeds: Annotated[int, typer.Option(help="Seeds (split + init); mean ± sd")] = 5,
     epochs: Annotated[int | None, typer.Option(help="Most joint epochs")] = None,
     out: Annotated[Path, typer.Option(help="Folder for JSON + Markdown")] = Path("reports"),
+    jobs: Annotated[int, typer.Option(help=JOBS_HELP)] = 1,
 ) -> None:
     """The served path scored as delivered: I2I2U alone vs I2I2U + U2I, raw vs calibrated,
     reach at equal delivery precision (the worker's own candidate code, mean ± sd)."""
@@ -374,7 +380,7 @@ def served(
 
     data = load_source(dataset)
     doc = served_over_seeds(data, list(range(seed, seed + seeds)), epochs=epochs,
-                            progress=True)
+                            progress=True, jobs=jobs)
     doc["dataset"] = dataset
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"served-{dataset.replace(':', '-')}"

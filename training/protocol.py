@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -23,35 +24,49 @@ HEADLINE = ("recall@20", "ndcg@20")
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 
 
+def one_seed(data: Dataset, make: Callable[[int], Recommender], segments: tuple[str, ...],
+             s: int) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """One seed's fit and measurement, and its wrapped model's (if any) scored alone."""
+    split = cold_item_split(data, seed=s)
+    model = make(s)
+    t0 = time.perf_counter()
+    res = evaluate(data, split, model, segments=segments, seed=s)
+    res["wall_s"] = round(time.perf_counter() - t0, 2)
+    res["seed"] = int(s)
+    for attr in ("chosen", "val"):  # what Tuned picked on validation, and why
+        if hasattr(model, attr) and getattr(model, attr):
+            res[attr] = getattr(model, attr)
+    best = getattr(getattr(model, "result", None), "best_epoch", None)
+    if best is None:
+        best = getattr(model, "best_epoch", None)
+    if best is not None:
+        res["best_epoch"] = int(best)
+    base = getattr(model, "base", None)  # e.g. the trained model under its prior
+    if base is None:
+        return res, None
+    # same fit, scored without the wrapper: no extra training
+    return res, {"model": base.name, "seed": int(s), "wall_s": res["wall_s"],
+                 "segments": {seg: evaluate_segment(data, split, base, seg, seed=s)
+                              for seg in segments}}
+
+
 def over_seeds(data: Dataset, make: Callable[[int], Recommender], seeds: Sequence[int],
                segments: tuple[str, ...] = ("cold",), on_result: Callable[[dict], None]
-               | None = None) -> dict[str, Any]:
-    """Fit and measure ``make(seed)`` on ``cold_item_split(data, seed)`` for every seed."""
+               | None = None, jobs: int = 1) -> dict[str, Any]:
+    """Fit and measure ``make(seed)`` on ``cold_item_split(data, seed)`` for every seed;
+    ``jobs`` seeds at a time (:func:`~.parallel.map_seeds`: ``make`` must then pickle)."""
+    from .parallel import map_seeds
+
     runs, base_runs = [], []
-    for s in seeds:
-        split = cold_item_split(data, seed=s)
-        model = make(s)
-        t0 = time.perf_counter()
-        res = evaluate(data, split, model, segments=segments, seed=s)
-        res["wall_s"] = round(time.perf_counter() - t0, 2)
-        res["seed"] = int(s)
-        for attr in ("chosen", "val"):  # what Tuned picked on validation, and why
-            if hasattr(model, attr) and getattr(model, attr):
-                res[attr] = getattr(model, attr)
-        best = getattr(getattr(model, "result", None), "best_epoch", None)
-        if best is None:
-            best = getattr(model, "best_epoch", None)
-        if best is not None:
-            res["best_epoch"] = int(best)
-        runs.append(res)
-        base = getattr(model, "base", None)  # e.g. the trained model under its prior
-        if base is not None:  # same fit, scored without the wrapper: no extra training
-            base_runs.append({"model": base.name, "seed": int(s), "wall_s": res["wall_s"],
-                              "segments": {seg: evaluate_segment(data, split, base, seg,
-                                                                 seed=s)
-                                           for seg in segments}})
+
+    def done(result: tuple[dict[str, Any], dict[str, Any] | None]) -> None:
+        runs.append(result[0])
+        if result[1] is not None:
+            base_runs.append(result[1])
         if on_result is not None:
-            on_result(res)
+            on_result(result[0])
+
+    map_seeds(partial(one_seed, data, make, segments), seeds, jobs, on_done=done)
     out: dict[str, Any] = {"model": runs[0]["model"], "seeds": [int(s) for s in seeds],
                            "runs": runs, "summary": summarise(runs, segments)}
     if base_runs:

@@ -32,6 +32,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -414,34 +415,37 @@ def _stat(values: Sequence[float]) -> dict[str, float]:
             "sd": float(x.std(ddof=1)) if len(x) > 1 else float("nan")}
 
 
-def served_over_seeds(data: Dataset, seeds: Sequence[int], epochs: int | None = None,
-                      progress: bool = False) -> dict[str, Any]:
-    """Train the full model on each seed's split (selected on validation), then score the
-    served path on that split's cold items; mean ± sd of every row over the seeds."""
-    from tqdm.auto import tqdm
-
+def served_seed(data: Dataset, epochs: int | None, s: int) -> dict[str, Any]:
+    """One seed: the full model trained on its split (selected on validation), then the
+    served path scored on that split's cold items."""
     from .evaluate import evaluate_segment
     from .popularity import pick_prior, prior_features
     from .recommender import make_variant
     from .selection import fit_on_view, validation_view
     from .split import cold_item_split
 
-    runs = []
-    for s in tqdm(list(seeds), desc="served path", disable=not progress):
-        t0 = time.perf_counter()
-        split = cold_item_split(data, seed=s)
-        model = make_variant("full", epochs=epochs, seed=s)
-        train, view = split.train_dataset(data), validation_view(split)
-        fit_on_view(model, train, view)
-        x = prior_features(train, model.result)  # the prior a worker serves with this model
-        target, prior = pick_prior(x, train, view)
-        rep = served_metrics(data, split, model.items, model.users, model.bounds,
-                             prior=prior)
-        full = evaluate_segment(data, split, model, "cold", seed=s)  # the harness's ranking
-        rep.rows["model:full-ranking"] = {**full["delivery_gated"], **{
-            k: v for k, v in full.items() if "@" in k}}
-        runs.append({"seed": int(s), **rep.as_dict(), "prior_target": target,
-                     "wall_s": round(time.perf_counter() - t0, 1)})
+    t0 = time.perf_counter()
+    split = cold_item_split(data, seed=s)
+    model = make_variant("full", epochs=epochs, seed=s)
+    train, view = split.train_dataset(data), validation_view(split)
+    fit_on_view(model, train, view)
+    x = prior_features(train, model.result)  # the prior a worker serves with this model
+    target, prior = pick_prior(x, train, view)
+    rep = served_metrics(data, split, model.items, model.users, model.bounds, prior=prior)
+    full = evaluate_segment(data, split, model, "cold", seed=s)  # the harness's ranking
+    rep.rows["model:full-ranking"] = {**full["delivery_gated"], **{
+        k: v for k, v in full.items() if "@" in k}}
+    return {"seed": int(s), **rep.as_dict(), "prior_target": target,
+            "wall_s": round(time.perf_counter() - t0, 1)}
+
+
+def served_over_seeds(data: Dataset, seeds: Sequence[int], epochs: int | None = None,
+                      progress: bool = False, jobs: int = 1) -> dict[str, Any]:
+    """:func:`served_seed` for every seed, ``jobs`` at a time; mean ± sd of every row."""
+    from .parallel import map_seeds
+
+    runs = map_seeds(partial(served_seed, data, epochs), seeds, jobs, progress=progress,
+                     desc="served path")
     summary: dict[str, Any] = {
         key: {m: _stat([r["rows"][key][m] for r in runs]) for m in metrics}
         for key, metrics in runs[0]["rows"].items()}
