@@ -24,9 +24,13 @@ HEADLINE = ("recall@20", "ndcg@20")
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 
 
+SeedRun = tuple[dict[str, Any], dict[str, Any] | None, Recommender | None]
+
+
 def one_seed(data: Dataset, make: Callable[[int], Recommender], segments: tuple[str, ...],
-             s: int) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """One seed's fit and measurement, and its wrapped model's (if any) scored alone."""
+             keep_model: bool, s: int) -> SeedRun:
+    """One seed's fit and measurement, its wrapped model's (if any) scored alone, and the
+    fitted model itself if asked (from another process it comes back pickled)."""
     split = cold_item_split(data, seed=s)
     model = make(s)
     t0 = time.perf_counter()
@@ -42,36 +46,41 @@ def one_seed(data: Dataset, make: Callable[[int], Recommender], segments: tuple[
     if best is not None:
         res["best_epoch"] = int(best)
     base = getattr(model, "base", None)  # e.g. the trained model under its prior
-    if base is None:
-        return res, None
-    # same fit, scored without the wrapper: no extra training
-    return res, {"model": base.name, "seed": int(s), "wall_s": res["wall_s"],
-                 "segments": {seg: evaluate_segment(data, split, base, seg, seed=s)
-                              for seg in segments}}
+    base_run = None if base is None else {  # same fit, scored without the wrapper
+        "model": base.name, "seed": int(s), "wall_s": res["wall_s"],
+        "segments": {seg: evaluate_segment(data, split, base, seg, seed=s)
+                     for seg in segments}}
+    return res, base_run, model if keep_model else None
 
 
 def over_seeds(data: Dataset, make: Callable[[int], Recommender], seeds: Sequence[int],
                segments: tuple[str, ...] = ("cold",), on_result: Callable[[dict], None]
-               | None = None, jobs: int = 1) -> dict[str, Any]:
+               | None = None, jobs: int = 1, keep_models: bool = False) -> dict[str, Any]:
     """Fit and measure ``make(seed)`` on ``cold_item_split(data, seed)`` for every seed;
-    ``jobs`` seeds at a time (:func:`~.parallel.map_seeds`: ``make`` must then pickle)."""
+    ``jobs`` seeds at a time (:func:`~.parallel.map_seeds`: ``make`` must then pickle).
+    ``keep_models``: the fitted models go in ``["models"]``, by seed."""
     from .parallel import map_seeds
 
-    runs, base_runs = [], []
+    runs, base_runs, models = [], [], {}
 
-    def done(result: tuple[dict[str, Any], dict[str, Any] | None]) -> None:
-        runs.append(result[0])
-        if result[1] is not None:
-            base_runs.append(result[1])
+    def done(result: SeedRun) -> None:
+        res, base_run, model = result
+        runs.append(res)
+        if base_run is not None:
+            base_runs.append(base_run)
+        if keep_models:
+            models[res["seed"]] = model
         if on_result is not None:
-            on_result(result[0])
+            on_result(res)
 
-    map_seeds(partial(one_seed, data, make, segments), seeds, jobs, on_done=done)
+    map_seeds(partial(one_seed, data, make, segments, keep_models), seeds, jobs, on_done=done)
     out: dict[str, Any] = {"model": runs[0]["model"], "seeds": [int(s) for s in seeds],
                            "runs": runs, "summary": summarise(runs, segments)}
     if base_runs:
         out["base"] = {"model": base_runs[0]["model"], "seeds": out["seeds"],
                        "runs": base_runs, "summary": summarise(base_runs, segments)}
+    if keep_models:
+        out["models"] = models
     return out
 
 

@@ -34,10 +34,11 @@ def test_world_replay_and_evaluate_commands(tmp_path):
 
 
 def test_train_reports_mean_and_sd_over_seeds(tmp_path):
-    """`train` measures every seed's model (early-stopped on validation) and prints mean ± sd."""
+    """`train` measures every seed's model (early-stopped on validation; here two seeds at
+    once, each in a process of its own) and prints mean ± sd."""
     import re
 
-    res = runner.invoke(app, ["train", "--dataset", "world:tiny", "--seeds", "2",
+    res = runner.invoke(app, ["train", "--dataset", "world:tiny", "--seeds", "2", "--jobs", "2",
                               "--epochs", "2", "--align-epochs", "1", "--no-publish",
                               "--run-dir", str(tmp_path / "runs")], terminal_width=200)
     assert res.exit_code == 0, res.output
