@@ -446,11 +446,17 @@ def served_over_seeds(data: Dataset, seeds: Sequence[int], epochs: int | None = 
 
     runs = map_seeds(partial(served_seed, data, epochs), seeds, jobs, progress=progress,
                      desc="served path")
+    return served_doc(data.name, runs)
+
+
+def served_doc(dataset: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The report over :func:`served_seed` runs (in seed order): mean ± sd of every row and
+    of every reach lift."""
     summary: dict[str, Any] = {
         key: {m: _stat([r["rows"][key][m] for r in runs]) for m in metrics}
         for key, metrics in runs[0]["rows"].items()}
     summary["wall_s"] = {"mean": float(np.mean([r["wall_s"] for r in runs]))}
-    doc = {"dataset": data.name, "seeds": [int(s) for s in seeds], "runs": runs,
+    doc = {"dataset": dataset, "seeds": [r["seed"] for r in runs], "runs": runs,
            "summary": summary}
     for key, _ in LIFTS:
         if key in runs[0]:
