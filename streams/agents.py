@@ -38,6 +38,7 @@ from .forwards import (
     producer_partitioner,
     read_forwards,
 )
+from .gate import Priority
 from .state_format import pack_user_state, read_user_state
 from .swap import ModelSwapper, follow_current, follow_experiment, watch_announcements
 from .topics import Tables, Topics
@@ -64,7 +65,8 @@ async def dead_letter_event(ctx: WorkerContext, topics: Topics, event: Any,
 
 async def guarded_batch(ctx: WorkerContext, topics: Topics, events: list[Any],
                         decoder: Decoder, handler: BatchHandler, gated: bool = True,
-                        carried: Callable[[Any], int] | None = None) -> None:
+                        carried: Callable[[Any], int] | None = None,
+                        holder: str = "events") -> None:
     """Decode each event (bad ones to the DLQ), then handle the valid ones together.
 
     ``carried`` says how many events a decoded record stands for (the by-song forwards carry
@@ -84,7 +86,7 @@ async def guarded_batch(ctx: WorkerContext, topics: Topics, events: list[Any],
     if not valid:
         return
     try:
-        async with ctx.gate if gated else nullcontext():
+        async with ctx.gate.held(holder) if gated else nullcontext():
             outcomes = await handler(valid)
     except Exception as exc:  # a bug must not stop the stream: dead-letter the batch
         log.exception("unexpected failure on a batch of %s", valid[0][0].message.topic)
@@ -223,7 +225,7 @@ class Agents:
         and its listeners."""
         ctx = self.ctx
         found: list[list[CandidateEvent] | Exception] = [[] for _ in songs]
-        async with ctx.gate:
+        async with ctx.gate.held("songs", Priority.SONGS):
             self.swapper.note_songs(s.song_id for s in songs)  # a swap's switch redoes them
             engagers = [self.tables.song_engagers.get(s.song_id) or [] for s in songs]
             for sv, arms in ctx.servings():
@@ -475,7 +477,7 @@ def batch_agent(app: faust.App, ctx: WorkerContext, topics: Topics, topic: Any, 
 
     async def agent(stream: Any) -> None:
         async for events in stream.take_events(most, window):
-            await guarded_batch(ctx, topics, events, decoder, handler, gated, carried)
+            await guarded_batch(ctx, topics, events, decoder, handler, gated, carried, name)
 
     agent.__name__ = agent.__qualname__ = name
     app.agent(topic, name=f"coldstream.{name}")(agent)

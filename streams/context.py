@@ -29,6 +29,7 @@ from .arms import format_arms, parse_arms, versions_of
 from .errors import ColdstreamError, ModelArtifactError
 from .executor import RetryingExecutor, retry_store
 from .foreground import Foreground
+from .gate import Gate
 from .metrics import Metrics
 from .pipeline import Collections, PipelineConfig, Serving, SongVectorCache
 from .settings import Settings
@@ -98,7 +99,9 @@ class WorkerContext:
         #: release the GIL, so this overlaps the work thread).
         self.audio_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="coldstream-audio")
         #: Held by every event handler; a model switch takes it to run with no event in flight.
-        self.gate = asyncio.Lock()
+        #: New songs are let in before waiting listener batches (streams/gate.py).
+        self.gate = Gate(fair=not settings.songs_first, on_wait=lambda holder, s:
+                         metrics.gate_wait_seconds.labels(holder=holder).observe(s))
         #: Event work in flight (work and audio thread calls, a new song's handling); a model
         #: swap's store calls give way to it.
         self.foreground = Foreground(settings.swap_give_way_ms / 1e3,

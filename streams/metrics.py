@@ -51,11 +51,7 @@ class Metrics:
             "coldstream_songs_batch_size",
             "New songs handled together per batch (above 1: a backlog is being worked off).",
             buckets=BATCH_BUCKETS, registry=r)
-        self.topic_buffer_full = Counter(
-            "coldstream_topic_buffer_full",
-            "An agent's input buffer reached its high-water mark (fetching its partition "
-            "pauses) or was full (Faust's fetch loop, and every agent's input, waited for it).",
-            ["topic"], registry=r)
+        self.declare_waits(r)
         self.candidates_per_song = Histogram(
             "coldstream_candidates_per_song",
             "Candidates proposed per new song (before the per-user budget).",
@@ -108,6 +104,20 @@ class Metrics:
         self.model = Info(
             "coldstream_model", "Model version this worker serves.", registry=r)
         self.build = Info("coldstream_build", "Coldstream build.", registry=r)
+
+    def declare_waits(self, r: CollectorRegistry) -> None:
+        """Where events wait inside the worker: for the gate, or on a full input buffer."""
+        self.gate_wait_seconds = Histogram(
+            "coldstream_gate_wait_seconds",
+            "How long a handler waited for the worker's gate (one handler at a time touches "
+            "the model and the store), by holder: songs, interactions, engagement, "
+            "user_refresh, model_switch. A new song's wait adds to its latency.",
+            ["holder"], buckets=STAGE_BUCKETS, registry=r)
+        self.topic_buffer_full = Counter(
+            "coldstream_topic_buffer_full",
+            "An agent's input buffer reached its high-water mark (fetching its partition "
+            "pauses) or was full (Faust's fetch loop, and every agent's input, waited for it).",
+            ["topic"], registry=r)
 
     def declare_consumer(self, r: CollectorRegistry) -> None:
         """What the Kafka side did: lag, and every record the offset guard or the table

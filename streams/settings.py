@@ -209,6 +209,10 @@ class Settings(BaseSettings):
     songs_batch_window_s: float = Field(
         0.02, gt=0, description="Longest wait to fill a batch of new songs: it adds to the "
         "new-song latency when songs arrive one at a time.")
+    songs_first: bool = Field(
+        True, description="New songs take the worker's gate before listener batches that "
+        "wait for it (a model switch goes first of all); false: every waiter in arrival "
+        "order.")
     max_event_bytes: int = Field(256_000, ge=1, description="Larger events go to the DLQ.")
     gc_freeze: Literal["off", "start"] = Field(
         "start", description="Garbage collection (streams/gc_policy.py). start: once the worker "

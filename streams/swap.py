@@ -29,6 +29,7 @@ from .context import WorkerContext
 from .dlq import error_kind
 from .errors import EventError, ModelArtifactError
 from .events import ModelVersionEvent, decode
+from .gate import Priority
 from .ids import song_point_id
 from .pipeline import Collections, SongVectorCache
 from .settings import Settings
@@ -311,7 +312,7 @@ class ModelSwapper:
         log.info("model %s: %d songs and %d users re-embedded, %d + %d caught up", version, n,
                  u, *caught)
         await self.catch_up(src, dst, model, in_swap_thread)
-        async with ctx.gate:  # no event is mid-flight: table writes are all done
+        async with ctx.gate.held("model_switch", Priority.SWITCH):  # no event mid-flight
             touched = user_states(self.users, set(self.touched))
             songs = set(self.touched_songs)
             started = time.perf_counter()
@@ -389,7 +390,7 @@ async def follow_experiment(swapper: ModelSwapper) -> None:
     ended = await asyncio.get_running_loop().run_in_executor(
         None, ctx.registry.ended_experiments)
     if ctx.experiment_key() in ended:
-        async with ctx.gate:  # no event is mid-flight with the old arms
+        async with ctx.gate.held("model_switch", Priority.SWITCH):  # none mid-flight
             ctx.end_experiment()
         return
     for version in ctx.pending_arm_versions():

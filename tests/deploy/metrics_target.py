@@ -30,6 +30,7 @@ EXPECTED: dict[str, float] = {
     'coldstream_song_prior_count{version="v-test-2"}': 3,
     'coldstream_songs_batch_size_sum': 10,
     'coldstream_songs_batch_size_bucket{le="1.0"}': 2,
+    'coldstream_gate_wait_seconds_count{holder="songs"}': 2,
     'coldstream_consumer_lag{topic="songs.new", partition="0"}': 7,
     'coldstream_consumer_lag{topic="interactions", partition="1"}': 0,
     f'coldstream_model_info{{version="{MODEL_VERSION}"}}': 1,
@@ -61,6 +62,8 @@ def record_samples(metrics: Metrics) -> None:
         metrics.song_prior.labels(version="v-test-2").observe(prior)
     for size in (1, 1, 8):
         metrics.songs_batch_size.observe(size)
+    for holder, seconds in (("songs", 0.001), ("songs", 0.03), ("interactions", 0.05)):
+        metrics.gate_wait_seconds.labels(holder=holder).observe(seconds)
     metrics.candidates.labels(path="i2i2u").inc(30)
     metrics.candidates.labels(path="u2i").inc(6)
     metrics.boundary_checks.labels(result="pass").inc(6)
