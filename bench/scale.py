@@ -256,6 +256,8 @@ def scrape(worker: WorkerProcess, names: dict[str, str], t0: float) -> dict[str,
     merges = sum(v for (n, _), v in s.items() if n == "coldstream_segment_merges_total")
     stages = seconds_and_counts(s, "coldstream_stage_seconds_sum",
                                 "coldstream_stage_seconds_count", "stage")
+    gate_waits = seconds_and_counts(s, "coldstream_gate_wait_seconds_sum",
+                                    "coldstream_gate_wait_seconds_count", "holder")
     stall_sites = seconds_and_counts(s, "coldstream_event_loop_stalls_traced_seconds_total",
                                      "coldstream_event_loop_stalls_traced_total", "site")
     assert worker.process is not None
@@ -263,7 +265,8 @@ def scrape(worker: WorkerProcess, names: dict[str, str], t0: float) -> dict[str,
     return {"t": time.perf_counter() - t0, "ok": bool(s), "lag": lag,
             "interactions": events.get(names["interactions"], 0.0),
             "songs_indexed": s.get(("coldstream_songs_indexed_total", ()), 0.0),
-            "merges": merges, "stages": stages, "buffer_full": buffer_full,
+            "merges": merges, "stages": stages, "gate_waits": gate_waits,
+            "buffer_full": buffer_full,
             "stall_sites": stall_sites,
             "gc_frozen": s.get(("coldstream_gc_frozen_objects", ()), 0.0),
             "stall_s": s.get(("coldstream_event_loop_stall_seconds", ()), 0.0),
@@ -503,6 +506,7 @@ def figures(soak: Soak, rates: tuple[float, float]) -> dict[str, Any]:
                         for t in {t for s in replies for t in s["lag"]}},
             "lag_end": replies[-1]["lag"], "soak_seconds": end,
             "stages": stage_times(first, last, span),
+            "gate_waits": stage_times(first, last, span, "gate_waits"),
             **store_flushes(first, last, span),
             "stall_sites": stall_sites(first, last)}
 
@@ -536,12 +540,14 @@ def stall_sites(first: dict[str, Any], last: dict[str, Any]) -> dict[str, Any]:
     return dict(sorted(out.items(), key=lambda kv: -kv[1]["seconds"]))
 
 
-def stage_times(first: dict[str, Any], last: dict[str, Any], span: float) -> dict[str, Any]:
-    """Per pipeline stage over the window: calls/s, mean ms per call and the share of wall
-    time spent in it (the work thread is one thread: shares near 1 in all mean it is full)."""
+def stage_times(first: dict[str, Any], last: dict[str, Any], span: float,
+                key: str = "stages") -> dict[str, Any]:
+    """Per pipeline stage (or gate holder, ``key="gate_waits"``) over the window: calls/s,
+    mean ms per call and the share of wall time spent in it (the work thread is one thread:
+    shares near 1 in all mean it is full)."""
     out = {}
-    for stage, (total, count) in last.get("stages", {}).items():
-        t0, n0 = first.get("stages", {}).get(stage, (0.0, 0.0))
+    for stage, (total, count) in last.get(key, {}).items():
+        t0, n0 = first.get(key, {}).get(stage, (0.0, 0.0))
         calls = count - n0
         if calls > 0:
             out[stage] = {"calls_per_s": calls / span, "mean_ms": (total - t0) / calls * 1e3,

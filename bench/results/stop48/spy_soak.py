@@ -46,5 +46,6 @@ keys = ["cores", "interactions_per_s_offered", "interactions_per_s_achieved", "n
         "store_flushes_per_s", "store_flush_mean_ms"]
 summary = {k: rep.summary.get(k) for k in keys} | {"settings": extra}
 (out / f"{label}.summary.json").write_text(json.dumps(
-    {"summary": summary, "stages": rep.summary.get("stages")}, indent=1, default=str))
+    {"summary": summary, "stages": rep.summary.get("stages"),
+     "gate_waits": rep.summary.get("gate_waits")}, indent=1, default=str))
 print(label, json.dumps(summary, indent=1, default=str))
