@@ -99,7 +99,7 @@ class WorkerContext:
         #: release the GIL, so this overlaps the work thread).
         self.audio_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="coldstream-audio")
         #: Held by every event handler; a model switch takes it to run with no event in flight.
-        #: New songs are let in before waiting listener batches (streams/gate.py).
+        #: Each handler's wait for it is exported (streams/gate.py).
         self.gate = Gate(fair=not settings.songs_first, on_wait=lambda holder, s:
                          metrics.gate_wait_seconds.labels(holder=holder).observe(s))
         #: Event work in flight (work and audio thread calls, a new song's handling); a model

@@ -1,17 +1,19 @@
-"""The worker's gate: one event handler at a time touches the model and the store, and a new
-song does not queue behind listener batches.
+"""The worker's gate: one event handler at a time touches the model and the store, and how
+long each waited for it is measured.
 
 Every handler that reads or writes vectors holds the gate, and a model switch takes it to run
-with no event in flight. With ``asyncio.Lock`` the waiters were served in arrival order, so a
-new song that arrived while the interactions, engagement and refresh agents were all waiting
-sat behind each of their batches (a listener update holds the gate for ~30 ms at 1M). Those
-batches are not waited on by anyone; a new song's first candidate is the latency the product
-promises. So here waiters go by priority, then arrival: a model switch first (it waits only
-for the handler in flight), then new songs, then the rest. A held gate is never taken away:
-the longest a song waits is the one handler already running.
+with no event in flight. Waiters are served in arrival order (``asyncio.Lock``'s behaviour),
+or, with ``COLDSTREAM_SONGS_FIRST=true``, by priority and then arrival: a model switch first
+(it waits only for the handler in flight), then new songs, then listener batches. A held gate
+is never taken away.
 
-Listener batches still run between songs: songs arrive at most a few per second, and each
-holds the gate for tens of milliseconds.
+Why priority is not the default: the idea was that a new song that arrives while the
+interactions, engagement and refresh agents all wait sits behind each of their batches. At
+1M, 500 interactions/s + 10 new songs/s (two 300 s soaks each way, stop 48,
+``bench/results/stop48/soaks.md``) the songs' mean gate wait fell only from 13-14 to 9-11 ms,
+the listener batches waited longer, and the new songs' latency was no better (p50 488-492
+against 367-443 ms). The per-holder wait metric stays: it tells an operator whether the gate
+is where time goes (here it is not; the worker's one core is).
 """
 
 from __future__ import annotations
