@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -228,6 +229,20 @@ def cpu_seconds(worker_pid: int) -> dict[str, float]:
     return out
 
 
+def kernel_and_faults(worker_pid: int) -> dict[str, tuple[float, float, float]]:
+    """(system CPU seconds, minor and major page faults) so far of the worker, the broker and
+    this process. When a process's cores move at a constant offer, these say whether the
+    kernel (page faults on the store's mapped files, reclaim) or its own code took them."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    out = {"bench": (usage.ru_stime, float(usage.ru_minflt), float(usage.ru_majflt))}
+    for name, pid in (("worker", worker_pid), ("broker", child_named("tansu"))):
+        if pid is not None:
+            with contextlib.suppress(OSError):
+                f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                out[name] = (int(f[12]) / os.sysconf("SC_CLK_TCK"), float(f[7]), float(f[9]))
+    return out
+
+
 def child_named(comm: str) -> int | None:
     """The pid of this process's child whose command name is ``comm``, or None."""
     for children in Path("/proc/self/task").glob("*/children"):
@@ -280,7 +295,8 @@ def scrape(worker: WorkerProcess, names: dict[str, str], t0: float) -> dict[str,
             **{f"gc{g}_s": s.get(("coldstream_gc_pause_seconds", (("generation", str(g)),)),
                                  0.0) for g in range(3)},
             **{f"{k}_mb": v for k, v in memory_mb(worker.process.pid).items()},
-            "cpu_s": cpu_seconds(worker.process.pid)}
+            "cpu_s": cpu_seconds(worker.process.pid),
+            "kernel": kernel_and_faults(worker.process.pid)}
 
 
 async def offer_interactions(producer: AIOKafkaProducer, topic: str, world: World,
@@ -499,6 +515,7 @@ def figures(soak: Soak, rates: tuple[float, float]) -> dict[str, Any]:
             "max_gc_gen01_pause_ms": max(max(s.get("gc0_s", 0.0), s.get("gc1_s", 0.0))
                                          for s in inside) * 1e3,
             "cores": cores(first, last),
+            **kernel_figures(first, last),
             "merges_during_soak": last["merges"] - first["merges"],
             "merges_total": replies[-1]["merges"],
             "scrapes_unanswered": len(soak.scrapes) - len(replies),
@@ -516,6 +533,17 @@ def cores(first: dict[str, Any], last: dict[str, Any]) -> dict[str, float]:
     span = max(last["t"] - first["t"], 1e-9)
     a, b = first.get("cpu_s", {}), last.get("cpu_s", {})
     return {name: round((b[name] - a[name]) / span, 3) for name in b if name in a}
+
+
+def kernel_figures(first: dict[str, Any], last: dict[str, Any]) -> dict[str, Any]:
+    """Per process between two scrapes: cores spent in the kernel, page faults per second."""
+    span = max(last["t"] - first["t"], 1e-9)
+    a, b = first.get("kernel", {}), last.get("kernel", {})
+    both = [name for name in b if name in a]
+    return {"kernel_cores": {n: round((b[n][0] - a[n][0]) / span, 3) for n in both},
+            "page_faults_per_s": {n: {"minor": round((b[n][1] - a[n][1]) / span, 1),
+                                      "major": round((b[n][2] - a[n][2]) / span, 1)}
+                                  for n in both}}
 
 
 def store_flushes(first: dict[str, Any], last: dict[str, Any], span: float

@@ -40,7 +40,7 @@ rep = scale.run("full", out=out / label, n_songs=n, n_users=n, seconds=secs, rat
                 songs_rate=songs_rate, vector_dtype="float16", issue_seconds=10.0,
                 env={"COLDSTREAM_STALL_TRACE_MS": "0", **extra})
 rep.save(out / label)
-keys = ["cores", "interactions_per_s_offered", "interactions_per_s_achieved", "new_songs_per_s_offered",
+keys = ["cores", "kernel_cores", "page_faults_per_s", "interactions_per_s_offered", "interactions_per_s_achieved", "new_songs_per_s_offered",
         "new_songs_per_s_achieved", "new_song_p50_ms", "new_song_p99_ms", "rss_gb",
         "max_loop_stall_ms", "idle_probe_max_stall_ms", "merges_during_soak",
         "store_flushes_per_s", "store_flush_mean_ms"]
