@@ -111,8 +111,16 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds a process used so far (Linux /proc). Events per CPU-second
     is what a shared, overloaded machine distorts least: wall-clock rates there measure how
     much of a core the process got as much as how much work an event costs."""
+    return process_usage(pid)[0]
+
+
+def process_usage(pid: int) -> tuple[float, float, float, float]:
+    """One read of ``/proc/PID/stat``: (user + system CPU seconds, system CPU seconds, minor
+    page faults, major page faults) so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    user, system = int(fields[11]) / tick, int(fields[12]) / tick
+    return user + system, system, float(fields[7]), float(fields[9])
 
 
 def baselines(rep: Report, bs: str, topic: str, values: list[bytes]) -> float:

@@ -217,30 +217,22 @@ def seconds_and_counts(s: dict[tuple[str, tuple], float], seconds: str, counts: 
             for (name, labels), v in s.items() if name == seconds}
 
 
-def cpu_seconds(worker_pid: int) -> dict[str, float]:
+def cpu_and_kernel(worker_pid: int) -> tuple[dict[str, float], dict[str, tuple[float, ...]]]:
     """CPU seconds so far of the worker, the embedded broker (this process's child named
     tansu) and this process (the offered load and the scrapes): on two cores, which of them
-    grows is what a slowing soak is short of."""
-    out = {"bench": sum(os.times()[:2])}
+    grows is what a slowing soak is short of. Beside them, each one's (system CPU seconds,
+    minor and major page faults): when a process's cores move at a constant offer, these say
+    whether the kernel (page faults on the store's mapped files, reclaim) or its own code
+    took them. One read of each process's /proc stat for both."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = {"bench": sum(os.times()[:2])}
+    kernel = {"bench": (usage.ru_stime, float(usage.ru_minflt), float(usage.ru_majflt))}
     for name, pid in (("worker", worker_pid), ("broker", child_named("tansu"))):
         if pid is not None:
             with contextlib.suppress(OSError):  # it ended between the lookup and the read
-                out[name] = ingest.cpu_seconds(pid)
-    return out
-
-
-def kernel_and_faults(worker_pid: int) -> dict[str, tuple[float, float, float]]:
-    """(system CPU seconds, minor and major page faults) so far of the worker, the broker and
-    this process. When a process's cores move at a constant offer, these say whether the
-    kernel (page faults on the store's mapped files, reclaim) or its own code took them."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    out = {"bench": (usage.ru_stime, float(usage.ru_minflt), float(usage.ru_majflt))}
-    for name, pid in (("worker", worker_pid), ("broker", child_named("tansu"))):
-        if pid is not None:
-            with contextlib.suppress(OSError):
-                f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                out[name] = (int(f[12]) / os.sysconf("SC_CLK_TCK"), float(f[7]), float(f[9]))
-    return out
+                total, system, minor, major = ingest.process_usage(pid)
+                cpu[name], kernel[name] = total, (system, minor, major)
+    return cpu, kernel
 
 
 def child_named(comm: str) -> int | None:
@@ -276,6 +268,7 @@ def scrape(worker: WorkerProcess, names: dict[str, str], t0: float) -> dict[str,
     stall_sites = seconds_and_counts(s, "coldstream_event_loop_stalls_traced_seconds_total",
                                      "coldstream_event_loop_stalls_traced_total", "site")
     assert worker.process is not None
+    cpu, kernel = cpu_and_kernel(worker.process.pid)
     # ok False: /metrics did not answer within 2 s (the worker's GIL was held that long)
     return {"t": time.perf_counter() - t0, "ok": bool(s), "lag": lag,
             "interactions": events.get(names["interactions"], 0.0),
@@ -295,8 +288,7 @@ def scrape(worker: WorkerProcess, names: dict[str, str], t0: float) -> dict[str,
             **{f"gc{g}_s": s.get(("coldstream_gc_pause_seconds", (("generation", str(g)),)),
                                  0.0) for g in range(3)},
             **{f"{k}_mb": v for k, v in memory_mb(worker.process.pid).items()},
-            "cpu_s": cpu_seconds(worker.process.pid),
-            "kernel": kernel_and_faults(worker.process.pid)}
+            "cpu_s": cpu, "kernel": kernel}
 
 
 async def offer_interactions(producer: AIOKafkaProducer, topic: str, world: World,

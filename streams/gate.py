@@ -53,10 +53,6 @@ class Gate:
     def locked(self) -> bool:
         return self._held
 
-    @property
-    def waiting(self) -> int:
-        return sum(1 for *_, fut in self._waiters if not fut.done())
-
     async def acquire(self, priority: Priority = Priority.EVENTS) -> None:
         if not self._held and not self._waiters:
             self._held = True
