@@ -10,7 +10,8 @@ _NAMESPACE_BYTES = NAMESPACE.bytes
 
 
 def uuid5_str(name: str) -> str:
-    """``str(uuid.uuid5(NAMESPACE, name))``, the same string 3x faster (0.86 against 2.7 us):
+    """``str(uuid.uuid5(NAMESPACE, name))``, the same string 3x faster (0.85 against 2.60 us,
+    ``bench/results/stop48/ids_timeit.py``):
     the worker makes thousands of ids a second (every listener a new song reaches, every
     interaction's user), and building ``UUID`` objects was ~2.6 % of its GIL time in the 1M
     soak (``bench/results/stop48``). SHA-1 of namespace + name, version 5, RFC 4122 variant."""
