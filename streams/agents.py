@@ -24,21 +24,14 @@ from faust import streams as faust_streams
 
 from . import attribution, pipeline
 from .audio import Clip
+from .by_partition import Partitioner, group_by_partition, producer_partitioner
 from .context import WorkerContext
 from .dlq import send_to_dlq
 from .errors import DecodeError, EventError
 from .events import CandidateEvent, InteractionEvent, SongEvent, decode, encode, now_ms
-from .forwards import (
-    FORWARDS,
-    Forward,
-    Partitioner,
-    forward_of,
-    group_by_partition,
-    pack_forwards,
-    producer_partitioner,
-    read_forwards,
-)
+from .forwards import FORWARDS, ROWS_PER_RECORD, Forward, forward_of, pack_forwards, read_forwards
 from .gate import Priority
+from .proposals import CANDIDATES_PER_RECORD, PROPOSALS, pack_proposals, read_proposals
 from .state_format import pack_user_state, read_user_state
 from .swap import ModelSwapper, follow_current, follow_experiment, watch_announcements
 from .topics import Tables, Topics
@@ -46,8 +39,11 @@ from .topics import Tables, Topics
 log = logging.getLogger(__name__)
 
 Decoder = Callable[[WorkerContext, Any], Any]
-#: Returns one outcome per event; None for an event it dead-lettered itself.
-BatchHandler = Callable[[list[tuple[Any, Any]]], Awaitable[list[str | None]]]
+#: One event's outcome: a name, the names of the many events a record carries with their
+#: counts, or None for an event the handler dead-lettered itself.
+Outcome = str | Counter[str] | None
+#: Returns one outcome per event.
+BatchHandler = Callable[[list[tuple[Any, Any]]], Awaitable[list[Outcome]]]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -71,7 +67,8 @@ async def guarded_batch(ctx: WorkerContext, topics: Topics, events: list[Any],
 
     ``carried`` says how many events a decoded record stands for (the by-song forwards carry
     many interactions each): outcomes are counted per event carried, so the counts keep
-    meaning interactions. A record dead-lettered whole counts once.
+    meaning interactions. A handler whose records carry events of different outcomes (the
+    packed proposals) returns their counts instead. A record dead-lettered whole counts once.
 
     ``gated=False`` for a handler that touches neither the model nor the store (delivery),
     or that takes the gate itself for only the part that does (songs): it need not wait
@@ -95,7 +92,10 @@ async def guarded_batch(ctx: WorkerContext, topics: Topics, events: list[Any],
         return
     counted: Counter[tuple[str, str]] = Counter()
     for (event, decoded), outcome in zip(valid, outcomes, strict=True):
-        if outcome is not None:
+        if isinstance(outcome, Counter):
+            for name, n in outcome.items():
+                counted[event.message.topic, name] += n
+        elif outcome is not None:
             counted[event.message.topic, outcome] += carried(decoded) if carried else 1
     for (topic, outcome), n in counted.items():  # one counter update per outcome, not event
         ctx.metrics.events.labels(topic=topic, outcome=outcome).inc(n)
@@ -114,6 +114,13 @@ def decode_forwards(ctx: WorkerContext, event: Any) -> list[Forward]:
     """A by-song record's forward rows (either form: streams.forwards), timed as ``decode``."""
     with ctx.metrics.stage("decode"):
         return read_forwards(event.value, event.headers, ctx.settings.max_event_bytes)
+
+
+def decode_proposals(ctx: WorkerContext, event: Any) -> list[CandidateEvent]:
+    """A proposals record's candidates (either form: streams.proposals), timed as
+    ``decode``."""
+    with ctx.metrics.stage("decode"):
+        return read_proposals(event.value, event.headers, ctx.settings.max_event_bytes)
 
 
 def decode_refresh(ctx: WorkerContext, event: Any) -> str:
@@ -168,12 +175,14 @@ class Agents:
     """The worker's handlers, with their dependencies explicit (no closure over them)."""
 
     def __init__(self, ctx: WorkerContext, swapper: ModelSwapper, topics: Topics,
-                 tables: Tables, forward_partitions: Partitioner) -> None:
+                 tables: Tables, forward_partitions: Partitioner,
+                 proposal_partitions: Partitioner) -> None:
         self.ctx = ctx
         self.swapper = swapper
         self.topics = topics
         self.tables = tables
         self.forward_partitions = forward_partitions
+        self.proposal_partitions = proposal_partitions
 
     async def update_users(self, states: dict[str, dict[str, Any]]) -> dict[str, float]:
         """Recompute users in every serving version's space (an A/B version arm keeps all
@@ -248,13 +257,13 @@ class Agents:
         ctx, m, topics = self.ctx, self.ctx.metrics, self.topics
         start = time.perf_counter()
         direct = not ctx.settings.max_candidates_per_user_day  # no per-user budget to apply
-        for cand in candidates:
-            value = encode(cand)
-            if direct:  # deliver now; the delivery agent only records it
+        values = [encode(cand) for cand in candidates]
+        if direct:  # deliver now; the delivery agent only records them
+            for cand, value in zip(candidates, values, strict=True):
                 await topics.candidates.send(key=cand.user_id.encode(), value=value)
                 m.candidates.labels(path=cand.path).inc()
-            # to the user's partition: the daily budget and the delivery record are per user
-            await topics.candidates_proposed.send(key=cand.user_id.encode(), value=value)
+        # to the users' partitions: the daily budget and the delivery record are per user
+        await self.send_proposals(candidates, values)
         m.stage_seconds.labels(stage="emit").observe(time.perf_counter() - start)
         m.candidates_per_song.observe(len(candidates))
         # Listeners recorded before this song was indexed have it in their history without its
@@ -266,6 +275,19 @@ class Agents:
         if produced_ms:
             m.new_song_to_candidates.observe(max(0.0, (now_ms() - produced_ms) / 1000))
         log.info("song %s -> %d candidates", song.song_id, len(candidates))
+
+    async def send_proposals(self, candidates: list[CandidateEvent], values: list[bytes]
+                             ) -> None:
+        """One record per destination partition (the one a send keyed by the user would
+        pick), as :mod:`streams.proposals` packs them. Acknowledged before the song's offset
+        is committed, as every record the worker sends is."""
+        if not candidates:
+            return
+        topic = self.topics.candidates_proposed
+        partitions = await self.proposal_partitions([c.user_id.encode() for c in candidates])
+        for partition, part in group_by_partition(values, partitions, CANDIDATES_PER_RECORD):
+            await topic.send(key=None, value=pack_proposals(part), partition=partition,
+                             headers=PROPOSALS)
 
     async def on_interactions(self, batch: list[tuple[Any, InteractionEvent]]) -> list[str]:
         """A batch of interactions: one vector fetch and one upsert for all touched users.
@@ -321,7 +343,7 @@ class Agents:
         partitions = await self.forward_partitions([r.song_id.encode() for r in rows])
         sent = [await self.topics.interactions_by_song.send(
                     key=None, value=pack_forwards(part), partition=partition, headers=FORWARDS)
-                for partition, part in group_by_partition(rows, partitions)]
+                for partition, part in group_by_partition(rows, partitions, ROWS_PER_RECORD)]
         await asyncio.gather(*sent)
 
     def attribute(self, applied: list[tuple[Any, InteractionEvent]]) -> None:
@@ -348,7 +370,8 @@ class Agents:
             with acting_for(last[user_id]):
                 table[user_id] = state
 
-    async def on_proposals(self, batch: list[tuple[Any, CandidateEvent]]) -> list[str]:
+    async def on_proposals(self, batch: list[tuple[Any, list[CandidateEvent]]]
+                           ) -> list[Outcome]:
         """Deliver proposed candidates within each user's daily budget, best first.
 
         The decisions are recorded (and the records acknowledged by the broker) before any
@@ -361,8 +384,9 @@ class Agents:
         """
         table, s = self.tables.online_state, self.ctx.settings
         by_user: dict[str, list[tuple[Any, CandidateEvent]]] = {}
-        for event, cand in batch:
-            by_user.setdefault(cand.user_id, []).append((event, cand))
+        for event, cands in batch:
+            for cand in cands:
+                by_user.setdefault(cand.user_id, []).append((event, cand))
         decisions: list[attribution.Decision] = []
         for user_id, items in by_user.items():
             state = table.get(user_id) or attribution.new_online_state()
@@ -378,7 +402,7 @@ class Agents:
         for d in decisions:
             await self.emit(d)
         outcome = {d.candidate.candidate_id: d.outcome for d in decisions}
-        return [outcome[c.candidate_id] for _, c in batch]
+        return [Counter(outcome[c.candidate_id] for c in cands) for _, cands in batch]
 
     async def emit(self, d: attribution.Decision) -> None:
         m, cand = self.ctx.metrics, d.candidate
@@ -488,8 +512,9 @@ def register_agents(app: faust.App, ctx: WorkerContext, topics: Topics,
     """The five stream agents, the model-version watcher and its fallback timer (which also
     starts and ends an A/B test's version arms)."""
     swapper = ModelSwapper(ctx, tables.user_state)
-    agents = Agents(ctx, swapper, topics, tables, producer_partitioner(
-        app, topics.interactions_by_song.get_topic_name()))
+    agents = Agents(ctx, swapper, topics, tables,
+                    producer_partitioner(app, topics.interactions_by_song.get_topic_name()),
+                    producer_partitioner(app, topics.candidates_proposed.get_topic_name()))
     interaction = decoder_for(InteractionEvent)
     batch_agent(app, ctx, topics, topics.songs, "songs", decoder_for(SongEvent),
                 agents.on_songs, window_s=ctx.settings.songs_batch_window_s,
@@ -501,7 +526,7 @@ def register_agents(app: faust.App, ctx: WorkerContext, topics: Topics,
     batch_agent(app, ctx, topics, topics.user_refresh, "user_refresh", decode_refresh,
                 agents.on_refresh)
     batch_agent(app, ctx, topics, topics.candidates_proposed, "delivery",
-                decoder_for(CandidateEvent), agents.on_proposals,
+                decode_proposals, agents.on_proposals,
                 window_s=ctx.settings.delivery_window_s, gated=False)
 
     async def watch_model_versions() -> None:

@@ -126,6 +126,12 @@ def decode(raw: bytes | None, model: type[E], *, max_bytes: int = 256_000,
         obj: Any = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise DecodeError(f"invalid JSON: {exc}") from None
+    return from_object(obj, model, now=now)
+
+
+def from_object(obj: Any, model: type[E], *, now: int | None = None) -> E:
+    """A parsed JSON value -> validated event (the part of :func:`decode` after the bytes:
+    records that pack several events parse once and validate each)."""
     if not isinstance(obj, dict):
         raise DecodeError(f"expected a JSON object, got {type(obj).__name__}")
     version = obj.get("schema_version")

@@ -4,9 +4,9 @@ The interactions agent re-keys every interaction by song so that the engagement 
 song's partition, keeps the song's newest listeners. Sent one record per interaction, that hop
 cost a produced and a consumed record each: stop 42's GIL profile put two thirds of the
 worker's GIL time in Faust, aiokafka and asyncio moving records. Here a batch's interactions
-are grouped by the partition a keyed send would have picked (the producer's own partitioner,
-so the song's engagers stay co-partitioned with ``songs.new`` and the table) and each group
-goes as one record.
+are grouped by the partition a keyed send would have picked (``streams.by_partition``: the
+producer's own partitioner, so the song's engagers stay co-partitioned with ``songs.new`` and
+the table) and each group goes as one record.
 
 A forward row is ``[user_id, song_id, action, ts, song_unknown]``: only what the engagement
 step reads, already validated once. Records without the :data:`FORWARDS_KEY` header are the
@@ -16,7 +16,7 @@ upgrade) and are still read.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, NamedTuple, get_args
 
 import orjson
@@ -34,10 +34,6 @@ SONG_UNKNOWN_KEY = "coldstream-song-unknown"
 ROWS_PER_RECORD = 2000
 ACTIONS = frozenset(get_args(Action))
 
-#: Partitions of the by-song topic for a batch's song keys, as a keyed send would pick them.
-Partitioner = Callable[[list[bytes]], Awaitable[list[int]]]
-
-
 class Forward(NamedTuple):
     """One interaction as the engagement step reads it."""
 
@@ -46,17 +42,6 @@ class Forward(NamedTuple):
     action: str
     ts: int
     song_unknown: bool
-
-
-def group_by_partition(rows: list[Forward], partitions: list[int]
-                       ) -> list[tuple[int, list[Forward]]]:
-    """Rows per destination partition, in their batch order, cut at :data:`ROWS_PER_RECORD`."""
-    grouped: dict[int, list[Forward]] = {}
-    for row, partition in zip(rows, partitions, strict=True):
-        grouped.setdefault(partition, []).append(row)
-    return [(partition, part[i:i + ROWS_PER_RECORD])
-            for partition, part in sorted(grouped.items())
-            for i in range(0, len(part), ROWS_PER_RECORD)]
 
 
 def pack_forwards(rows: Iterable[Forward]) -> bytes:
@@ -95,23 +80,3 @@ def read_forwards(value: bytes | None, headers: Any, max_event_bytes: int) -> li
         return unpack_forwards(value)
     event = decode(value, InteractionEvent, max_bytes=max_event_bytes)
     return [forward_of(event, bool(headers) and SONG_UNKNOWN_KEY in headers)]
-
-
-def producer_partitioner(app: Any, topic: str) -> Partitioner:
-    """The partition the app's producer would give each key on ``topic``.
-
-    The first call waits for the topic's metadata (a keyed send waits for it too); after that
-    the producer's own partitioner (murmur2 by default, or ``producer_partitioner``) decides,
-    against the partitions the broker reports, exactly as for a keyed send.
-    """
-    ready = False
-
-    async def partitions(keys: list[bytes]) -> list[int]:
-        nonlocal ready
-        producer = app.producer
-        if not ready:
-            await producer._ensure_producer().partitions_for(topic)
-            ready = True
-        return [producer.key_partition(topic, key).partition for key in keys]
-
-    return partitions

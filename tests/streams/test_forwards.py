@@ -6,6 +6,7 @@ import orjson
 import pytest
 
 from streams import forwards
+from streams.by_partition import group_by_partition
 from streams.errors import DecodeError
 from streams.events import InteractionEvent
 from streams.forwards import (
@@ -13,7 +14,6 @@ from streams.forwards import (
     SONG_UNKNOWN_KEY,
     Forward,
     forward_of,
-    group_by_partition,
     pack_forwards,
     read_forwards,
     unpack_forwards,
@@ -29,18 +29,16 @@ def row(i: int, unknown: bool = False) -> Forward:
 def test_rows_go_one_record_per_partition_in_batch_order() -> None:
     rows = [row(i, i % 2 == 0) for i in range(20)]
     partitions = [i % 3 for i in range(20)]
-    grouped = group_by_partition(rows, partitions)
+    grouped = group_by_partition(rows, partitions, forwards.ROWS_PER_RECORD)
     assert [p for p, _ in grouped] == [0, 1, 2]
     for partition, part in grouped:
         assert part == [r for r, p in zip(rows, partitions, strict=True) if p == partition]
         assert unpack_forwards(pack_forwards(part)) == part  # the round trip keeps every field
 
 
-def test_a_large_partition_share_is_cut_into_records_of_bounded_size(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(forwards, "ROWS_PER_RECORD", 4)
+def test_a_large_partition_share_is_cut_into_records_of_bounded_size() -> None:
     rows = [row(i) for i in range(10)]
-    grouped = group_by_partition(rows, [1] * 10)
+    grouped = group_by_partition(rows, [1] * 10, 4)
     assert [len(part) for _, part in grouped] == [4, 4, 2]
     assert [r for _, part in grouped for r in part] == rows
 

@@ -18,6 +18,7 @@ from streams.events import CandidateEvent, DeadLetter
 from streams.forwards import read_forwards
 from streams.ids import user_point_id
 from streams.pipeline import Collections
+from streams.proposals import read_proposals
 from streams.stores import EdgeStore
 
 from .workers import make_worker
@@ -62,6 +63,14 @@ def wait_for(bootstrap: str, topic: str, predicate, timeout: float = 60.0) -> li
     raise TimeoutError(f"nothing matched on {topic} within {timeout}s")
 
 
+def partitions_of(bootstrap: str, topic: str) -> list[tuple[int, dict, bytes]]:
+    async def run() -> list[tuple[int, dict, bytes]]:
+        return [(r.partition, dict(r.headers), r.value)
+                async for r in consume(bootstrap, topic, idle_timeout=2)]
+
+    return asyncio.run(run())
+
+
 def user_points(data_dir: Path, version: str) -> dict[str, tuple[np.ndarray, float]]:
     store = EdgeStore(data_dir / "qdrant")
     try:
@@ -94,9 +103,26 @@ def test_songs_and_interactions_become_candidates_and_survive_restart(
         send(bs, f"{p}.songs.new", [song("newjazz", "jazz", 0, released=NOW)])
         cands = wait_for(bs, f"{p}.candidates", lambda c: c["song_id"] == "newjazz")
         dead = wait_for(bs, f"{p}.dlq", lambda d: True)
+        worker.wait_metric("coldstream_events_total", len(cands), outcome="delivered",
+                           topic=f"{p}.candidates.proposed")
+        time.sleep(1.0)
+        assert worker.metric("coldstream_events_total", outcome="delivered",
+                             topic=f"{p}.candidates.proposed") == len(cands)
     finally:
         rc = worker.stop()
     assert rc == 0, worker.log()  # SIGTERM drains and exits cleanly
+
+    # the song's candidates were proposed packed, one record per partition, each on the
+    # partition a send keyed by its user picks (where its delivery record is kept), and each
+    # counted once as delivered
+    delivered = {orjson.loads(v)["candidate_id"]: partition
+                 for partition, _h, v in partitions_of(bs, f"{p}.candidates")}
+    proposals = partitions_of(bs, f"{p}.candidates.proposed")
+    proposed = {c.candidate_id: partition for partition, headers, value in proposals
+                for c in read_proposals(value, headers, 256_000)}
+    assert proposed == delivered
+    assert sorted(partition for partition, _h, _v in proposals) == sorted(
+        set(delivered.values()))
 
     events = [CandidateEvent.model_validate(c) for c in cands]
     users = {c.user_id for c in events}
@@ -149,19 +175,15 @@ def test_interactions_before_their_songs_still_build_user_vectors(
         worker.wait_metric("coldstream_events_total", 8, topic=f"{p}.interactions.by_song",
                            outcome="ok")
 
-        async def partitions_of(topic: str) -> list[tuple[int, dict, bytes]]:
-            return [(r.partition, dict(r.headers), r.value)
-                    async for r in consume(bs, topic, idle_timeout=2)]
-
         # the forwards say their song was unknown, and every song's forward went to the
         # partition a keyed send of that song goes to (where its songs.new record lands)
         forwarded = {row.song_id: (partition, row.song_unknown)
-                     for partition, headers, value in asyncio.run(
-                         partitions_of(f"{p}.interactions.by_song"))
+                     for partition, headers, value in partitions_of(
+                         bs, f"{p}.interactions.by_song")
                      for row in read_forwards(value, headers, 256_000)}
         send(bs, f"{p}.songs.new", [song(f"jazz{i}", "jazz", i) for i in range(8)])
         keyed = {orjson.loads(value)["song_id"]: (partition, True)
-                 for partition, _h, value in asyncio.run(partitions_of(f"{p}.songs.new"))}
+                 for partition, _h, value in partitions_of(bs, f"{p}.songs.new")}
         assert forwarded == keyed and len(keyed) == 8
         assert len({partition for partition, _ in keyed.values()}) > 1, "one partition only"
         worker.wait_metric("coldstream_user_updates_total", 2, timeout=60)
