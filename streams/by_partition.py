@@ -12,6 +12,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import orjson
+
+from .errors import DecodeError
+
 Row = TypeVar("Row")
 
 #: Partitions of a topic for a batch of keys, as a keyed send would pick them.
@@ -27,6 +31,20 @@ def group_by_partition(rows: list[Row], partitions: list[int], per_record: int
     return [(partition, part[i:i + per_record])
             for partition, part in sorted(grouped.items())
             for i in range(0, len(part), per_record)]
+
+
+def packed_rows(value: bytes | None, record: str, rows: str) -> list[Any]:
+    """A packed record's JSON array, or a DecodeError naming what is wrong with the record
+    (``record``: its name in the message, ``rows``: what its array holds)."""
+    if value is None:
+        raise DecodeError(f"empty {record} record (tombstone)")
+    try:
+        items = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError(f"{record} record is not JSON: {exc}") from None
+    if not isinstance(items, list):
+        raise DecodeError(f"{record} record is {type(items).__name__}, not a list of {rows}")
+    return items
 
 
 def producer_partitioner(app: Any, topic: str) -> Partitioner:

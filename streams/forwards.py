@@ -21,6 +21,7 @@ from typing import Any, NamedTuple, get_args
 
 import orjson
 
+from .by_partition import packed_rows
 from .errors import DecodeError
 from .events import Action, InteractionEvent, decode
 
@@ -51,14 +52,7 @@ def pack_forwards(rows: Iterable[Forward]) -> bytes:
 
 def unpack_forwards(value: bytes | None) -> list[Forward]:
     """A forwards record's rows, or a DecodeError naming what is wrong with it."""
-    if value is None:
-        raise DecodeError("empty forwards record (tombstone)")
-    try:
-        rows = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        raise DecodeError(f"forwards record is not JSON: {exc}") from None
-    if not isinstance(rows, list):
-        raise DecodeError(f"forwards record is {type(rows).__name__}, not a list of rows")
+    rows = packed_rows(value, "forwards", "rows")
     out = []
     for i, row in enumerate(rows):
         if not (isinstance(row, list) and len(row) == 5 and isinstance(row[0], str)

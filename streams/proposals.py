@@ -16,9 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
-from .errors import DecodeError, EventError
+from .by_partition import packed_rows
+from .errors import EventError
 from .events import CandidateEvent, decode, from_object, now_ms
 
 #: Header of a record that carries an array of candidates (its value is the format number).
@@ -38,15 +37,7 @@ def pack_proposals(values: list[bytes]) -> bytes:
 def unpack_proposals(value: bytes | None) -> list[CandidateEvent]:
     """A packed record's candidates, each validated as the contract says, or an EventError
     naming the candidate that is wrong and why."""
-    if value is None:
-        raise DecodeError("empty proposals record (tombstone)")
-    try:
-        items = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        raise DecodeError(f"proposals record is not JSON: {exc}") from None
-    if not isinstance(items, list):
-        raise DecodeError(f"proposals record is {type(items).__name__}, not a list of "
-                          "candidates")
+    items = packed_rows(value, "proposals", "candidates")
     now, out = now_ms(), []
     for i, item in enumerate(items):
         try:
