@@ -91,7 +91,7 @@ class Worker:
         self.topics = Topics(**{f.name: RecordingTopic() for f in fields(Topics)})
         self.tables = Tables(user_state={}, song_engagers={}, online_state={})
         self.agents = Agents(self.ctx, ModelSwapper(self.ctx, self.tables.user_state),
-                             self.topics, self.tables, one_partition)
+                             self.topics, self.tables, one_partition, one_partition)
 
     def forwarded(self) -> list[tuple[Event, list[Forward]]]:
         """The by-song forwards sent so far, as the engagement agent would read them."""
