@@ -1,9 +1,4 @@
 #!/bin/bash
-out=/work/main/bench/results/stop49/switch100k; mkdir -p $out
-cd /work/main
-for la in si1_a:1 si5_a:0 si5_b:0 si1_b:1; do
-  label=${la%%:*}; v=${la##*:}
-  extra=""; [ "$v" != 0 ] && extra="COLDSTREAM_SWITCH_INTERVAL_MS=$v"
-  PYTHONPATH=/work/main .venv/bin/python bench/results/stop49/ab_soak.py $label $out 100000 120 300 20 $extra > $out/$label.log 2>&1
-done
-echo ALLDONE >> $out/done.txt
+# The 1 ms GIL switch interval A/B (run on a tree with COLDSTREAM_SWITCH_INTERVAL_MS patched in; not kept).
+bash /work/main/bench/results/stop49/ab_setting.sh /work/main/bench/results/stop49/switch100k \
+    COLDSTREAM_SWITCH_INTERVAL_MS=1 si1_a:on si5_a:off si5_b:off si1_b:on
