@@ -198,8 +198,9 @@ class Agents:
         alone and the rest of the batch goes on.
 
         Only the vector work holds the gate: the audio is decoded before, in a thread of its
-        own, and the candidates are sent after, so both overlap the other agents' work. Within
-        a batch the three stages overlap each other too (:meth:`songs_to_candidates`).
+        own, and the candidates are sent after, so both overlap the other agents' work.
+        (Decoding the next songs while these encode measured no faster on this machine, where
+        the worker is held to one core by the GIL: ``docs/benchmarks.md``.)
         """
         ctx = self.ctx
         with ctx.foreground.active():  # a model swap gives way until the candidates are sent
@@ -207,58 +208,19 @@ class Agents:
 
     async def songs_to_candidates(self, batch: list[tuple[Any, SongEvent]]
                                   ) -> list[str | None]:
-        """A batch in chunks, pipelined: while one chunk's vectors are worked under the gate,
-        the next songs' audio is decoded (the audio thread) and the chunk before's candidates
-        are sent (the event loop). A chunk is every song whose audio is ready when the gate
-        work can start, so a backlog still encodes several songs in one call.
-
-        In sequence, a backlogged song cost the sum of the stages (about 80 ms at 1M:
-        audio 38, vectors 33, emit 9) and that sum capped the songs a worker indexes. Each
-        chunk's candidates are sent in order, and all before the batch is acknowledged.
-        """
         ctx = self.ctx
         ctx.metrics.songs_batch_size.observe(len(batch))
+        songs = [song for _, song in batch]
         rate = ctx.serving().model.songs.sample_rate
-        reads = [asyncio.ensure_future(ctx.read_audio(pipeline.read_wave, song, rate,
-                                                      ctx.settings, ctx.metrics))
-                 for _, song in batch]
+        waves = await ctx.read_audio(pipeline.read_waves, songs, rate, ctx.settings,
+                                     ctx.metrics)
+        found, engagers = await self.vectors_and_candidates(songs, waves, rate)
         outcomes: list[str | None] = []
-        sending: asyncio.Future[list[str | None]] | None = None
-        try:
-            start = 0
-            while start < len(batch):
-                await reads[start]
-                end = start + 1
-                while end < len(batch) and reads[end].done():
-                    end += 1
-                chunk = batch[start:end]
-                waves = [read.result() for read in reads[start:end]]
-                found, engagers = await self.vectors_and_candidates(
-                    [song for _, song in chunk], waves, rate)
-                if sending is not None:
-                    outcomes += await sending
-                sending = asyncio.ensure_future(self.emit_songs(chunk, engagers, found))
-                start = end
-            if sending is not None:
-                outcomes += await sending
-                sending = None
-        finally:  # a failure above: the batch is dead-lettered, nothing left running
-            for task in [*reads, *([sending] if sending else [])]:
-                task.cancel()
-            await asyncio.gather(*reads, *([sending] if sending else []),
-                                 return_exceptions=True)
-        return outcomes
-
-    async def emit_songs(self, chunk: list[tuple[Any, SongEvent]],
-                         engagers: list[list[list[Any]]], found: list[Any]
-                         ) -> list[str | None]:
-        """Each song's candidates sent, or the song dead-lettered with why it has none."""
-        outcomes: list[str | None] = []
-        for (event, song), listeners, result in zip(chunk, engagers, found, strict=True):
+        for (event, song), listeners, result in zip(batch, engagers, found, strict=True):
             if isinstance(result, Exception):
                 if not isinstance(result, EventError):
                     log.error("song %s failed: %r", song.song_id, result)
-                await dead_letter_event(self.ctx, self.topics, event, result)
+                await dead_letter_event(ctx, self.topics, event, result)
                 outcomes.append(None)
             else:
                 await self.emit_song(event, song, listeners, result)
