@@ -4,6 +4,7 @@ payloads the columns do not hold whole (real Qdrant Edge underneath)."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import math
 from collections.abc import Iterator
@@ -16,12 +17,14 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from encoders.artifacts import Registry
 from streams.ids import user_point_id
 from streams.pipeline import USER_INDEXES
 from streams.stores import EdgeStore, Point, SegmentedStore
 from streams.stores.columns import holds_exactly
 
 from .engine_spy import spy_engine_retrieve
+from .test_late_listeners import Worker, interaction, new_song
 
 DIM = 8
 #: Values of every type a payload field may hold; each field mostly gets one its column holds.
@@ -135,6 +138,32 @@ def test_the_engine_is_asked_only_for_payloads_the_columns_lack(
     assert calls == [] and [h.id for h in got] == ids[:4]
     assert all(h.vector is not None for h in got)
     store.close()
+
+
+def test_the_listeners_the_worker_writes_are_answered_from_the_columns(
+        model_registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The payload the interactions agent writes (``pipeline.users_update``), not one made up
+    here: a key of it outside ``USER_INDEXES`` sends every U2I hit to the engine (until
+    stop 50, ``model_version`` and ``events`` did)."""
+    store = SegmentedStore(EdgeStore(tmp_path / "q"), tmp_path / "seg", merge_rows=10**9)
+    worker = Worker(model_registry, tmp_path, store)
+    users = [f"u{i}" for i in range(20)]
+
+    async def listen() -> None:
+        assert await worker.agents.on_songs([new_song("jazz0")]) == ["ok"]
+        assert await worker.agents.on_interactions(
+            [interaction(user, "jazz0") for user in users]) == ["ok"] * len(users)
+
+    try:
+        asyncio.run(listen())
+        cols = worker.ctx.serving().cols
+        calls = spy_engine_retrieve(store, monkeypatch)
+        hits = store.search(cols.users, np.ones(store.segments[cols.users].dim), 50)
+        assert sorted(h.payload["user_id"] for h in hits) == sorted(users)
+        assert {h.payload["events"] for h in hits} == {1}
+        assert calls == []
+    finally:
+        worker.close()
 
 
 @pytest.mark.parametrize(("kind", "value", "held"), [

@@ -28,7 +28,7 @@ from streams.forwards import FORWARDS, Forward, pack_forwards, read_forwards
 from streams.metrics import Metrics
 from streams.pipeline import user_point_id
 from streams.settings import load_settings
-from streams.stores import EdgeStore
+from streams.stores import EdgeStore, VectorStore
 from streams.swap import ModelSwapper
 from streams.topics import Tables, Topics
 
@@ -84,9 +84,10 @@ async def one_partition(keys: list[bytes]) -> list[int]:
 class Worker:
     """One worker's handlers with in-memory topics and tables."""
 
-    def __init__(self, registry: Registry, tmp_path: Path) -> None:
+    def __init__(self, registry: Registry, tmp_path: Path,
+                 store: VectorStore | None = None) -> None:
         settings = load_settings(data_dir=tmp_path, model_dir=registry.root)
-        self.ctx = WorkerContext(settings, EdgeStore(tmp_path / "qdrant"), Metrics())
+        self.ctx = WorkerContext(settings, store or EdgeStore(tmp_path / "qdrant"), Metrics())
         self.ctx.load(registry.current() or "")
         self.topics = Topics(**{f.name: RecordingTopic() for f in fields(Topics)})
         self.tables = Tables(user_state={}, song_engagers={}, online_state={})
