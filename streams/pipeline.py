@@ -452,7 +452,8 @@ class SongVectorCache:
                 found[sid] = row
         if missing:
             by_pid = {song_point_id(s): s for s in missing}
-            for rec in store.retrieve(collection, list(by_pid), with_vector=True):
+            for rec in store.retrieve(collection, list(by_pid), with_vector=True,
+                                      with_payload=False):
                 if rec.vector is not None:
                     sid = by_pid[rec.id]
                     found[sid] = self._put(sid, rec.vector)

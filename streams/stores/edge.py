@@ -209,10 +209,11 @@ class EdgeStore:
                               filter=self._filter(where), with_payload=True)
         return [make_hit(p.id, p.payload, p.score) for p in self._call(collection, "query", req)]
 
-    def retrieve(self, collection: str, ids: Sequence[str], with_vector: bool = True) -> list[Hit]:
+    def retrieve(self, collection: str, ids: Sequence[str], with_vector: bool = True,
+                 with_payload: bool = True) -> list[Hit]:
         if not ids:
             return []
-        records = self._call(collection, "retrieve", list(ids), with_payload=True,
+        records = self._call(collection, "retrieve", list(ids), with_payload=with_payload,
                              with_vector=with_vector)
         return [self._hit(r, with_vector) for r in records]
 

@@ -74,11 +74,12 @@ class QdrantClientStore:
                                            query_filter=self._filter(where), with_payload=True)
         return [make_hit(p.id, p.payload, p.score) for p in res.points]
 
-    def retrieve(self, collection: str, ids: Sequence[str], with_vector: bool = True) -> list[Hit]:
+    def retrieve(self, collection: str, ids: Sequence[str], with_vector: bool = True,
+                 with_payload: bool = True) -> list[Hit]:
         if not ids:
             return []
         with self._lock:
-            recs = self.client.retrieve(collection, list(ids), with_payload=True,
+            recs = self.client.retrieve(collection, list(ids), with_payload=with_payload,
                                         with_vectors=with_vector)
         return [make_hit(r.id, r.payload, vector=r.vector if with_vector else None) for r in recs]
 

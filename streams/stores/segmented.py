@@ -164,8 +164,8 @@ class SegmentedStore(StoreWrapper):
                                 self.inner.retrieve(collection, rest, with_vector=False))
         return payloads
 
-    def retrieve(self, collection: str, ids: Sequence[str], with_vector: bool = True
-                 ) -> list[Hit]:
+    def retrieve(self, collection: str, ids: Sequence[str], with_vector: bool = True,
+                 with_payload: bool = True) -> list[Hit]:
         """Payloads from the mirror's columns or the engine (:meth:`_payloads`); vectors,
         where the collection has a mirror, from it.
 
@@ -173,12 +173,19 @@ class SegmentedStore(StoreWrapper):
         are 4 GB of page cache; under a memory limit that leaves them little room, each
         lookup that missed it read the disk (an 8 GB cgroup: 81 interactions/s with vectors
         from the engine, 190/s from the mirror; ``coldstream bench --only scale``). Both reads
-        hold the mirror's lock, so no write lands between a payload and its vector."""
+        hold the mirror's lock, so no write lands between a payload and its vector.
+
+        ``with_payload=False`` (a song's vector for a listener's history): the mirror alone
+        answers, and a song's payload, which the columns never hold whole, is not read from
+        the engine only to be dropped."""
         seg = self.segments.get(collection)
         if seg is None:
-            return self.inner.retrieve(collection, ids, with_vector)
+            return self.inner.retrieve(collection, ids, with_vector, with_payload)
         with seg.lock:
-            payloads = self._payloads(collection, seg, ids)
+            if with_payload:
+                payloads = self._payloads(collection, seg, ids)
+            else:
+                payloads = {pid: {} for pid in ids if pid in seg.slot_of}
             held = [pid for pid in ids if pid in payloads]
             vectors = seg.vectors_of(held) if with_vector else [None] * len(held)
         return [Hit(pid, 1.0, payloads[pid], v) for pid, v in zip(held, vectors, strict=True)]

@@ -35,9 +35,10 @@ class StoreWrapper:
                where: Where | None = None) -> list[Hit]:
         return self.call("search", self.inner.search, collection, vector, limit, where)
 
-    def retrieve(self, collection: str, ids: Sequence[str],
-                 with_vector: bool = True) -> list[Hit]:
-        return self.call("retrieve", self.inner.retrieve, collection, ids, with_vector)
+    def retrieve(self, collection: str, ids: Sequence[str], with_vector: bool = True,
+                 with_payload: bool = True) -> list[Hit]:
+        return self.call("retrieve", self.inner.retrieve, collection, ids, with_vector,
+                         with_payload)
 
     def set_payload(self, collection: str, point_id: str, payload: dict[str, Any]) -> None:
         self.call("set_payload", self.inner.set_payload, collection, point_id, payload)

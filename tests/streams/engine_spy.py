@@ -15,9 +15,10 @@ def spy_engine_retrieve(store: SegmentedStore, monkeypatch: pytest.MonkeyPatch
     calls: list[tuple[list[str], bool]] = []
     inner_retrieve = store.inner.retrieve
 
-    def spy(collection: str, ids: list[str], with_vector: bool = True) -> list[Any]:
+    def spy(collection: str, ids: list[str], with_vector: bool = True,
+            with_payload: bool = True) -> list[Any]:
         calls.append((list(ids), with_vector))
-        return inner_retrieve(collection, ids, with_vector)
+        return inner_retrieve(collection, ids, with_vector, with_payload)
 
     monkeypatch.setattr(store.inner, "retrieve", spy)
     return calls

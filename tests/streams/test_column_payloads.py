@@ -144,18 +144,22 @@ def test_the_listeners_the_worker_writes_are_answered_from_the_columns(
         model_registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The payload the interactions agent writes (``pipeline.users_update``), not one made up
     here: a key of it outside ``USER_INDEXES`` sends every U2I hit to the engine (until
-    stop 50, ``model_version`` and ``events`` did)."""
+    stop 50, ``model_version`` and ``events`` did). Writing them reads nothing from the
+    engine either: the songs of their histories are wanted for their vectors only."""
     store = SegmentedStore(EdgeStore(tmp_path / "q"), tmp_path / "seg", merge_rows=10**9)
     worker = Worker(model_registry, tmp_path, store)
     users = [f"u{i}" for i in range(20)]
+    spied: list[list[tuple[list[str], bool]]] = []
 
     async def listen() -> None:
         assert await worker.agents.on_songs([new_song("jazz0")]) == ["ok"]
+        spied.append(spy_engine_retrieve(store, monkeypatch))
         assert await worker.agents.on_interactions(
             [interaction(user, "jazz0") for user in users]) == ["ok"] * len(users)
 
     try:
         asyncio.run(listen())
+        assert spied[0] == []
         cols = worker.ctx.serving().cols
         calls = spy_engine_retrieve(store, monkeypatch)
         hits = store.search(cols.users, np.ones(store.segments[cols.users].dim), 50)

@@ -214,7 +214,8 @@ def test_song_vector_cache_is_bounded() -> None:
     class Store:
         calls = 0
 
-        def retrieve(self, collection: str, ids: list, with_vector: bool = True) -> list:
+        def retrieve(self, collection: str, ids: list, with_vector: bool = True,
+                     with_payload: bool = True) -> list:
             Store.calls += 1
             return [Hit(i, 1.0, {}, np.ones(2, dtype=np.float32)) for i in ids]
 

@@ -253,6 +253,15 @@ def test_retrieve_takes_vectors_from_the_mirror_and_payloads_from_the_engine(
     s0 = next(h for h in got if h.id == song_point_id("s0"))  # re-sent: the new vector
     want = np.asarray(resent[0].vector, dtype=np.float32)
     np.testing.assert_allclose(s0.vector, want / np.linalg.norm(want), atol=1e-6)
+    # vectors only (a listener's history): the engine is not asked at all, deletes hold
+    store.delete("songs", [song_point_id("s7")])
+    calls.clear()
+    bare = store.retrieve("songs", ids, with_vector=True, with_payload=False)
+    assert calls == []
+    assert [h.id for h in bare] == [pid for pid in engine if pid != song_point_id("s7")]
+    for h in bare:
+        assert h.payload == {}
+        np.testing.assert_allclose(h.vector, next(g.vector for g in got if g.id == h.id))
 
 
 def test_restart_reloads_the_mirror_from_the_engine(tmp_path: Path) -> None:
