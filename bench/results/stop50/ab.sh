@@ -1,9 +1,4 @@
 #!/bin/bash
-# usage: bench/results/stop50/ab.sh OUTDIR N SECS RATE SONGS label:arm ...
-out=$1; n=$2; secs=$3; rate=$4; songs=$5; shift 5
-for la in "$@"; do
-  label=${la%%:*}; arm=${la##*:}
-  dir=/work/main; [ "$arm" = base ] && dir=/tmp/base50
-  (cd $dir && PYTHONPATH=$dir /work/main/.venv/bin/python /work/main/bench/results/stop49/ab_soak.py $label $out $n $secs $rate $songs > $out/$label.log 2>&1)
-done
-echo ALLDONE >> $out/done.txt
+# Stop 50's A/B soaks: stop 49's driver, the baseline (d31a68d) in the worktree /tmp/base50.
+#   bash bench/results/stop50/ab.sh OUTDIR N SECS RATE SONGS label:new|base ...
+BASE=/tmp/base50 exec bash /work/main/bench/results/stop49/ab.sh "$@"
