@@ -354,18 +354,24 @@ async def scrape_every(worker: WorkerProcess, names: dict[str, str], soak: Soak,
 async def soak_run(bs: str, worker: WorkerProcess, names: dict[str, str], world: World,
                    rates: tuple[float, float], seconds: float, wavs: list[str],
                    settle_s: float = 10.0, first: int = 0,
-                   until: Callable[[Soak], bool] | None = None, linger_ms: int = 5) -> Soak:
+                   until: Callable[[Soak], bool] | None = None, linger_ms: int = 5,
+                   songs_linger_ms: int | None = None) -> Soak:
     """Offer both streams for ``seconds``, or less once a scrape finds ``until(soak)`` true,
     then let the worker drain for ``settle_s`` (candidates of the last songs, the lag curve
     going down) while scraping. ``linger_ms``: the offering producer's linger, so how many
-    records each stored batch holds (see :data:`SIZES`)."""
+    records each stored batch holds; ``songs_linger_ms``: the songs' own producer's (None: the
+    songs share the interactions' producer; see :data:`SIZES`)."""
     soak = Soak()
     consumer = AIOKafkaConsumer(names["candidates"], bootstrap_servers=bs, group_id=None,
                                 enable_auto_commit=False, auto_offset_reset="latest",
                                 fetch_max_wait_ms=10)
     producer = AIOKafkaProducer(bootstrap_servers=bs, acks=1, linger_ms=linger_ms)
+    uploads = (producer if songs_linger_ms is None else
+               AIOKafkaProducer(bootstrap_servers=bs, acks=1, linger_ms=songs_linger_ms))
     await consumer.start()
     await producer.start()
+    if uploads is not producer:
+        await uploads.start()
     stop, enough = asyncio.Event(), asyncio.Event()
     noise = subprocess.Popen([sys.executable, "-c", NOISE_PROBE, str(seconds)],
                              stdout=subprocess.PIPE)
@@ -373,12 +379,13 @@ async def soak_run(bs: str, worker: WorkerProcess, names: dict[str, str], world:
     tasks = [asyncio.create_task(first_candidates(consumer, soak, stop)),
              asyncio.create_task(scrape_every(worker, names, soak, t0, stop, until, enough))]
     try:
-        songs = asyncio.create_task(offer_songs(producer, names["songs"], rates[1], seconds,
+        songs = asyncio.create_task(offer_songs(uploads, names["songs"], rates[1], seconds,
                                                 wavs, soak.sent, first, enough))
         soak.produced = await offer_interactions(producer, names["interactions"], world,
                                                  rates[0], seconds, first, enough)
         await songs
         await producer.flush()
+        await uploads.flush()
         soak.window = (0.0, time.perf_counter() - t0)
         soak.scrapes.append(await asyncio.to_thread(scrape, worker, names, t0))
         await asyncio.sleep(settle_s)
@@ -386,6 +393,8 @@ async def soak_run(bs: str, worker: WorkerProcess, names: dict[str, str], world:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
         await producer.stop()
+        if uploads is not producer:
+            await uploads.stop()
         await consumer.stop()
         if enough.is_set():
             noise.terminate()
@@ -594,13 +603,16 @@ def wait_merges(worker: WorkerProcess, names: dict[str, str], at_least: int,
 #: lists every batch a partition holds on each fetch, so at 5 ms (a batch of one or two
 #: records per partition) the broker's CPU grew from 0.2 to 1 core within 100 s at 1M and
 #: took the new songs' p99 to 0.7-1.1 s; at 50 ms it used 0.33 cores (docs/benchmarks.md,
-#: stop 44). The wait counts against the new songs' latency: they share this producer.
+#: stop 44). ``songs_linger_ms``: the new songs' own producer (an upload service sends one
+#: song at a time; until stop 51 the songs shared the interactions' producer and waited for
+#: its linger). None: the songs share the interactions' producer, as before.
 SIZES = {"quick": {"n_songs": 2_000, "n_users": 2_000, "rate": 200.0, "songs_rate": 2.0,
                    "seconds": 10.0, "issue_rate": 1_000.0, "issue_seconds": 4.0,
-                   "merge_rows": 1_000, "producer_linger_ms": 50},
+                   "merge_rows": 1_000, "producer_linger_ms": 50, "songs_linger_ms": 5},
          "full": {"n_songs": 1_000_000, "n_users": 1_000_000, "rate": 800.0,
                   "songs_rate": 10.0, "seconds": 300.0, "issue_rate": 5_000.0,
-                  "issue_seconds": 60.0, "merge_rows": 20_000, "producer_linger_ms": 50}}
+                  "issue_seconds": 60.0, "merge_rows": 20_000, "producer_linger_ms": 50,
+                  "songs_linger_ms": 5}}
 
 
 def run(mode: Mode, models: Path = DEFAULT_MODELS, out: Path = Path("bench/results"),
@@ -674,10 +686,12 @@ def soak_with_worker(rep: Report, bs: str, models: Path, tmp: Path, names: dict[
         os.sync()
         rep.extra["sync_before_soak_s"] = time.perf_counter() - t
         soak = asyncio.run(soak_run(bs, worker, names, world, rates, size["seconds"], wavs,
-                                    linger_ms=size["producer_linger_ms"]))
+                                    linger_ms=size["producer_linger_ms"],
+                                    songs_linger_ms=size["songs_linger_ms"]))
         at_issue = asyncio.run(soak_run(bs, worker, names, world, (size["issue_rate"], rates[1]),
                                         size["issue_seconds"], wavs, settle_s=2.0,
-                                        first=10**7, linger_ms=size["producer_linger_ms"]))
+                                        first=10**7, linger_ms=size["producer_linger_ms"],
+                                        songs_linger_ms=size["songs_linger_ms"]))
         return soak, at_issue
     finally:
         worker.stop(timeout=120)
