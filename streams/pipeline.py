@@ -424,7 +424,8 @@ class SongVectorCache:
     The matrix is allocated at its capacity on first use, zeroed by the kernel page by page
     as rows are first written, so memory is still taken as songs arrive. It used to double
     instead: each doubling copied the whole matrix inside an interactions batch, under the
-    worker's gate (1.2 s at 131,072 songs x 512 in the 1M soak, every run: stop 51).
+    worker's gate. At 131,072 songs x 512 that batch's window took 0.9-1.2 s instead of
+    about 0.3 s, in every 1M soak, and new songs waited behind it (docs/benchmarks.md, stop 51).
     """
 
     def __init__(self, capacity: int = 262_144) -> None:

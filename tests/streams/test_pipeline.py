@@ -230,8 +230,8 @@ def test_song_vector_cache_is_bounded() -> None:
 
 def test_song_vector_cache_fills_to_its_capacity_without_copying() -> None:
     """The matrix is never reallocated below the capacity: a reallocation copies every row
-    held so far inside an interactions batch, under the worker's gate (stop 51: 1.2 s at
-    131,072 songs x 512, in every 1M soak)."""
+    held so far inside an interactions batch, under the worker's gate (stop 51: that batch's
+    window took 0.9-1.2 s at 131,072 songs x 512, in every 1M soak)."""
 
     number = {song_point_id(f"s{n}"): n for n in range(4_500)}
 
